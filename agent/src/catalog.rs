@@ -1,0 +1,417 @@
+//! The managed services as data (spec §3): adding a service is adding an entry here.
+
+/// Where a value in a service's environment or arguments comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Val {
+    Lit(&'static str),
+    /// `127.0.0.1:<port>` of this service.
+    Bind,
+    /// `http://127.0.0.1:<port>` of another catalog service.
+    UrlOf(&'static str),
+    Bucket(&'static str),
+    RoleArn(&'static str),
+    AccountId,
+    Region,
+    Issuer,
+    Sender,
+    Chain,
+    ChainRpc,
+    SessionPubkeyPath,
+    OidcKeypairPath,
+    SessionKeypairPath,
+}
+
+/// One entry of a service's environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Env {
+    Set(&'static str, Val),
+    /// Only on test stacks.
+    TestOnly(&'static str, Val),
+    /// `<NAME>_ADDRESS_<CHAIN>` for each name; names without a value are omitted.
+    ChainAddresses(&'static [&'static str]),
+    /// A one-shot key-encryption key (64 lowercase hex), generated once and kept forever.
+    Kek(&'static str),
+}
+
+/// How the health gate probes a service on loopback (spec §3, §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// `GET /healthz` → 200 with body `ok`.
+    PlainOk,
+    /// `GET /healthz` → 200 with JSON `"ok": true`.
+    JsonOk,
+    /// `GET /healthz` → 200 JSON with `ready`; `ready: false` is degraded, not down.
+    JsonReady,
+}
+
+/// The public vhost of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vhost {
+    /// The broker host (the issuer): everything proxied, long read timeout.
+    Broker,
+    /// The signer host: only `/dev/` and `/healthz` proxied, the rest 404.
+    Signer,
+    /// A worker host `<stem><S>.<zone>`: everything proxied.
+    Worker(&'static str),
+}
+
+/// How a service receives the broker's session public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pubkey {
+    None,
+    /// The broker writes it.
+    Writes,
+    /// As a path argument; the service starts only once the PEM parses.
+    PathArg,
+    /// As the PEM itself in this environment variable (set by hostd's exec wrapper).
+    PemEnv(&'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    Always,
+    OnFailure,
+}
+
+/// Where the service's environment is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvTarget {
+    /// `Environment=` lines in the unit (the broker: other tools read its issuer there).
+    Unit,
+    /// An env file under /etc/agentkeys, referenced by `EnvironmentFile=`.
+    File(&'static str),
+}
+
+/// One managed service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Service {
+    pub unit: &'static str,
+    pub description: &'static str,
+    pub binary: &'static str,
+    pub args: &'static [Val],
+    pub port: u16,
+    pub health: Health,
+    pub env_target: EnvTarget,
+    pub env: &'static [Env],
+    /// Extra env files: (path, optional). Optional ones are referenced as `EnvironmentFile=-…`.
+    pub env_files: &'static [(&'static str, bool)],
+    /// Units this one starts after (and wants).
+    pub after: &'static [&'static str],
+    pub vhost: Option<Vhost>,
+    pub pubkey: Pubkey,
+    pub restart: Restart,
+    /// The binary listens on all interfaces: confine it to loopback with systemd IP filtering.
+    pub loopback_ip_only: bool,
+}
+
+const CHAIN_ENV: [Env; 3] = [
+    Env::Set("AGENTKEYS_CHAIN", Val::Chain),
+    Env::Set("AGENTKEYS_CHAIN_RPC_HTTP", Val::ChainRpc),
+    Env::ChainAddresses(&crate::chains::CORE_CONTRACTS),
+];
+
+const AUDIT_URL: Env = Env::Set("AGENTKEYS_AUDIT_WORKER_URL", Val::UrlOf("agentkeys-worker-audit"));
+const DEV_KEYS: (&str, bool) = (crate::paths::DEV_KEY_SERVICE_ENV, false);
+const SPONSOR: (&str, bool) = (crate::paths::BROKER_SPONSOR_ENV, true);
+
+/// The current set, in start order: backend → broker → signer and workers → bundler.
+pub const SERVICES: &[Service] = &[
+    Service {
+        unit: "agentkeys-backend",
+        description: "AgentKeys backend (mock server)",
+        binary: "agentkeys-mock-server",
+        args: &[Val::Lit("--port"), Val::Lit("8090")],
+        port: 8090,
+        health: Health::PlainOk,
+        env_target: EnvTarget::Unit,
+        env: &[Env::Set("HOME", Val::Lit(crate::paths::SERVICE_HOME))],
+        env_files: &[DEV_KEYS],
+        after: &[],
+        vhost: None,
+        pubkey: Pubkey::None,
+        restart: Restart::OnFailure,
+        loopback_ip_only: true,
+    },
+    Service {
+        unit: "agentkeys-broker",
+        description: "AgentKeys broker",
+        binary: "agentkeys-broker-server",
+        args: &[
+            Val::Lit("--port"),
+            Val::Lit("8091"),
+            Val::Lit("--bind"),
+            Val::Lit("127.0.0.1"),
+            Val::Lit("--export-session-pubkey-to"),
+            Val::SessionPubkeyPath,
+        ],
+        port: 8091,
+        health: Health::PlainOk,
+        env_target: EnvTarget::Unit,
+        env: &[
+            Env::Set("HOME", Val::Lit(crate::paths::SERVICE_HOME)),
+            Env::Set("ACCOUNT_ID", Val::AccountId),
+            Env::Set("REGION", Val::Region),
+            Env::Set("BROKER_AWS_REGION", Val::Region),
+            Env::Set("BROKER_OIDC_ISSUER", Val::Issuer),
+            Env::Set("BROKER_OIDC_KEYPAIR_PATH", Val::OidcKeypairPath),
+            Env::Set("BROKER_SESSION_KEYPAIR_PATH", Val::SessionKeypairPath),
+            Env::Set("BROKER_AUTH_METHODS", Val::Lit("wallet_sig,email_link")),
+            Env::Set("BROKER_EMAIL_SENDER", Val::Lit("ses")),
+            Env::Set("BROKER_EMAIL_FROM_ADDRESS", Val::Sender),
+            Env::Set("BROKER_DATA_ROLE_ARN", Val::RoleArn("data")),
+            Env::Set("MEMORY_ROLE_ARN", Val::RoleArn("memory")),
+            CHAIN_ENV[0],
+            CHAIN_ENV[1],
+            CHAIN_ENV[2],
+            Env::ChainAddresses(&crate::chains::OPTIONAL_CONTRACTS),
+            Env::Set("AGENTKEYS_BUNDLER_URL", Val::UrlOf("agentkeys-bundler")),
+            AUDIT_URL,
+            Env::TestOnly("AGENTKEYS_ACCEPT_ALLOW_ADDR_OVERRIDE", Val::Lit("1")),
+        ],
+        env_files: &[SPONSOR],
+        after: &["agentkeys-backend"],
+        vhost: Some(Vhost::Broker),
+        pubkey: Pubkey::Writes,
+        restart: Restart::Always,
+        loopback_ip_only: false,
+    },
+    Service {
+        unit: "agentkeys-signer",
+        description: "AgentKeys signer",
+        binary: "agentkeys-mock-server",
+        args: &[
+            Val::Lit("--signer-only"),
+            Val::Lit("--port"),
+            Val::Lit("8092"),
+            Val::Lit("--broker-session-pubkey-path"),
+            Val::SessionPubkeyPath,
+        ],
+        port: 8092,
+        health: Health::PlainOk,
+        env_target: EnvTarget::Unit,
+        env: &[Env::Set("HOME", Val::Lit(crate::paths::SERVICE_HOME))],
+        env_files: &[DEV_KEYS],
+        after: &["agentkeys-broker"],
+        vhost: Some(Vhost::Signer),
+        pubkey: Pubkey::PathArg,
+        restart: Restart::OnFailure,
+        loopback_ip_only: false,
+    },
+    Service {
+        unit: "agentkeys-worker-audit",
+        description: "AgentKeys audit worker",
+        binary: "agentkeys-worker-audit",
+        args: &[],
+        port: 9092,
+        health: Health::PlainOk,
+        env_target: EnvTarget::File("/etc/agentkeys/worker-audit.env"),
+        env: &[
+            Env::Set("AGENTKEYS_WORKER_AUDIT_BIND", Val::Bind),
+            Env::Set("AGENTKEYS_WORKER_AUDIT_LEAVES_DIR", Val::Lit(crate::paths::AUDIT_LEAVES)),
+            Env::Set("AGENTKEYS_WORKER_AUDIT_FLUSH_INTERVAL_SECS", Val::Lit("300")),
+        ],
+        env_files: &[],
+        after: &["agentkeys-broker"],
+        vhost: Some(Vhost::Worker("audit")),
+        pubkey: Pubkey::None,
+        restart: Restart::OnFailure,
+        loopback_ip_only: false,
+    },
+    Service {
+        unit: "agentkeys-worker-email",
+        description: "AgentKeys email worker",
+        binary: "agentkeys-worker-email",
+        args: &[Val::Lit("--inbox-bucket"), Val::Bucket("vault")],
+        port: 9093,
+        health: Health::PlainOk,
+        env_target: EnvTarget::File("/etc/agentkeys/worker-email.env"),
+        env: &[
+            Env::Set("AGENTKEYS_WORKER_EMAIL_BIND", Val::Bind),
+            Env::Set("AGENTKEYS_VAULT_BUCKET", Val::Bucket("vault")),
+            Env::Set("AWS_REGION", Val::Region),
+        ],
+        env_files: &[],
+        after: &["agentkeys-broker"],
+        vhost: Some(Vhost::Worker("email")),
+        pubkey: Pubkey::None,
+        restart: Restart::OnFailure,
+        loopback_ip_only: false,
+    },
+    Service {
+        unit: "agentkeys-worker-creds",
+        description: "AgentKeys credentials worker",
+        binary: "agentkeys-worker-creds",
+        args: &[],
+        port: 9094,
+        health: Health::JsonOk,
+        env_target: EnvTarget::File("/etc/agentkeys/worker-creds.env"),
+        env: &[
+            Env::Set("WORKER_BIND", Val::Bind),
+            Env::Set("VAULT_BUCKET", Val::Bucket("vault")),
+            Env::Set("AWS_REGION", Val::Region),
+            CHAIN_ENV[0],
+            CHAIN_ENV[1],
+            CHAIN_ENV[2],
+            AUDIT_URL,
+            Env::Set("AGENTKEYS_WORKER_REQUIRE_AUDIT", Val::Lit("0")),
+            Env::Kek("AGENTKEYS_WORKER_KEK_HEX"),
+        ],
+        env_files: &[],
+        after: &["agentkeys-broker"],
+        vhost: Some(Vhost::Worker("cred")),
+        pubkey: Pubkey::PemEnv("BROKER_CAP_PUBKEY_PEM"),
+        restart: Restart::OnFailure,
+        loopback_ip_only: false,
+    },
+    Service {
+        unit: "agentkeys-worker-memory",
+        description: "AgentKeys memory worker",
+        binary: "agentkeys-worker-memory",
+        args: &[],
+        port: 9095,
+        health: Health::JsonOk,
+        env_target: EnvTarget::File("/etc/agentkeys/worker-memory.env"),
+        env: &[
+            Env::Set("WORKER_BIND", Val::Bind),
+            Env::Set("MEMORY_BUCKET", Val::Bucket("memory")),
+            Env::Set("AWS_REGION", Val::Region),
+            CHAIN_ENV[0],
+            CHAIN_ENV[1],
+            CHAIN_ENV[2],
+            AUDIT_URL,
+            Env::Set("AGENTKEYS_WORKER_REQUIRE_AUDIT", Val::Lit("0")),
+            Env::Set("BROKER_URL", Val::UrlOf("agentkeys-broker")),
+            Env::Kek("AGENTKEYS_MEMORY_KEK_HEX"),
+        ],
+        env_files: &[],
+        after: &["agentkeys-broker"],
+        vhost: Some(Vhost::Worker("memory")),
+        pubkey: Pubkey::PemEnv("BROKER_CAP_PUBKEY_PEM"),
+        restart: Restart::OnFailure,
+        loopback_ip_only: false,
+    },
+    Service {
+        unit: "agentkeys-worker-config",
+        description: "AgentKeys config worker",
+        binary: "agentkeys-worker-config",
+        args: &[],
+        port: 9096,
+        health: Health::JsonOk,
+        env_target: EnvTarget::File("/etc/agentkeys/worker-config.env"),
+        env: &[
+            Env::Set("WORKER_BIND", Val::Bind),
+            Env::Set("CONFIG_BUCKET", Val::Bucket("config")),
+            Env::Set("AWS_REGION", Val::Region),
+            CHAIN_ENV[0],
+            CHAIN_ENV[1],
+            CHAIN_ENV[2],
+            AUDIT_URL,
+            Env::Set("AGENTKEYS_WORKER_REQUIRE_AUDIT", Val::Lit("0")),
+            Env::Kek("AGENTKEYS_CONFIG_KEK_HEX"),
+        ],
+        env_files: &[],
+        after: &["agentkeys-broker"],
+        vhost: Some(Vhost::Worker("config")),
+        pubkey: Pubkey::PemEnv("BROKER_CAP_PUBKEY_PEM"),
+        restart: Restart::OnFailure,
+        loopback_ip_only: false,
+    },
+    Service {
+        unit: "agentkeys-worker-classify",
+        description: "AgentKeys classify worker",
+        binary: "agentkeys-worker-classify",
+        args: &[],
+        port: 9097,
+        health: Health::JsonOk,
+        env_target: EnvTarget::File("/etc/agentkeys/worker-classify.env"),
+        env: &[
+            Env::Set("WORKER_BIND", Val::Bind),
+            Env::Set("AWS_REGION", Val::Region),
+            CHAIN_ENV[0],
+            CHAIN_ENV[1],
+            CHAIN_ENV[2],
+            AUDIT_URL,
+            Env::Set("AGENTKEYS_WORKER_REQUIRE_AUDIT", Val::Lit("0")),
+        ],
+        env_files: &[],
+        after: &["agentkeys-broker"],
+        vhost: Some(Vhost::Worker("classify")),
+        pubkey: Pubkey::PemEnv("BROKER_CAP_PUBKEY_PEM"),
+        restart: Restart::OnFailure,
+        loopback_ip_only: false,
+    },
+    Service {
+        unit: "agentkeys-bundler",
+        description: "AgentKeys bundler",
+        binary: "agentkeys-bundler",
+        args: &[],
+        port: 9098,
+        health: Health::JsonReady,
+        env_target: EnvTarget::Unit,
+        env: &[
+            Env::Set("HOME", Val::Lit(crate::paths::SERVICE_HOME)),
+            Env::Set("AGENTKEYS_BUNDLER_BIND", Val::Bind),
+            CHAIN_ENV[0],
+            CHAIN_ENV[1],
+            Env::ChainAddresses(&["ENTRYPOINT", "PAYMASTER"]),
+        ],
+        env_files: &[SPONSOR],
+        after: &[
+            "agentkeys-worker-audit",
+            "agentkeys-worker-email",
+            "agentkeys-worker-creds",
+            "agentkeys-worker-memory",
+            "agentkeys-worker-config",
+            "agentkeys-worker-classify",
+        ],
+        vhost: None,
+        pubkey: Pubkey::None,
+        restart: Restart::OnFailure,
+        loopback_ip_only: false,
+    },
+];
+
+pub fn service(unit: &str) -> Option<&'static Service> {
+    SERVICES.iter().find(|s| s.unit == unit)
+}
+
+/// Every KEK env key, with the env file that holds it.
+pub fn keks() -> impl Iterator<Item = (&'static str, &'static str)> {
+    SERVICES.iter().flat_map(|s| {
+        s.env.iter().filter_map(move |e| match (e, s.env_target) {
+            (Env::Kek(key), EnvTarget::File(path)) => Some((*key, path)),
+            _ => None,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn catalog_is_consistent() {
+        assert_eq!(SERVICES.len(), 10);
+        let units: BTreeSet<_> = SERVICES.iter().map(|s| s.unit).collect();
+        assert_eq!(units.len(), SERVICES.len(), "unit names are unique");
+        let ports: BTreeSet<_> = SERVICES.iter().map(|s| s.port).collect();
+        assert_eq!(ports.len(), SERVICES.len(), "ports are unique");
+        for (i, s) in SERVICES.iter().enumerate() {
+            for dep in s.after {
+                let pos = SERVICES.iter().position(|o| o.unit == *dep).expect("dependency is in the catalog");
+                assert!(pos < i, "{} starts after {dep}, which must come earlier in the catalog", s.unit);
+            }
+            for e in s.env {
+                if let Env::Set(_, Val::UrlOf(u)) = e {
+                    assert!(service(u).is_some(), "{u}");
+                }
+                if let Env::Kek(_) = e {
+                    assert!(matches!(s.env_target, EnvTarget::File(_)), "{}: a KEK lives in an env file", s.unit);
+                }
+            }
+        }
+        assert_eq!(keks().count(), 3);
+        assert_eq!(SERVICES.iter().filter(|s| s.vhost.is_some()).count(), 8);
+    }
+}

@@ -1,0 +1,117 @@
+//! Command line (clap derive): the doc comments are the help text.
+
+mod exec_pubkey;
+mod identity_cmd;
+mod reconcile_cmd;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::identity::Selectors;
+
+/// agentkeys-hostd: converge an AgentKeys broker host (units, env files, vhosts, secrets).
+#[derive(Debug, Parser)]
+#[command(name = "agentkeys-hostd", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print this host's identity and every name derived from it.
+    Identity(IdentityArgs),
+    /// Converge the host to its desired state (idempotent).
+    Reconcile(ReconcileArgs),
+    /// Run a service with the broker's session public key (used by the rendered units).
+    #[command(hide = true)]
+    ExecWithPubkey(exec_pubkey::ExecArgs),
+}
+
+/// Identity selectors; on a deployed host they may only confirm what is deployed.
+#[derive(Debug, Clone, Args)]
+pub struct SelectorArgs {
+    /// A test stack (slot 1 unless --slot is given). Alias: --test.
+    #[arg(long, visible_alias = "test")]
+    pub ci: bool,
+    /// Test-fleet slot N (with --ci).
+    #[arg(long, value_name = "N")]
+    pub slot: Option<u32>,
+    /// The Base-chain production stack.
+    #[arg(long)]
+    pub base: bool,
+    /// DNS zone, e.g. litentry.org.
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
+    /// The OIDC issuer, https://<broker host>.
+    #[arg(long, value_name = "URL")]
+    pub issuer_url: Option<String>,
+    /// AWS account id (12 digits).
+    #[arg(long, value_name = "ID")]
+    pub account_id: Option<String>,
+    /// Operator env file (KEY=VALUE; parsed, never executed).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// Filesystem root to act on instead of /.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SelectorArgs {
+    pub fn selectors(&self) -> Selectors {
+        Selectors {
+            ci: self.ci,
+            slot: self.slot,
+            base: self.base,
+            zone: self.zone.clone(),
+            issuer_url: self.issuer_url.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct IdentityArgs {
+    #[command(flatten)]
+    pub common: SelectorArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    pub common: SelectorArgs,
+    /// AWS region, e.g. us-east-1.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Do not touch systemd (units are written, nothing is reloaded or restarted).
+    #[arg(long)]
+    pub no_systemd: bool,
+    /// Do not request certificates.
+    #[arg(long)]
+    pub no_acme: bool,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Run a parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Identity(a) => identity_cmd::run(&a),
+        Command::Reconcile(a) => reconcile_cmd::run(&a),
+        Command::ExecWithPubkey(a) => exec_pubkey::run(&a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

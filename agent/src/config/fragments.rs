@@ -1,0 +1,76 @@
+//! One configuration file as written by an operator: every field optional, unknown keys refused.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fragment {
+    pub identity: Option<IdentityFragment>,
+    pub aws: Option<AwsFragment>,
+    pub chain: Option<ChainFragment>,
+    pub buckets: Option<BucketsFragment>,
+    pub broker: Option<BrokerFragment>,
+    pub paths: Option<PathsFragment>,
+    pub nginx: Option<NginxFragment>,
+}
+
+/// Identity declared at first bootstrap (later runs self-identify from the deployed issuer).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityFragment {
+    pub stack: Option<String>,
+    pub slot: Option<u32>,
+    pub zone: Option<String>,
+    pub issuer_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsFragment {
+    pub account_id: Option<String>,
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainFragment {
+    pub name: Option<String>,
+    pub rpc_http: Option<String>,
+    /// Contract name (e.g. `SIDECAR_REGISTRY`) → address on this stack's chain.
+    pub addresses: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketsFragment {
+    pub mail: Option<String>,
+    pub vault: Option<String>,
+    pub memory: Option<String>,
+    pub config: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerFragment {
+    pub email_from_address: Option<String>,
+    pub proxy_read_timeout_secs: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsFragment {
+    /// Where the service binaries are (the old script's `/usr/local/bin` by default).
+    pub bin_dir: Option<String>,
+    /// hostd's own binary, used as the exec wrapper that hands services the session public key.
+    pub hostd_bin: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NginxFragment {
+    pub ipv6: Option<bool>,
+    /// `listen` (nginx < 1.25.1: `listen 443 ssl http2`) or `directive` (`http2 on;`).
+    pub http2: Option<String>,
+}

@@ -1,0 +1,150 @@
+//! hostd configuration: `/etc/agentkeys/hostd.toml` plus `hostd.d/*.toml` drop-ins, merged field by
+//! field (later files win), each value remembering which file set it.
+
+mod fragments;
+
+use std::collections::BTreeMap;
+
+pub use fragments::Fragment;
+
+use crate::error::{InvalidInput, Source};
+
+/// A value with the file and key it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromFile<T> {
+    pub value: T,
+    pub file: String,
+    pub key: String,
+}
+
+impl<T> FromFile<T> {
+    pub fn source(&self) -> Source {
+        Source::Config { file: self.file.clone(), key: self.key.clone() }
+    }
+}
+
+/// The merged configuration, not yet validated against identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    pub stack: Option<FromFile<String>>,
+    pub slot: Option<FromFile<u32>>,
+    pub zone: Option<FromFile<String>>,
+    pub issuer_url: Option<FromFile<String>>,
+    pub account_id: Option<FromFile<String>>,
+    pub region: Option<FromFile<String>>,
+    pub chain: Option<FromFile<String>>,
+    pub rpc_http: Option<FromFile<String>>,
+    pub addresses: BTreeMap<String, FromFile<String>>,
+    pub buckets: BTreeMap<String, FromFile<String>>,
+    pub email_from_address: Option<FromFile<String>>,
+    pub proxy_read_timeout_secs: Option<FromFile<u32>>,
+    pub bin_dir: Option<FromFile<String>>,
+    pub hostd_bin: Option<FromFile<String>>,
+    pub nginx_ipv6: Option<FromFile<bool>>,
+    pub nginx_http2: Option<FromFile<String>>,
+}
+
+/// Parse one file. TOML errors already name the line and key.
+pub fn parse_fragment(file: &str, text: &str) -> Result<Fragment, InvalidInput> {
+    toml::from_str(text).map_err(|e| {
+        let key = e.span().map_or_else(String::new, |s| text.get(s).unwrap_or_default().to_owned());
+        InvalidInput::new(
+            Source::Config { file: file.to_owned(), key: key.lines().next().unwrap_or_default().to_owned() },
+            e.message().to_owned() + &line_hint(text, e.span()),
+        )
+    })
+}
+
+fn line_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    span.map(|s| format!(" (line {})", text[..s.start.min(text.len())].matches('\n').count() + 1))
+        .unwrap_or_default()
+}
+
+/// Merge files in the order given (main file first, then drop-ins sorted by name).
+pub fn merge(files: &[(String, Fragment)]) -> Config {
+    let mut c = Config::default();
+    for (file, frag) in files {
+        let set = |key: &str| (file.clone(), key.to_owned());
+        macro_rules! take {
+            ($dst:expr, $src:expr, $key:expr) => {
+                if let Some(v) = $src.clone() {
+                    let (file, key) = set($key);
+                    $dst = Some(FromFile { value: v, file, key });
+                }
+            };
+        }
+        if let Some(i) = &frag.identity {
+            take!(c.stack, i.stack, "identity.stack");
+            take!(c.slot, i.slot, "identity.slot");
+            take!(c.zone, i.zone, "identity.zone");
+            take!(c.issuer_url, i.issuer_url, "identity.issuer_url");
+        }
+        if let Some(a) = &frag.aws {
+            take!(c.account_id, a.account_id, "aws.account_id");
+            take!(c.region, a.region, "aws.region");
+        }
+        if let Some(ch) = &frag.chain {
+            take!(c.chain, ch.name, "chain.name");
+            take!(c.rpc_http, ch.rpc_http, "chain.rpc_http");
+            for (name, addr) in ch.addresses.iter().flatten() {
+                let key = format!("chain.addresses.{name}");
+                c.addresses.insert(name.clone(), FromFile { value: addr.clone(), file: file.clone(), key });
+            }
+        }
+        if let Some(b) = &frag.buckets {
+            for (class, v) in [("mail", &b.mail), ("vault", &b.vault), ("memory", &b.memory), ("config", &b.config)] {
+                if let Some(v) = v {
+                    let key = format!("buckets.{class}");
+                    c.buckets.insert(class.to_owned(), FromFile { value: v.clone(), file: file.clone(), key });
+                }
+            }
+        }
+        if let Some(b) = &frag.broker {
+            take!(c.email_from_address, b.email_from_address, "broker.email_from_address");
+            take!(c.proxy_read_timeout_secs, b.proxy_read_timeout_secs, "broker.proxy_read_timeout_secs");
+        }
+        if let Some(p) = &frag.paths {
+            take!(c.bin_dir, p.bin_dir, "paths.bin_dir");
+            take!(c.hostd_bin, p.hostd_bin, "paths.hostd_bin");
+        }
+        if let Some(n) = &frag.nginx {
+            take!(c.nginx_ipv6, n.ipv6, "nginx.ipv6");
+            take!(c.nginx_http2, n.http2, "nginx.http2");
+        }
+    }
+    c
+}
+
+/// Parse and merge `(file, text)` pairs in order.
+pub fn load(files: &[(String, String)]) -> Result<Config, InvalidInput> {
+    let frags = files
+        .iter()
+        .map(|(f, t)| parse_fragment(f, t).map(|frag| (f.clone(), frag)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(merge(&frags))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropins_override_field_by_field() {
+        let base = ("hostd.toml".to_owned(), "[aws]\naccount_id = \"429071895007\"\nregion = \"us-east-1\"\n[chain.addresses]\nSCOPE_CONTRACT = \"0x1\"\n".to_owned());
+        let drop = ("hostd.d/10-region.toml".to_owned(), "[aws]\nregion = \"eu-west-1\"\n[chain.addresses]\nSIDECAR_REGISTRY = \"0x2\"\n".to_owned());
+        let c = load(&[base, drop]).expect("loads");
+        assert_eq!(c.account_id.as_ref().map(|v| v.value.as_str()), Some("429071895007"));
+        let region = c.region.expect("region");
+        assert_eq!((region.value.as_str(), region.file.as_str()), ("eu-west-1", "hostd.d/10-region.toml"));
+        assert_eq!(c.addresses.len(), 2);
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_the_key_and_line() {
+        let err = load(&[("hostd.toml".into(), "[aws]\nacount_id = \"1\"\n".into())]).expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(msg.contains("acount_id") && msg.contains("hostd.toml") && msg.contains("line 2"), "{msg}");
+        let err = load(&[("hostd.toml".into(), "[identity]\nslot = \"two\"\n".into())]).expect_err("type");
+        assert!(err.to_string().contains("slot"), "{err}");
+    }
+}

@@ -1,0 +1,93 @@
+//! One converge: observe the host, decide the identity and settings, render, plan, apply.
+//! `--dry-run` is the same path stopped before apply.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::config::{self, Config};
+use crate::envfile::{self, EnvFile};
+use crate::error::{InvalidInput, Source};
+use crate::host::accounts::AccountDb;
+use crate::host::fs::Root;
+use crate::identity::{self, Deployed, Selectors};
+use crate::naming::Identity;
+use crate::plan::{self, Plan};
+use crate::render::{self, DesiredHost, HostFacts};
+use crate::settings::{self, Flags, Settings};
+use crate::{catalog, observe, paths, secrets};
+
+/// Everything a run was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub selectors: Selectors,
+    pub flags: Flags,
+    /// An operator env file, read from the invoking user's filesystem (not the root).
+    pub env_file: Option<PathBuf>,
+    pub options: plan::Options,
+}
+
+/// The inputs read before deciding anything.
+#[derive(Debug)]
+pub struct Inputs {
+    pub config: Config,
+    pub env: Option<EnvFile>,
+    pub deployed: Option<Deployed>,
+}
+
+/// Read configuration, the env file and the deployed identity.
+pub fn read_inputs(root: &Root, req: &Request) -> anyhow::Result<Inputs> {
+    let env = match &req.env_file {
+        Some(path) => {
+            let shown = path.display().to_string();
+            let text = std::fs::read(path).with_context(|| format!("failed to read env file {shown}"))?;
+            let text = String::from_utf8(text)
+                .map_err(|_| InvalidInput::new(Source::Flag("--env-file".into()), format!("{shown} is not UTF-8 text")))?;
+            Some(envfile::parse(&shown, &text)?)
+        }
+        None => None,
+    };
+    let config = config::load(&observe::config_files(root)?)?;
+    let deployed = identity::deployed(&observe::host_records(root)?)?;
+    Ok(Inputs { config, env, deployed })
+}
+
+/// Decide the identity (the cross-wire guard).
+pub fn decide_identity(req: &Request, inputs: &Inputs) -> anyhow::Result<Identity> {
+    identity::resolve(&req.selectors, &inputs.config, inputs.env.as_ref(), inputs.deployed.as_ref())
+}
+
+/// The decided state of one run.
+#[derive(Debug)]
+pub struct Prepared {
+    pub settings: Settings,
+    pub facts: HostFacts,
+    pub desired: DesiredHost,
+    pub plan: Plan,
+    pub adopted: bool,
+}
+
+fn csprng() -> anyhow::Result<[u8; 32]> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("failed to read the OS random number generator: {e}"))?;
+    Ok(b)
+}
+
+/// Everything up to (not including) apply.
+pub fn prepare(root: &Root, accounts: &dyn AccountDb, req: &Request) -> anyhow::Result<Prepared> {
+    let inputs = read_inputs(root, req)?;
+    let identity = decide_identity(req, &inputs)?;
+    let settings = settings::resolve(identity, &req.flags, &inputs.config, inputs.env.as_ref(), inputs.deployed.as_ref())?;
+    let keks: Vec<(&str, &str)> = catalog::keks().collect();
+    let secrets = secrets::resolve(&observe::existing_secrets(root)?, paths::DEV_KEY_SERVICE_ENV, &keks, &mut csprng)?;
+    let facts = HostFacts {
+        secrets,
+        tls: observe::tls_states(root, &settings.identity),
+        layout: observe::nginx_layout(root),
+    };
+    let desired = render::render(&settings, &facts)?;
+    let observed = observe::observe(root, accounts, &desired)?;
+    let plan = plan::plan(&desired, &observed, req.options);
+    let adopted = inputs.deployed.as_ref().is_some_and(|d| d.recorded_account_id.is_none());
+    Ok(Prepared { settings, facts, desired, plan, adopted })
+}

@@ -1,0 +1,4 @@
+//! Effects on the host, each behind a small type bound to a filesystem root.
+
+pub mod accounts;
+pub mod fs;

@@ -1,0 +1,26 @@
+//! agentkeys-hostd: the on-host agent of an AgentKeys broker host.
+//!
+//! Deciding (pure): `config`, `envfile`, `naming`, `identity`, `settings`, `secrets`, `catalog`,
+//! `chains`, `render`, `observed`, `plan`. Doing (effects): `host`, `observe`, `apply`, `engine`, `cli`.
+
+pub mod apply;
+pub mod catalog;
+pub mod chains;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod envfile;
+pub mod error;
+pub mod host;
+pub mod identity;
+pub mod naming;
+pub mod observe;
+pub mod observed;
+pub mod paths;
+pub mod plan;
+pub mod render;
+pub mod report;
+pub mod secrets;
+pub mod settings;
+pub mod unitfile;
+pub mod validate;

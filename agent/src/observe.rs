@@ -1,0 +1,104 @@
+//! Reading the host (never writing): configuration, identity records, existing secrets, TLS
+//! material, nginx layout, and the current state of every path hostd manages.
+
+use anyhow::Context;
+
+use crate::catalog::SERVICES;
+use crate::catalog::Vhost;
+use crate::host::accounts::AccountDb;
+use crate::host::fs::Root;
+use crate::identity::HostRecords;
+use crate::naming::Identity;
+use crate::observed::{Entry, Observed};
+use crate::render::{DesiredHost, Layout, TlsState, tls_state};
+use crate::{catalog, paths, secrets};
+
+/// `hostd.toml` then `hostd.d/*.toml` in name order, as `(display name, text)`.
+pub fn config_files(root: &Root) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    if let Some(text) = root.read_string(paths::HOSTD_CONFIG)? {
+        out.push((paths::HOSTD_CONFIG.to_owned(), text));
+    }
+    for name in root.list(paths::HOSTD_DROPINS)? {
+        if name.ends_with(".toml") && !name.starts_with('.') {
+            let file = format!("{}/{name}", paths::HOSTD_DROPINS);
+            let text = root.read_string(&file)?.with_context(|| format!("{file} vanished while reading"))?;
+            out.push((file, text));
+        }
+    }
+    Ok(out)
+}
+
+pub fn host_records(root: &Root) -> anyhow::Result<HostRecords> {
+    Ok(HostRecords {
+        broker_unit: root.read_string(paths::BROKER_UNIT)?.map(|t| (paths::BROKER_UNIT.to_owned(), t)),
+        record: root.read_string(paths::IDENTITY_RECORD)?.map(|t| (paths::IDENTITY_RECORD.to_owned(), t)),
+        etc_agentkeys_exists: root.is_dir(paths::ETC_AGENTKEYS),
+    })
+}
+
+/// The files that may hold one-shot secrets.
+pub fn existing_secrets(root: &Root) -> anyhow::Result<secrets::Existing> {
+    let mut out = secrets::Existing::default();
+    let files = std::iter::once(paths::DEV_KEY_SERVICE_ENV).chain(catalog::keks().map(|(_, f)| f));
+    for file in files {
+        if let Some(text) = root.read_string(file)? {
+            out.files.insert(file.to_owned(), text);
+        }
+    }
+    Ok(out)
+}
+
+fn has_pair(root: &Root, dir: &str) -> bool {
+    root.path(&format!("{dir}/fullchain.pem")).is_file() && root.path(&format!("{dir}/privkey.pem")).is_file()
+}
+
+/// The TLS state of every public host, from the certificates present.
+pub fn tls_states(root: &Root, identity: &Identity) -> std::collections::BTreeMap<String, TlsState> {
+    SERVICES
+        .iter()
+        .filter_map(|s| s.vhost)
+        .map(|v| match v {
+            Vhost::Broker => identity.broker_host(),
+            Vhost::Signer => identity.signer_host(),
+            Vhost::Worker(stem) => identity.service_host(stem),
+        })
+        .map(|host| {
+            let store = has_pair(root, &format!("{}/{host}/current", paths::TLS_STORE));
+            let le = has_pair(root, &format!("{}/{host}", paths::LETSENCRYPT_LIVE));
+            let state = tls_state(&host, store, le);
+            (host, state)
+        })
+        .collect()
+}
+
+/// Debian/Ubuntu layout unless the host only has `conf.d`.
+pub fn nginx_layout(root: &Root) -> Layout {
+    if !root.is_dir(paths::NGINX_SITES_AVAILABLE) && root.is_dir(paths::NGINX_CONF_D) {
+        Layout::ConfD
+    } else {
+        Layout::SitesEnabled
+    }
+}
+
+/// Observe every path the desired state names, and the accounts.
+pub fn observe(root: &Root, accounts: &dyn AccountDb, desired: &DesiredHost) -> anyhow::Result<Observed> {
+    let mut observed = Observed {
+        accounts: accounts.lookup(&[paths::SERVICE_USER], &[paths::SERVICE_USER])?,
+        ..Observed::default()
+    };
+    let paths = desired
+        .dirs
+        .iter()
+        .map(|d| &d.path)
+        .chain(desired.files.iter().map(|f| &f.path))
+        .chain(desired.links.iter().map(|l| &l.path))
+        .chain(desired.absent.iter().map(|a| &a.path));
+    for p in paths {
+        let entry = root.entry(p)?;
+        if !matches!(entry, Entry::Missing) {
+            observed.entries.insert(p.clone(), entry);
+        }
+    }
+    Ok(observed)
+}

@@ -1,0 +1,30 @@
+//! Every host path hostd reads or writes, relative to the filesystem root (spec §4).
+
+pub const ETC_AGENTKEYS: &str = "/etc/agentkeys";
+pub const HOSTD_CONFIG: &str = "/etc/agentkeys/hostd.toml";
+pub const HOSTD_DROPINS: &str = "/etc/agentkeys/hostd.d";
+pub const DEV_KEY_SERVICE_ENV: &str = "/etc/agentkeys/dev-key-service.env";
+pub const BROKER_SPONSOR_ENV: &str = "/etc/agentkeys/broker-sponsor.env";
+pub const IDENTITY_RECORD: &str = "/var/lib/agentkeys-hostd/identity.json";
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+pub const BROKER_UNIT: &str = "/etc/systemd/system/agentkeys-broker.service";
+
+pub const SERVICE_HOME: &str = "/var/lib/agentkeys";
+pub const DOT_AGENTKEYS: &str = "/var/lib/agentkeys/.agentkeys";
+pub const BROKER_KEY_DIR: &str = "/var/lib/agentkeys/.agentkeys/broker";
+pub const SESSION_PUBKEY: &str = "/var/lib/agentkeys/.agentkeys/broker/session-keypair.pub.pem";
+pub const OIDC_KEYPAIR: &str = "/var/lib/agentkeys/.agentkeys/broker/oidc-keypair.json";
+pub const SESSION_KEYPAIR: &str = "/var/lib/agentkeys/.agentkeys/broker/session-keypair.json";
+pub const AUDIT_LEAVES: &str = "/var/lib/agentkeys/audit-leaves";
+
+pub const STATE_DIR: &str = "/var/lib/agentkeys-hostd";
+pub const ACME_WEBROOT: &str = "/var/lib/agentkeys-hostd/acme-webroot";
+pub const TLS_STORE: &str = "/var/lib/agentkeys-hostd/tls";
+pub const LETSENCRYPT_LIVE: &str = "/etc/letsencrypt/live";
+
+pub const NGINX_SITES_AVAILABLE: &str = "/etc/nginx/sites-available";
+pub const NGINX_SITES_ENABLED: &str = "/etc/nginx/sites-enabled";
+pub const NGINX_CONF_D: &str = "/etc/nginx/conf.d";
+
+pub const SERVICE_USER: &str = "agentkeys";
+pub const LOGIN_USER: &str = "agentkey";

@@ -1,0 +1,345 @@
+//! Desired + observed → an ordered plan of actions, each with its reason. An empty plan means the
+//! host is converged; the executor does exactly what the plan says and nothing else.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::catalog::SERVICES;
+use crate::observed::{Entry, Observed};
+use crate::paths;
+use crate::render::{DesiredHost, FileKind, Trigger};
+
+/// Why a path is touched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    Create,
+    /// Content differs.
+    Update,
+    /// Only mode/owner differ: fixed in place.
+    Fix(Vec<String>),
+    /// Something of another type is in the way (a file where a directory belongs, …).
+    Replace(String),
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::Create => f.write_str("absent"),
+            Change::Update => f.write_str("content differs"),
+            Change::Fix(what) => f.write_str(&what.join(", ")),
+            Change::Replace(what) => write!(f, "{what} in the way"),
+        }
+    }
+}
+
+/// One step of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    CreateGroup { name: String },
+    CreateUser { name: String, home: String, shell: String },
+    Dir { path: String, mode: u32, owner: String, group: String, change: Change },
+    File {
+        path: String,
+        mode: u32,
+        owner: String,
+        group: String,
+        kind: FileKind,
+        change: Change,
+        #[serde(skip)]
+        content: String,
+    },
+    Link { path: String, target: String, change: Change },
+    Remove { path: String, reason: String },
+    DaemonReload { reason: String },
+    Restart { unit: String, reasons: Vec<String> },
+    ReloadNginx { reasons: Vec<String> },
+}
+
+impl Action {
+    /// Effects on systemd or nginx processes (as opposed to files and accounts).
+    pub fn is_service_effect(&self) -> bool {
+        matches!(self, Action::DaemonReload { .. } | Action::Restart { .. } | Action::ReloadNginx { .. })
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::CreateGroup { name } => write!(f, "create group {name}: absent"),
+            Action::CreateUser { name, home, shell } => write!(f, "create system user {name} (home {home}, shell {shell}): absent"),
+            Action::Dir { path, mode, owner, group, change } => {
+                write!(f, "{} directory {path} ({mode:04o} {owner}:{group}): {change}", verb(change))
+            }
+            Action::File { path, mode, owner, group, kind, change, .. } => {
+                write!(f, "{} {} {path} ({mode:04o} {owner}:{group}): {change}", verb(change), kind_name(*kind))
+            }
+            Action::Link { path, target, change } => write!(f, "{} link {path} -> {target}: {change}", verb(change)),
+            Action::Remove { path, reason } => write!(f, "remove {path}: {reason}"),
+            Action::DaemonReload { reason } => write!(f, "daemon-reload: {reason}"),
+            Action::Restart { unit, reasons } => write!(f, "restart {unit}: {}", reasons.join("; ")),
+            Action::ReloadNginx { reasons } => write!(f, "reload nginx: {}", reasons.join("; ")),
+        }
+    }
+}
+
+fn verb(change: &Change) -> &'static str {
+    match change {
+        Change::Create => "create",
+        Change::Update | Change::Replace(_) => "update",
+        Change::Fix(_) => "fix",
+    }
+}
+
+fn kind_name(kind: FileKind) -> &'static str {
+    match kind {
+        FileKind::Unit => "unit",
+        FileKind::EnvFile => "env file",
+        FileKind::Secret => "secret file",
+        FileKind::Vhost => "nginx config",
+        FileKind::State => "state file",
+    }
+}
+
+/// The ordered plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.actions.is_empty() {
+            return writeln!(f, "nothing to do: the host is converged");
+        }
+        for (i, a) in self.actions.iter().enumerate() {
+            writeln!(f, "{:>3}. {a}", i + 1)?;
+        }
+        Ok(())
+    }
+}
+
+/// Options that shape the plan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Leave systemd and nginx processes alone (`--no-systemd`).
+    pub no_systemd: bool,
+}
+
+fn meta_diff(
+    obs: (u32, u32, u32),
+    want_mode: u32,
+    owner: &str,
+    group: &str,
+    observed: &Observed,
+) -> Vec<String> {
+    let (mode, uid, gid) = obs;
+    let mut out = Vec::new();
+    if mode & 0o7777 != want_mode {
+        out.push(format!("mode {:04o} -> {want_mode:04o}", mode & 0o7777));
+    }
+    if observed.accounts.uid(owner) != Some(uid) {
+        out.push(format!("owner uid {uid} -> {owner}"));
+    }
+    if observed.accounts.gid(group) != Some(gid) {
+        out.push(format!("group gid {gid} -> {group}"));
+    }
+    out
+}
+
+const SERVICE_SHELL: &str = "/usr/sbin/nologin";
+
+/// Compute the plan.
+pub fn plan(desired: &DesiredHost, observed: &Observed, opts: Options) -> Plan {
+    let mut actions = Vec::new();
+    if observed.accounts.gid(paths::SERVICE_USER).is_none() {
+        actions.push(Action::CreateGroup { name: paths::SERVICE_USER.into() });
+    }
+    if observed.accounts.uid(paths::SERVICE_USER).is_none() {
+        actions.push(Action::CreateUser {
+            name: paths::SERVICE_USER.into(),
+            home: paths::SERVICE_HOME.into(),
+            shell: SERVICE_SHELL.into(),
+        });
+    }
+    let mut dirs: Vec<_> = desired.dirs.iter().collect();
+    dirs.sort_by_key(|d| d.path.matches('/').count());
+    for d in dirs {
+        let change = match observed.entry(&d.path) {
+            Entry::Missing => Some(Change::Create),
+            Entry::Dir { mode, uid, gid } if d.exact => {
+                let diff = meta_diff((*mode, *uid, *gid), d.mode, d.owner, d.group, observed);
+                (!diff.is_empty()).then_some(Change::Fix(diff))
+            }
+            Entry::Dir { .. } => None,
+            other => Some(Change::Replace(describe(other))),
+        };
+        if let Some(change) = change {
+            actions.push(Action::Dir { path: d.path.clone(), mode: d.mode, owner: d.owner.into(), group: d.group.into(), change });
+        }
+    }
+    let mut triggered: Vec<(Trigger, String)> = Vec::new();
+    for file in &desired.files {
+        let change = match observed.entry(&file.path) {
+            Entry::Missing => Some(Change::Create),
+            Entry::File { content, mode, uid, gid } => {
+                if content != file.content.as_bytes() {
+                    Some(Change::Update)
+                } else {
+                    let diff = meta_diff((*mode, *uid, *gid), file.mode, file.owner, file.group, observed);
+                    (!diff.is_empty()).then_some(Change::Fix(diff))
+                }
+            }
+            other => Some(Change::Replace(describe(other))),
+        };
+        if let Some(change) = change {
+            if !matches!(change, Change::Fix(_)) {
+                let why = format!("{} {}", file.path, if change == Change::Create { "created" } else { "changed" });
+                triggered.extend(file.triggers.iter().map(|t| (t.clone(), why.clone())));
+            }
+            actions.push(Action::File {
+                path: file.path.clone(),
+                mode: file.mode,
+                owner: file.owner.into(),
+                group: file.group.into(),
+                kind: file.kind,
+                change,
+                content: file.content.clone(),
+            });
+        }
+    }
+    for link in &desired.links {
+        let change = match observed.entry(&link.path) {
+            Entry::Missing => Some(Change::Create),
+            Entry::Symlink { target } if *target == link.target => None,
+            Entry::Symlink { .. } => Some(Change::Update),
+            other => Some(Change::Replace(describe(other))),
+        };
+        if let Some(change) = change {
+            triggered.extend(link.triggers.iter().map(|t| (t.clone(), format!("{} linked", link.path))));
+            actions.push(Action::Link { path: link.path.clone(), target: link.target.clone(), change });
+        }
+    }
+    for gone in &desired.absent {
+        if !matches!(observed.entry(&gone.path), Entry::Missing) {
+            triggered.extend(gone.triggers.iter().map(|t| (t.clone(), format!("{} removed", gone.path))));
+            actions.push(Action::Remove { path: gone.path.clone(), reason: gone.reason.clone() });
+        }
+    }
+    if !opts.no_systemd {
+        actions.extend(service_actions(&triggered));
+    }
+    Plan { actions }
+}
+
+fn describe(entry: &Entry) -> String {
+    match entry {
+        Entry::Missing => "nothing".into(),
+        Entry::File { .. } => "a file".into(),
+        Entry::Dir { .. } => "a directory".into(),
+        Entry::Symlink { target } => format!("a symlink to {target}"),
+        Entry::Other => "a special file".into(),
+    }
+}
+
+/// daemon-reload once if any unit file changed, then restarts in catalog (dependency) order, each
+/// with every reason that applies, then an nginx reload.
+fn service_actions(triggered: &[(Trigger, String)]) -> Vec<Action> {
+    let mut out = Vec::new();
+    let unit_changes: Vec<&str> = triggered
+        .iter()
+        .filter_map(|(t, why)| matches!(t, Trigger::UnitFile(_)).then_some(why.as_str()))
+        .collect();
+    if !unit_changes.is_empty() {
+        out.push(Action::DaemonReload { reason: format!("{} unit file(s) changed", unit_changes.len()) });
+    }
+    let mut reasons: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (t, why) in triggered {
+        if let Trigger::UnitFile(u) | Trigger::Restart(u) = t {
+            reasons.entry(u.as_str()).or_default().push(why.clone());
+        }
+    }
+    for svc in SERVICES {
+        if let Some(r) = reasons.remove(svc.unit) {
+            out.push(Action::Restart { unit: format!("{}.service", svc.unit), reasons: r });
+        }
+    }
+    let nginx: Vec<String> = triggered
+        .iter()
+        .filter_map(|(t, why)| (*t == Trigger::ReloadNginx).then(|| why.clone()))
+        .collect();
+    if !nginx.is_empty() {
+        out.push(Action::ReloadNginx { reasons: nginx });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{FileSpec, Trigger};
+
+    fn file(path: &str, content: &str, triggers: Vec<Trigger>) -> FileSpec {
+        FileSpec { path: path.into(), content: content.into(), mode: 0o644, owner: "root", group: "root", kind: FileKind::Unit, triggers }
+    }
+
+    fn converged_accounts() -> Observed {
+        let mut o = Observed::default();
+        o.accounts.users.insert("agentkeys".into(), (999, 999));
+        o.accounts.groups.insert("agentkeys".into(), 999);
+        o
+    }
+
+    #[test]
+    fn only_changed_inputs_restart_in_catalog_order_with_reasons() {
+        let desired = DesiredHost {
+            files: vec![
+                file("/u/bundler", "b", vec![Trigger::UnitFile("agentkeys-bundler".into())]),
+                file("/u/broker", "new", vec![Trigger::UnitFile("agentkeys-broker".into())]),
+                file("/e/email.env", "same", vec![Trigger::Restart("agentkeys-worker-email".into())]),
+                file("/e/creds.env", "x", vec![Trigger::Restart("agentkeys-worker-creds".into())]),
+            ],
+            ..DesiredHost::default()
+        };
+        let mut observed = converged_accounts();
+        for (p, c) in [("/u/bundler", "b"), ("/u/broker", "old"), ("/e/email.env", "same")] {
+            observed.entries.insert(p.into(), Entry::File { content: c.as_bytes().to_vec(), mode: 0o644, uid: 0, gid: 0 });
+        }
+        let plan = plan(&desired, &observed, Options::default());
+        let names: Vec<String> = plan.actions.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            names,
+            [
+                "update unit /u/broker (0644 root:root): content differs",
+                "create unit /e/creds.env (0644 root:root): absent",
+                "daemon-reload: 1 unit file(s) changed",
+                "restart agentkeys-broker.service: /u/broker changed",
+                "restart agentkeys-worker-creds.service: /e/creds.env created",
+            ]
+        );
+        let quiet = super::plan(&desired, &observed, Options { no_systemd: true });
+        assert!(quiet.actions.iter().all(|a| !a.is_service_effect()));
+    }
+
+    #[test]
+    fn mode_and_owner_drift_is_fixed_without_restart() {
+        let desired = DesiredHost {
+            files: vec![FileSpec { mode: 0o600, owner: "agentkeys", group: "agentkeys", ..file("/s", "k", vec![Trigger::Restart("agentkeys-backend".into())]) }],
+            ..DesiredHost::default()
+        };
+        let mut observed = converged_accounts();
+        observed.entries.insert("/s".into(), Entry::File { content: b"k".to_vec(), mode: 0o644, uid: 0, gid: 999 });
+        let plan = plan(&desired, &observed, Options::default());
+        assert_eq!(plan.actions.len(), 1, "{plan}");
+        assert_eq!(plan.actions[0].to_string(), "fix unit /s (0600 agentkeys:agentkeys): mode 0644 -> 0600, owner uid 0 -> agentkeys");
+    }
+}

@@ -1,0 +1,90 @@
+//! The one-line JSON summary (first line of stdout with `--json`) and the human report.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::engine::Prepared;
+use crate::naming::Stack;
+use crate::plan::Action;
+
+#[derive(Debug, Serialize)]
+pub struct IdentitySummary {
+    pub stack: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u32>,
+    pub zone: String,
+    pub issuer: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// `planned` (dry run), `converged` (nothing to do), `changed`, or `failed`.
+    pub result: &'static str,
+    pub identity: IdentitySummary,
+    pub changed: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+    pub parked: usize,
+    /// unit → reasons.
+    pub restarts: BTreeMap<String, Vec<String>>,
+    /// host → TLS state.
+    pub tls: BTreeMap<String, &'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets_generated: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+pub fn identity_summary(p: &Prepared) -> IdentitySummary {
+    let id = &p.settings.identity;
+    let (stack, slot) = match id.stack {
+        Stack::Prod => ("prod", None),
+        Stack::Test { slot } => ("test", Some(slot)),
+        Stack::Base => ("base", None),
+    };
+    IdentitySummary { stack, slot, zone: id.zone.clone(), issuer: id.issuer() }
+}
+
+/// Summarise a prepared run; `applied` is false for a dry run.
+pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
+    let managed = p.desired.dirs.len() + p.desired.files.len() + p.desired.links.len() + p.desired.absent.len();
+    let changed = p.plan.actions.iter().filter(|a| !a.is_service_effect()).count();
+    let restarts = p
+        .plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Restart { unit, reasons } => Some((unit.clone(), reasons.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut secrets_generated = p.facts.secrets.generated.clone();
+    if p.facts.secrets.new_master.is_some() {
+        secrets_generated.insert(0, crate::secrets::MASTER_SECRET_KEY.into());
+    }
+    let mut notes = p.settings.notes.clone();
+    if p.adopted {
+        notes.push("adopted a host set up by the old tooling: its identity was read from the broker unit".into());
+    }
+    Summary {
+        result: match (&error, applied, p.plan.is_empty()) {
+            (Some(_), _, _) => "failed",
+            (None, false, _) => "planned",
+            (None, true, true) => "converged",
+            (None, true, false) => "changed",
+        },
+        identity: identity_summary(p),
+        changed,
+        unchanged: managed.saturating_sub(changed),
+        failed: usize::from(error.is_some()),
+        parked: 0,
+        restarts,
+        tls: p.facts.tls.iter().map(|(h, s)| (h.clone(), s.name())).collect(),
+        secrets_generated,
+        notes,
+        error,
+    }
+}

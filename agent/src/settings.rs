@@ -1,0 +1,276 @@
+//! Everything a host is rendered from, resolved from the sources in precedence order (spec §2):
+//! flag > config > env file > deployed unit > default. Every used value is validated here.
+
+use std::collections::BTreeMap;
+
+use crate::chains;
+use crate::config::Config;
+use crate::envfile::EnvFile;
+use crate::error::{InvalidInput, Source};
+use crate::identity::Deployed;
+use crate::naming::{BUCKET_CLASSES, Identity};
+use crate::validate;
+
+/// Non-identity flags of `reconcile`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub account_id: Option<String>,
+    pub region: Option<String>,
+}
+
+/// How nginx spells HTTP/2 (1.25.1 deprecated `listen … http2` with a warning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Http2Style {
+    Listen,
+    Directive,
+}
+
+/// The resolved, validated settings of one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub identity: Identity,
+    pub account_id: String,
+    pub region: String,
+    pub chain: String,
+    pub rpc_http: String,
+    /// Contract name → address; names without an address are absent.
+    pub addresses: BTreeMap<String, String>,
+    /// Bucket class → name.
+    pub buckets: BTreeMap<String, String>,
+    pub sender: String,
+    pub proxy_read_timeout_secs: u32,
+    pub bin_dir: String,
+    pub hostd_bin: String,
+    pub nginx_ipv6: bool,
+    pub nginx_http2: Http2Style,
+    /// Overrides between sources and degraded states, reported to the operator.
+    pub notes: Vec<String>,
+}
+
+/// A candidate value and where it came from.
+struct Candidate {
+    value: String,
+    source: Source,
+    /// Deployed values are checked only when chosen, so a broken old value can be overridden.
+    lazy: bool,
+}
+
+/// Pick the first candidate, validate the ones that matter, note overrides.
+fn pick(
+    what: &str,
+    candidates: Vec<Candidate>,
+    check: impl Fn(&Source, &str) -> Result<String, InvalidInput>,
+    notes: &mut Vec<String>,
+) -> Result<Option<(String, Source)>, InvalidInput> {
+    for c in candidates.iter().filter(|c| !c.lazy) {
+        check(&c.source, &c.value)?;
+    }
+    let Some(first) = candidates.first() else { return Ok(None) };
+    let value = check(&first.source, &first.value)?;
+    for other in &candidates[1..] {
+        if other.value != first.value {
+            notes.push(format!("{what}: {} ({}) overrides {} ({})", first.value, first.source, other.value, other.source));
+        }
+    }
+    Ok(Some((value, first.source.clone())))
+}
+
+fn flag(name: &str, v: &Option<String>) -> Option<Candidate> {
+    v.clone().map(|value| Candidate { value, source: Source::Flag(name.into()), lazy: false })
+}
+
+fn conf(v: &Option<crate::config::FromFile<String>>) -> Option<Candidate> {
+    v.as_ref().map(|f| Candidate { value: f.value.clone(), source: f.source(), lazy: false })
+}
+
+fn envf(env: Option<&EnvFile>, key: &str) -> Option<Candidate> {
+    env.and_then(|e| e.get(key).map(|entry| Candidate { value: entry.value.clone(), source: e.source(key), lazy: false }))
+}
+
+fn unit(deployed: Option<&Deployed>, key: &str) -> Option<Candidate> {
+    deployed.and_then(|d| {
+        d.unit_env.get(key).map(|v| Candidate {
+            value: v.clone(),
+            source: Source::Host { file: d.record.clone(), detail: format!("Environment={key}") },
+            lazy: true,
+        })
+    })
+}
+
+fn default(what: &str, value: String) -> Option<Candidate> {
+    Some(Candidate { value, source: Source::Default(what.into()), lazy: false })
+}
+
+
+fn abs_path(source: &Source, v: &str) -> Result<String, InvalidInput> {
+    validate::safe_value(source, v)?;
+    if !v.starts_with('/') || v.split('/').any(|p| p == "..") || v.len() > 1 && v.ends_with('/') {
+        return Err(InvalidInput::new(source.clone(), format!("{v:?} must be an absolute path without .. or a trailing /")));
+    }
+    Ok(v.to_owned())
+}
+
+/// The AWS account id: flag > config > env file > deployed unit > hostd's record.
+pub fn resolve_account_id(
+    flags: &Flags,
+    config: &Config,
+    env: Option<&EnvFile>,
+    deployed: Option<&Deployed>,
+    notes: &mut Vec<String>,
+) -> Result<Option<String>, InvalidInput> {
+    let recorded = deployed.and_then(|d| {
+        d.recorded_account_id.clone().map(|value| Candidate {
+            value,
+            source: Source::Host { file: crate::paths::IDENTITY_RECORD.into(), detail: "account_id".into() },
+            lazy: true,
+        })
+    });
+    let cands = [flag("--account-id", &flags.account_id), conf(&config.account_id), envf(env, "ACCOUNT_ID"), unit(deployed, "ACCOUNT_ID"), recorded]
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(pick("account id", cands, validate::account_id, notes)?.map(|(v, _)| v))
+}
+
+/// Resolve every setting. `identity` has already passed the cross-wire guard.
+pub fn resolve(
+    identity: Identity,
+    flags: &Flags,
+    config: &Config,
+    env: Option<&EnvFile>,
+    deployed: Option<&Deployed>,
+) -> Result<Settings, InvalidInput> {
+    let mut notes = Vec::new();
+    let n = &mut notes;
+    let account_id = resolve_account_id(flags, config, env, deployed, n)?.ok_or_else(|| {
+        InvalidInput::new(
+            Source::Flag("--account-id".into()),
+            "no AWS account id: pass --account-id, set aws.account_id in hostd.toml or ACCOUNT_ID in --env-file",
+        )
+    })?;
+    let region = pick(
+        "region",
+        [flag("--region", &flags.region), conf(&config.region), envf(env, "REGION"), unit(deployed, "REGION"), default("region", "us-east-1".into())]
+            .into_iter()
+            .flatten()
+            .collect(),
+        validate::region,
+        n,
+    )?
+    .map(|(v, _)| v)
+    .unwrap_or_default();
+
+    let chain = identity.stack.chain().to_owned();
+    for c in [conf(&config.chain), envf(env, "AGENTKEYS_CHAIN")].into_iter().flatten() {
+        if c.value != chain {
+            return Err(InvalidInput::new(
+                c.source,
+                format!("the {} stack runs on chain {chain}, not {:?}", identity.stack, c.value),
+            ));
+        }
+    }
+    let suffix = chains::env_suffix(&chain);
+    let deployed_same_chain = deployed.filter(|d| d.unit_env.get("AGENTKEYS_CHAIN").is_none_or(|c| *c == chain));
+    let rpc_key = format!("AGENTKEYS_CHAIN_RPC_HTTP_{suffix}");
+    let rpc_default = chains::profile(&chain).and_then(|p| p.default_rpc_http).map(|u| u.to_owned());
+    let rpc_http = pick(
+        "chain RPC",
+        [conf(&config.rpc_http), envf(env, &rpc_key), unit(deployed_same_chain, "AGENTKEYS_CHAIN_RPC_HTTP"), rpc_default.and_then(|u| default("chain RPC", u))]
+            .into_iter()
+            .flatten()
+            .collect(),
+        validate::http_url,
+        n,
+    )?
+    .ok_or_else(|| {
+        InvalidInput::new(
+            Source::Config { file: crate::paths::HOSTD_CONFIG.into(), key: "chain.rpc_http".into() },
+            format!("chain {chain} has no default RPC endpoint; set chain.rpc_http in hostd.toml or {rpc_key} in --env-file"),
+        )
+    })?
+    .0;
+
+    let known: Vec<&str> = chains::CORE_CONTRACTS.iter().chain(chains::OPTIONAL_CONTRACTS.iter()).copied().collect();
+    if let Some((name, f)) = config.addresses.iter().find(|(name, _)| !known.contains(&name.as_str())) {
+        return Err(InvalidInput::new(f.source(), format!("unknown contract {name:?}; known: {}", known.join(", "))));
+    }
+    let mut addresses = BTreeMap::new();
+    for name in &known {
+        let key = chains::address_key(name, &chain);
+        let cands = [conf(&config.addresses.get(*name).cloned()), envf(env, &key), unit(deployed_same_chain, &key)]
+            .into_iter()
+            .flatten()
+            .collect();
+        let check = |s: &Source, v: &str| if v.is_empty() { Ok(String::new()) } else { validate::address(s, v) };
+        match pick(&key, cands, check, n)? {
+            Some((v, _)) if !v.is_empty() => {
+                addresses.insert((*name).to_owned(), v);
+            }
+            _ if chains::CORE_CONTRACTS.contains(name) => {
+                n.push(format!("{key} is not set: the stack runs chain-degraded until it is configured"));
+            }
+            _ => {}
+        }
+    }
+
+    let mut buckets = BTreeMap::new();
+    for class in BUCKET_CLASSES {
+        let env_keys: &[&str] = if class == "mail" { &["MAIL_BUCKET", "BUCKET"] } else { &[] };
+        let upper = format!("{}_BUCKET", class.to_ascii_uppercase());
+        let mut cands: Vec<Candidate> = conf(&config.buckets.get(class).cloned()).into_iter().collect();
+        cands.extend(env_keys.iter().chain(std::iter::once(&upper.as_str())).filter_map(|k| envf(env, k)));
+        cands.extend(default("bucket", identity.bucket(class, &account_id)));
+        let v = pick(&format!("{class} bucket"), cands, validate::bucket, n)?.map(|(v, _)| v).unwrap_or_default();
+        buckets.insert(class.to_owned(), v);
+    }
+
+    let sender = pick(
+        "sender",
+        [conf(&config.email_from_address), envf(env, "BROKER_EMAIL_FROM_ADDRESS"), unit(deployed, "BROKER_EMAIL_FROM_ADDRESS"), default("sender", identity.sender())]
+            .into_iter()
+            .flatten()
+            .collect(),
+        validate::email,
+        n,
+    )?
+    .map(|(v, _)| v)
+    .unwrap_or_default();
+
+    let timeout = config.proxy_read_timeout_secs.as_ref().map_or(Ok(120), |t| {
+        if (1..=3600).contains(&t.value) { Ok(t.value) } else { Err(InvalidInput::new(t.source(), "must be between 1 and 3600 seconds")) }
+    })?;
+    let bin_dir = pick("bin dir", [conf(&config.bin_dir), default("bin_dir", "/usr/local/bin".into())].into_iter().flatten().collect(), abs_path, n)?
+        .map(|(v, _)| v)
+        .unwrap_or_default();
+    let hostd_bin = pick(
+        "hostd binary",
+        [conf(&config.hostd_bin), default("hostd_bin", "/usr/bin/agentkeys-hostd".into())].into_iter().flatten().collect(),
+        abs_path,
+        n,
+    )?
+    .map(|(v, _)| v)
+    .unwrap_or_default();
+    let http2 = match config.nginx_http2.as_ref() {
+        None => Http2Style::Listen,
+        Some(f) if f.value == "listen" => Http2Style::Listen,
+        Some(f) if f.value == "directive" => Http2Style::Directive,
+        Some(f) => return Err(InvalidInput::new(f.source(), format!("{:?} is not listen or directive", f.value))),
+    };
+    Ok(Settings {
+        identity,
+        account_id,
+        region,
+        chain,
+        rpc_http,
+        addresses,
+        buckets,
+        sender,
+        proxy_read_timeout_secs: timeout,
+        bin_dir,
+        hostd_bin,
+        nginx_ipv6: config.nginx_ipv6.as_ref().is_none_or(|f| f.value),
+        nginx_http2: http2,
+        notes,
+    })
+}
