@@ -1,6 +1,7 @@
 //! `agentkeys-hostd identity`: the identity and every derived name (spec §1).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde::Serialize;
 
@@ -79,24 +80,25 @@ pub fn run(args: &IdentityArgs) -> anyhow::Result<i32> {
     let account = settings::resolve_account_id(&req.flags, &inputs.config, inputs.env.as_ref(), inputs.deployed.as_ref(), &mut Vec::new())?;
     let n = names(&identity, inputs.deployed.is_some(), account);
     if c.json {
-        println!("{}", serde_json::to_string(&n)?);
+        super::emit(&(serde_json::to_string(&n)? + "\n"))?;
         return Ok(crate::error::exit::OK);
     }
-    println!("identity: {identity}{}", if n.deployed { " (deployed)" } else { " (declared, not yet deployed)" });
-    println!("issuer:   {}", n.issuer);
-    println!("chain:    {}", n.chain);
+    let mut out = String::new();
+    let state = if n.deployed { "deployed" } else { "declared, not yet deployed" };
+    writeln!(out, "identity: {identity} ({state})\nissuer:   {}\nchain:    {}", n.issuer, n.chain)?;
     for (k, v) in &n.hosts {
-        println!("host {k:<9} {v}");
+        writeln!(out, "host {k:<9} {v}")?;
     }
-    println!("mail domain    {}\nsender         {}\nEIP Name tag   {}", n.mail_domain, n.sender, n.eip_name);
+    writeln!(out, "mail domain    {}\nsender         {}\nEIP Name tag   {}", n.mail_domain, n.sender, n.eip_name)?;
     if n.account_id.is_none() {
-        println!("(pass --account-id to show bucket and role names)");
+        writeln!(out, "(pass --account-id to show bucket and role names)")?;
     }
     for (k, v) in &n.buckets {
-        println!("bucket {k:<7} {v}");
+        writeln!(out, "bucket {k:<7} {v}")?;
     }
     for (k, v) in &n.roles {
-        println!("role {k:<9} {v}");
+        writeln!(out, "role {k:<9} {v}")?;
     }
+    super::emit(&out)?;
     Ok(crate::error::exit::OK)
 }

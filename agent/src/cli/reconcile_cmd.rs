@@ -1,6 +1,8 @@
 //! `agentkeys-hostd reconcile`: converge the host, or print the plan with `--dry-run`.
 
-use super::ReconcileArgs;
+use std::fmt::Write as _;
+
+use super::{ReconcileArgs, emit};
 use crate::engine::{self, Request};
 use crate::error::{InvalidInput, Source, exit};
 use crate::host::{accounts, fs::Root};
@@ -34,29 +36,28 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
     let prepared = engine::prepare(&root, db.as_ref(), &req)?;
     if args.dry_run {
         if c.json {
-            println!("{}", serde_json::to_string(&report::summary(&prepared, false, None))?);
+            emit(&(serde_json::to_string(&report::summary(&prepared, false, None))? + "\n"))?;
         }
-        print!("{}", prepared.plan);
+        emit(&prepared.plan.to_string())?;
         return Ok(exit::OK);
     }
     let result = apply::apply(&root, db.as_ref(), &prepared.plan);
     let error = result.as_ref().err().map(|e| format!("{e:#}"));
     let summary = report::summary(&prepared, true, error.clone());
     if c.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        emit(&(serde_json::to_string(&summary)? + "\n"))?;
     }
     match result {
         Ok(outcome) => {
+            let mut text = String::new();
             for line in &outcome.done {
-                println!("done: {line}");
+                writeln!(text, "done: {line}")?;
             }
             for note in &summary.notes {
-                println!("note: {note}");
+                writeln!(text, "note: {note}")?;
             }
-            println!(
-                "{}: {} changed, {} unchanged",
-                summary.result, summary.changed, summary.unchanged
-            );
+            writeln!(text, "{}: {} changed, {} unchanged", summary.result, summary.changed, summary.unchanged)?;
+            emit(&text)?;
             Ok(exit::OK)
         }
         Err(e) => Err(e.context("reconcile failed; the actions before the failure were applied, re-run to finish")),

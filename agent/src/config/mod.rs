@@ -47,17 +47,19 @@ pub struct Config {
 /// Parse one file. TOML errors already name the line and key.
 pub fn parse_fragment(file: &str, text: &str) -> Result<Fragment, InvalidInput> {
     toml::from_str(text).map_err(|e| {
-        let key = e.span().map_or_else(String::new, |s| text.get(s).unwrap_or_default().to_owned());
-        InvalidInput::new(
-            Source::Config { file: file.to_owned(), key: key.lines().next().unwrap_or_default().to_owned() },
-            e.message().to_owned() + &line_hint(text, e.span()),
-        )
+        let (key, line) = e.span().map_or((String::new(), 0), |s| key_at(text, s.start));
+        let at = if line > 0 { format!(" (line {line})") } else { String::new() };
+        InvalidInput::new(Source::Config { file: file.to_owned(), key }, format!("{}{at}", e.message().trim()))
     })
 }
 
-fn line_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    span.map(|s| format!(" (line {})", text[..s.start.min(text.len())].matches('\n').count() + 1))
-        .unwrap_or_default()
+/// The key written on the line holding byte `pos` (the text before `=`, or the table header).
+fn key_at(text: &str, pos: usize) -> (String, usize) {
+    let pos = pos.min(text.len());
+    let line_no = text[..pos].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or_default();
+    let key = line.split_once('=').map_or(line, |(k, _)| k).trim().trim_matches(['[', ']']);
+    (key.to_owned(), line_no)
 }
 
 /// Merge files in the order given (main file first, then drop-ins sorted by name).

@@ -67,7 +67,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
     let reload = || vec![Trigger::ReloadNginx];
     host.files.push(FileSpec {
         path: PROXY_PARAMS_PATH.into(),
-        content: engine.render(PROXY_PARAMS, &())?,
+        content: engine.render(PROXY_PARAMS, &std::collections::BTreeMap::<String, String>::new())?,
         mode: 0o644,
         owner: ROOT,
         group: ROOT,

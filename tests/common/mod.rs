@@ -1,0 +1,145 @@
+//! Shared helpers of the integration tests: fake roots, running the real binary, snapshots.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_agentkeys-hostd");
+pub const ACCOUNT: &str = "429071895007";
+
+/// A base configuration every fake host gets (the Heima chain has no built-in RPC).
+pub const BASE_CONFIG: &str = r#"
+[chain]
+rpc_http = "https://rpc.heima.example.net"
+[chain.addresses]
+SIDECAR_REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+SCOPE_CONTRACT = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
+K3_EPOCH_COUNTER = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"
+"#;
+
+/// A fresh fake root with `etc/agentkeys/hostd.toml`.
+pub fn fake_root(config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc/agentkeys")).unwrap();
+    std::fs::write(dir.path().join("etc/agentkeys/hostd.toml"), config).unwrap();
+    dir
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.lines().next().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("first stdout line is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+}
+
+pub fn run_in(dir: &Path, args: &[&str]) -> Run {
+    let out: Output = Command::new(BIN).args(args).current_dir(dir).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `agentkeys-hostd reconcile --root ROOT --no-systemd --no-acme ARGS…`
+pub fn reconcile(root: &Path, args: &[&str]) -> Run {
+    let mut all = vec!["reconcile", "--root", root.to_str().unwrap(), "--no-systemd", "--no-acme"];
+    all.extend_from_slice(args);
+    run_in(root, &all)
+}
+
+/// One entry of a snapshot: type, mode, owner, content (or link target), mtime and inode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snap {
+    pub kind: char,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub content: Vec<u8>,
+    pub mtime_ns: i64,
+    pub ino: u64,
+}
+
+/// Every entry under `root`, keyed by its path inside the root.
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Snap> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Snap>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let (kind, content) = if m.file_type().is_symlink() {
+            ('l', std::fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes())
+        } else if m.is_dir() {
+            ('d', Vec::new())
+        } else {
+            ('f', std::fs::read(&p).unwrap())
+        };
+        let rel = p.strip_prefix(root).unwrap().to_path_buf();
+        out.insert(
+            rel,
+            Snap { kind, mode: m.mode() & 0o7777, uid: m.uid(), gid: m.gid(), content, mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(), ino: m.ino() },
+        );
+        if kind == 'd' {
+            walk(root, &p, out);
+        }
+    }
+}
+
+/// Assert two snapshots are identical, naming the first difference.
+pub fn assert_same(before: &BTreeMap<PathBuf, Snap>, after: &BTreeMap<PathBuf, Snap>, what: &str) {
+    for (p, s) in after {
+        match before.get(p) {
+            None => panic!("{what}: {} was created", p.display()),
+            Some(b) if b != s => panic!("{what}: {} changed ({:?} → {:?})", p.display(), (b.kind, b.mode, b.mtime_ns), (s.kind, s.mode, s.mtime_ns)),
+            _ => {}
+        }
+    }
+    for p in before.keys() {
+        assert!(after.contains_key(p), "{what}: {} was removed", p.display());
+    }
+}
+
+/// Install executable stand-ins for every binary the units reference, so unit linting can check them.
+pub fn stub_binaries(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let names = [
+        "usr/local/bin/agentkeys-mock-server",
+        "usr/local/bin/agentkeys-broker-server",
+        "usr/local/bin/agentkeys-worker-audit",
+        "usr/local/bin/agentkeys-worker-email",
+        "usr/local/bin/agentkeys-worker-creds",
+        "usr/local/bin/agentkeys-worker-memory",
+        "usr/local/bin/agentkeys-worker-config",
+        "usr/local/bin/agentkeys-worker-classify",
+        "usr/local/bin/agentkeys-bundler",
+        "usr/bin/agentkeys-hostd",
+    ];
+    for n in names {
+        let p = root.join(n);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// The four stacks as selector arguments, with a zone each (one multi-label).
+pub fn stacks() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
+        ("prod", vec!["--zone", "litentry.org"]),
+        ("test-1", vec!["--ci", "--zone", "litentry.org"]),
+        ("test-7", vec!["--ci", "--slot", "7", "--zone", "agents.example.co.uk"]),
+        ("base", vec!["--base", "--zone", "litentry.org"]),
+    ]
+}
