@@ -41,12 +41,13 @@ pub struct Record {
     pub account_id: String,
 }
 
-/// What the host holds: the broker unit, hostd's record, and whether `/etc/agentkeys` exists.
+/// What the host holds: the broker unit, hostd's record, and whether the deployed one-shot secret
+/// under `/etc/agentkeys` exists (removing `/etc/agentkeys` is how a host is re-purposed).
 #[derive(Debug, Clone, Default)]
 pub struct HostRecords {
     pub broker_unit: Option<(String, String)>,
     pub record: Option<(String, String)>,
-    pub etc_agentkeys_exists: bool,
+    pub deployed_secrets_exist: bool,
 }
 
 /// Read the deployed identity out of the host's records. The broker unit's issuer is the primary
@@ -102,8 +103,8 @@ pub fn deployed(records: &HostRecords) -> Result<Option<Deployed>, anyhow::Error
         (Some((file, identity, env)), None) => {
             Some(Deployed { identity, record: file, unit_env: env, recorded_account_id: None })
         }
-        // The unit is gone but /etc/agentkeys is not: the host is still deployed.
-        (None, Some((file, identity, account))) if records.etc_agentkeys_exists => Some(Deployed {
+        // The unit is gone but the deployed secrets are not: the host is still deployed.
+        (None, Some((file, identity, account))) if records.deployed_secrets_exist => Some(Deployed {
             identity,
             record: file,
             unit_env: BTreeMap::new(),

@@ -33,7 +33,7 @@ pub fn host_records(root: &Root) -> anyhow::Result<HostRecords> {
     Ok(HostRecords {
         broker_unit: root.read_string(paths::BROKER_UNIT)?.map(|t| (paths::BROKER_UNIT.to_owned(), t)),
         record: root.read_string(paths::IDENTITY_RECORD)?.map(|t| (paths::IDENTITY_RECORD.to_owned(), t)),
-        etc_agentkeys_exists: root.is_dir(paths::ETC_AGENTKEYS),
+        deployed_secrets_exist: root.path(paths::DEV_KEY_SERVICE_ENV).exists(),
     })
 }
 

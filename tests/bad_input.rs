@@ -1,0 +1,62 @@
+//! The bad-input corpus (tests/bad-input/*.toml, one case per file): every case exits with its
+//! expected code, names the offending flag, key or file:line, and writes nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+
+use common::{assert_same, snapshot};
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    args: Vec<String>,
+    code: i32,
+    expect: Vec<String>,
+    /// The whole hostd.toml (default: the common base configuration).
+    config: Option<String>,
+    /// Appended to the configuration.
+    config_extra: Option<String>,
+    /// `rpc-only`: start from a configuration with only the RPC set.
+    config_base: Option<String>,
+    /// An operator env file passed with --env-file.
+    env: Option<String>,
+}
+
+#[test]
+fn every_bad_input_is_refused_with_a_precise_message_and_nothing_written() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/bad-input");
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    names.sort();
+    assert!(names.len() >= 60, "the corpus has {} cases", names.len());
+    for path in names {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let case: Case = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut config = case.config.clone().unwrap_or_else(|| match case.config_base.as_deref() {
+            Some("rpc-only") => "[chain]\nrpc_http = \"https://rpc.example.org\"\n".into(),
+            _ => common::BASE_CONFIG.into(),
+        });
+        config.push_str(case.config_extra.as_deref().unwrap_or_default());
+        let root = common::fake_root(&config);
+        let r = root.path();
+        let mut args: Vec<String> = case.args.clone();
+        if let Some(env) = &case.env {
+            let file = r.join("operator.env");
+            std::fs::write(&file, env).unwrap();
+            args.extend(["--env-file".into(), file.to_string_lossy().into_owned()]);
+        }
+        let before = snapshot(r);
+        for mode in [&["--dry-run"][..], &[][..]] {
+            let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+            all.extend_from_slice(mode);
+            let run = common::reconcile(r, &all);
+            assert_eq!(run.code, case.code, "{name} {mode:?}: {}{}", run.stdout, run.stderr);
+            for fragment in &case.expect {
+                assert!(run.stderr.contains(fragment.as_str()), "{name}: stderr lacks {fragment:?}: {}", run.stderr);
+            }
+            assert!(run.stdout.is_empty(), "{name}: {}", run.stdout);
+            assert_same(&before, &snapshot(r), &name);
+        }
+    }
+}
