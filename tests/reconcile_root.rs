@@ -9,7 +9,15 @@ use std::path::Path;
 
 use common::{ACCOUNT, BASE_CONFIG, assert_same, reconcile, snapshot};
 
-const SLOT3: [&str; 7] = ["--ci", "--slot", "3", "--zone", "litentry.org", "--account-id", ACCOUNT];
+const SLOT3: [&str; 7] = [
+    "--ci",
+    "--slot",
+    "3",
+    "--zone",
+    "litentry.org",
+    "--account-id",
+    ACCOUNT,
+];
 
 fn meta(root: &Path, p: &str) -> (u32, u32, u32) {
     let m = std::fs::symlink_metadata(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
@@ -26,8 +34,25 @@ fn fresh_root_gets_the_spec_modes_and_owners_and_a_rerun_writes_nothing() {
     assert_eq!(first.code, 0, "{}", first.stderr);
     assert_eq!(first.json()["result"], "changed");
     let passwd = std::fs::read_to_string(r.join("etc/passwd")).unwrap();
-    let uid: u32 = passwd.lines().find(|l| l.starts_with("agentkeys:")).unwrap().split(':').nth(2).unwrap().parse().unwrap();
-    let gid: u32 = std::fs::read_to_string(r.join("etc/group")).unwrap().lines().find(|l| l.starts_with("agentkeys:")).unwrap().split(':').nth(2).unwrap().parse().unwrap();
+    let uid: u32 = passwd
+        .lines()
+        .find(|l| l.starts_with("agentkeys:"))
+        .unwrap()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let gid: u32 = std::fs::read_to_string(r.join("etc/group"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("agentkeys:"))
+        .unwrap()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
     for (path, want) in [
         ("etc/agentkeys", (0o750, 0, gid)),
         ("var/lib/agentkeys", (0o700, uid, gid)),
@@ -43,8 +68,16 @@ fn fresh_root_gets_the_spec_modes_and_owners_and_a_rerun_writes_nothing() {
         assert_eq!(meta(r, path), want, "{path}");
     }
     let secret = std::fs::read_to_string(r.join("etc/agentkeys/dev-key-service.env")).unwrap();
-    let value = secret.lines().find_map(|l| l.strip_prefix("DEV_KEY_SERVICE_MASTER_SECRET=")).unwrap();
-    assert!(value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    let value = secret
+        .lines()
+        .find_map(|l| l.strip_prefix("DEV_KEY_SERVICE_MASTER_SECRET="))
+        .unwrap();
+    assert!(
+        value.len() == 64
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
     let before = snapshot(r);
     for extra in [vec![], vec!["--ci"], vec!["--ci", "--slot", "3"]] {
         let mut a = extra.clone();
@@ -52,12 +85,25 @@ fn fresh_root_gets_the_spec_modes_and_owners_and_a_rerun_writes_nothing() {
         let again = reconcile(r, &a);
         assert_eq!(again.code, 0, "{}", again.stderr);
         let s = again.json();
-        assert_eq!((s["result"].as_str(), s["changed"].as_u64()), (Some("converged"), Some(0)), "{extra:?}: {}", again.stdout);
+        assert_eq!(
+            (s["result"].as_str(), s["changed"].as_u64()),
+            (Some("converged"), Some(0)),
+            "{extra:?}: {}",
+            again.stdout
+        );
         assert!(again.stdout.contains("converged: 0 changed"));
         assert_same(&before, &snapshot(r), "re-run on a converged root");
     }
-    let plan = common::run_in(r, &["reconcile", "--root", r.to_str().unwrap(), "--dry-run"]);
-    assert_eq!(plan.stdout.trim(), "nothing to do: the host is converged", "{}", plan.stderr);
+    let plan = common::run_in(
+        r,
+        &["reconcile", "--root", r.to_str().unwrap(), "--dry-run"],
+    );
+    assert_eq!(
+        plan.stdout.trim(),
+        "nothing to do: the host is converged",
+        "{}",
+        plan.stderr
+    );
 }
 
 #[test]
@@ -72,26 +118,55 @@ fn deleting_one_file_restores_exactly_that_file() {
     ] {
         let before = snapshot(r);
         std::fs::remove_file(r.join(victim)).unwrap();
-        let plan = common::run_in(r, &["reconcile", "--root", r.to_str().unwrap(), "--dry-run", "--no-systemd"]);
+        let plan = common::run_in(
+            r,
+            &[
+                "reconcile",
+                "--root",
+                r.to_str().unwrap(),
+                "--dry-run",
+                "--no-systemd",
+            ],
+        );
         let lines: Vec<&str> = plan.stdout.lines().collect();
         assert_eq!(lines.len(), 1, "{victim}: {}", plan.stdout);
-        assert!(lines[0].contains(&format!("/{victim}")) && lines[0].starts_with("  1. create"), "{}", lines[0]);
+        assert!(
+            lines[0].contains(&format!("/{victim}")) && lines[0].starts_with("  1. create"),
+            "{}",
+            lines[0]
+        );
         let run = reconcile(r, &["--json"]);
         let s = run.json();
         assert_eq!(s["changed"], 1, "{}", run.stdout);
-        let done: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("done: ")).collect();
+        let done: Vec<&str> = run
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("done: "))
+            .collect();
         assert_eq!(done.len(), 1, "{}", run.stdout);
         assert!(done[0].contains(&format!("/{victim}")), "{}", done[0]);
         let after = snapshot(r);
         for (p, snap) in &after {
             let old = &before[p];
             if p == Path::new(victim) {
-                assert_eq!((old.content.clone(), old.mode), (snap.content.clone(), snap.mode), "{victim} restored identically");
+                assert_eq!(
+                    (old.content.clone(), old.mode),
+                    (snap.content.clone(), snap.mode),
+                    "{victim} restored identically"
+                );
             } else if Some(p.as_path()) == Path::new(victim).parent() {
                 // Creating an entry updates its directory's mtime; nothing else may change.
-                assert_eq!((old.mode, old.uid, old.gid, old.ino), (snap.mode, snap.uid, snap.gid, snap.ino));
+                assert_eq!(
+                    (old.mode, old.uid, old.gid, old.ino),
+                    (snap.mode, snap.uid, snap.gid, snap.ino)
+                );
             } else {
-                assert_eq!(old, snap, "{} must not be touched while restoring {victim}", p.display());
+                assert_eq!(
+                    old,
+                    snap,
+                    "{} must not be touched while restoring {victim}",
+                    p.display()
+                );
             }
         }
     }
@@ -103,14 +178,36 @@ fn drift_in_mode_or_content_is_corrected_and_reported() {
     let r = root.path();
     assert_eq!(reconcile(r, &SLOT3).code, 0);
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(r.join("etc/agentkeys/worker-creds.env"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        r.join("etc/agentkeys/worker-creds.env"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     let unit = r.join("etc/systemd/system/agentkeys-worker-audit.service");
-    std::fs::write(&unit, std::fs::read_to_string(&unit).unwrap().replace("Restart=on-failure", "Restart=no")).unwrap();
-    let plan = common::run_in(r, &["reconcile", "--root", r.to_str().unwrap(), "--dry-run"]);
+    std::fs::write(
+        &unit,
+        std::fs::read_to_string(&unit)
+            .unwrap()
+            .replace("Restart=on-failure", "Restart=no"),
+    )
+    .unwrap();
+    let plan = common::run_in(
+        r,
+        &["reconcile", "--root", r.to_str().unwrap(), "--dry-run"],
+    );
     assert!(plan.stdout.contains("fix secret file /etc/agentkeys/worker-creds.env (0600 agentkeys:agentkeys): mode 0644 -> 0600"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("update unit /etc/systemd/system/agentkeys-worker-audit.service"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("update unit /etc/systemd/system/agentkeys-worker-audit.service"),
+        "{}",
+        plan.stdout
+    );
     assert!(plan.stdout.contains("restart agentkeys-worker-audit.service: /etc/systemd/system/agentkeys-worker-audit.service changed"), "{}", plan.stdout);
-    assert!(!plan.stdout.contains("restart agentkeys-worker-creds"), "a mode fix restarts nothing: {}", plan.stdout);
+    assert!(
+        !plan.stdout.contains("restart agentkeys-worker-creds"),
+        "a mode fix restarts nothing: {}",
+        plan.stdout
+    );
     assert_eq!(reconcile(r, &[]).code, 0);
     assert_eq!(meta(r, "etc/agentkeys/worker-creds.env").0, 0o600);
     assert_eq!(reconcile(r, &["--json"]).json()["changed"], 0);
@@ -120,17 +217,42 @@ fn drift_in_mode_or_content_is_corrected_and_reported() {
 fn existing_secrets_are_kept_and_malformed_ones_stop_the_run_before_any_write() {
     let root = common::fake_root(BASE_CONFIG);
     let r = root.path();
-    let master = format!("# written by setup-broker-host.sh\nDEV_KEY_SERVICE_MASTER_SECRET={}\n", "0a".repeat(32));
+    let master = format!(
+        "# written by setup-broker-host.sh\nDEV_KEY_SERVICE_MASTER_SECRET={}\n",
+        "0a".repeat(32)
+    );
     std::fs::write(r.join("etc/agentkeys/dev-key-service.env"), &master).unwrap();
-    std::fs::write(r.join("etc/agentkeys/worker-memory.env"), format!("WORKER_BIND=x\nAGENTKEYS_MEMORY_KEK_HEX={}\n", "5c".repeat(32))).unwrap();
+    std::fs::write(
+        r.join("etc/agentkeys/worker-memory.env"),
+        format!(
+            "WORKER_BIND=x\nAGENTKEYS_MEMORY_KEK_HEX={}\n",
+            "5c".repeat(32)
+        ),
+    )
+    .unwrap();
     let run = reconcile(r, &[&SLOT3[..], &["--json"]].concat());
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.json()["secrets_generated"], serde_json::json!(["AGENTKEYS_WORKER_KEK_HEX", "AGENTKEYS_CONFIG_KEK_HEX"]));
-    assert_eq!(std::fs::read_to_string(r.join("etc/agentkeys/dev-key-service.env")).unwrap(), master, "byte-for-byte");
-    assert!(std::fs::read_to_string(r.join("etc/agentkeys/worker-memory.env")).unwrap().contains(&format!("AGENTKEYS_MEMORY_KEK_HEX={}\n", "5c".repeat(32))));
+    assert_eq!(
+        run.json()["secrets_generated"],
+        serde_json::json!(["AGENTKEYS_WORKER_KEK_HEX", "AGENTKEYS_CONFIG_KEK_HEX"])
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/agentkeys/dev-key-service.env")).unwrap(),
+        master,
+        "byte-for-byte"
+    );
+    assert!(
+        std::fs::read_to_string(r.join("etc/agentkeys/worker-memory.env"))
+            .unwrap()
+            .contains(&format!("AGENTKEYS_MEMORY_KEK_HEX={}\n", "5c".repeat(32)))
+    );
     let creds = std::fs::read_to_string(r.join("etc/agentkeys/worker-creds.env")).unwrap();
     assert_eq!(reconcile(r, &[]).code, 0);
-    assert_eq!(std::fs::read_to_string(r.join("etc/agentkeys/worker-creds.env")).unwrap(), creds, "generated once, then kept");
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/agentkeys/worker-creds.env")).unwrap(),
+        creds,
+        "generated once, then kept"
+    );
 
     let bad = format!("AGENTKEYS_CONFIG_KEK_HEX={}\n", "XY".repeat(32));
     std::fs::write(r.join("etc/agentkeys/worker-config.env"), &bad).unwrap();
@@ -138,9 +260,21 @@ fn existing_secrets_are_kept_and_malformed_ones_stop_the_run_before_any_write() 
     let before = snapshot(r);
     let run = reconcile(r, &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("/etc/agentkeys/worker-config.env") && run.stderr.contains("AGENTKEYS_CONFIG_KEK_HEX"), "{}", run.stderr);
-    assert!(!run.stderr.contains(&"XY".repeat(32)), "the bad value is not echoed");
-    assert_same(&before, &snapshot(r), "a malformed secret stops the run before anything is written");
+    assert!(
+        run.stderr.contains("/etc/agentkeys/worker-config.env")
+            && run.stderr.contains("AGENTKEYS_CONFIG_KEK_HEX"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains(&"XY".repeat(32)),
+        "the bad value is not echoed"
+    );
+    assert_same(
+        &before,
+        &snapshot(r),
+        "a malformed secret stops the run before anything is written",
+    );
 }
 
 #[test]
@@ -148,13 +282,23 @@ fn dry_run_writes_nothing_and_prints_the_plan() {
     let root = common::fake_root(BASE_CONFIG);
     let r = root.path();
     let before = snapshot(r);
-    let mut args = vec!["reconcile", "--root", r.to_str().unwrap(), "--dry-run", "--json"];
+    let mut args = vec![
+        "reconcile",
+        "--root",
+        r.to_str().unwrap(),
+        "--dry-run",
+        "--json",
+    ];
     args.extend(SLOT3);
     let run = common::run_in(r, &args);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json()["result"], "planned");
     assert!(run.stdout.contains("create system user agentkeys"));
-    assert!(run.stdout.contains("daemon-reload: 10 unit file(s) changed"), "without --no-systemd the plan shows the systemd steps");
+    assert!(
+        run.stdout
+            .contains("daemon-reload: 10 unit file(s) changed"),
+        "without --no-systemd the plan shows the systemd steps"
+    );
     assert!(run.stdout.contains("restart agentkeys-broker.service"));
     assert_same(&before, &snapshot(r), "dry run");
 }
@@ -178,11 +322,19 @@ fn env_file_command_substitution_never_runs() {
     let r = root.path();
     let canary = r.join("canary");
     let env = r.join("operator.env");
-    for line in [format!("ZONE=$(touch {})", canary.display()), format!("ZONE=\"`touch {}`\"", canary.display()), format!("ZONE=x; touch {}", canary.display())] {
+    for line in [
+        format!("ZONE=$(touch {})", canary.display()),
+        format!("ZONE=\"`touch {}`\"", canary.display()),
+        format!("ZONE=x; touch {}", canary.display()),
+    ] {
         std::fs::write(&env, format!("ACCOUNT_ID={ACCOUNT}\n{line}\n")).unwrap();
         let run = reconcile(r, &["--env-file", env.to_str().unwrap()]);
         assert_eq!(run.code, 2, "{line}: {}", run.stderr);
-        assert!(run.stderr.contains(&format!("{}:2: ZONE", env.display())), "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("{}:2: ZONE", env.display())),
+            "{}",
+            run.stderr
+        );
         assert!(!canary.exists(), "{line} was executed");
     }
 }

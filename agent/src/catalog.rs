@@ -110,7 +110,10 @@ const CHAIN_ENV: [Env; 3] = [
     Env::ChainAddresses(&crate::chains::CORE_CONTRACTS),
 ];
 
-const AUDIT_URL: Env = Env::Set("AGENTKEYS_AUDIT_WORKER_URL", Val::UrlOf("agentkeys-worker-audit"));
+const AUDIT_URL: Env = Env::Set(
+    "AGENTKEYS_AUDIT_WORKER_URL",
+    Val::UrlOf("agentkeys-worker-audit"),
+);
 const DEV_KEYS: (&str, bool) = (crate::paths::DEV_KEY_SERVICE_ENV, false);
 const SPONSOR: (&str, bool) = (crate::paths::BROKER_SPONSOR_ENV, true);
 
@@ -207,8 +210,14 @@ pub const SERVICES: &[Service] = &[
         env_target: EnvTarget::File("/etc/agentkeys/worker-audit.env"),
         env: &[
             Env::Set("AGENTKEYS_WORKER_AUDIT_BIND", Val::Bind),
-            Env::Set("AGENTKEYS_WORKER_AUDIT_LEAVES_DIR", Val::Lit(crate::paths::AUDIT_LEAVES)),
-            Env::Set("AGENTKEYS_WORKER_AUDIT_FLUSH_INTERVAL_SECS", Val::Lit("300")),
+            Env::Set(
+                "AGENTKEYS_WORKER_AUDIT_LEAVES_DIR",
+                Val::Lit(crate::paths::AUDIT_LEAVES),
+            ),
+            Env::Set(
+                "AGENTKEYS_WORKER_AUDIT_FLUSH_INTERVAL_SECS",
+                Val::Lit("300"),
+            ),
         ],
         env_files: &[],
         after: &["agentkeys-broker"],
@@ -399,15 +408,26 @@ mod tests {
         assert_eq!(ports.len(), SERVICES.len(), "ports are unique");
         for (i, s) in SERVICES.iter().enumerate() {
             for dep in s.after {
-                let pos = SERVICES.iter().position(|o| o.unit == *dep).expect("dependency is in the catalog");
-                assert!(pos < i, "{} starts after {dep}, which must come earlier in the catalog", s.unit);
+                let pos = SERVICES
+                    .iter()
+                    .position(|o| o.unit == *dep)
+                    .expect("dependency is in the catalog");
+                assert!(
+                    pos < i,
+                    "{} starts after {dep}, which must come earlier in the catalog",
+                    s.unit
+                );
             }
             for e in s.env {
                 if let Env::Set(_, Val::UrlOf(u)) = e {
                     assert!(service(u).is_some(), "{u}");
                 }
                 if let Env::Kek(_) = e {
-                    assert!(matches!(s.env_target, EnvTarget::File(_)), "{}: a KEK lives in an env file", s.unit);
+                    assert!(
+                        matches!(s.env_target, EnvTarget::File(_)),
+                        "{}: a KEK lives in an env file",
+                        s.unit
+                    );
                 }
             }
         }

@@ -40,21 +40,35 @@ pub fn read_inputs(root: &Root, req: &Request) -> anyhow::Result<Inputs> {
     let env = match &req.env_file {
         Some(path) => {
             let shown = path.display().to_string();
-            let text = std::fs::read(path).with_context(|| format!("failed to read env file {shown}"))?;
-            let text = String::from_utf8(text)
-                .map_err(|_| InvalidInput::new(Source::Flag("--env-file".into()), format!("{shown} is not UTF-8 text")))?;
+            let text =
+                std::fs::read(path).with_context(|| format!("failed to read env file {shown}"))?;
+            let text = String::from_utf8(text).map_err(|_| {
+                InvalidInput::new(
+                    Source::Flag("--env-file".into()),
+                    format!("{shown} is not UTF-8 text"),
+                )
+            })?;
             Some(envfile::parse(&shown, &text)?)
         }
         None => None,
     };
     let config = config::load(&observe::config_files(root)?)?;
     let deployed = identity::deployed(&observe::host_records(root)?)?;
-    Ok(Inputs { config, env, deployed })
+    Ok(Inputs {
+        config,
+        env,
+        deployed,
+    })
 }
 
 /// Decide the identity (the cross-wire guard).
 pub fn decide_identity(req: &Request, inputs: &Inputs) -> anyhow::Result<Identity> {
-    identity::resolve(&req.selectors, &inputs.config, inputs.env.as_ref(), inputs.deployed.as_ref())
+    identity::resolve(
+        &req.selectors,
+        &inputs.config,
+        inputs.env.as_ref(),
+        inputs.deployed.as_ref(),
+    )
 }
 
 /// The decided state of one run.
@@ -69,7 +83,8 @@ pub struct Prepared {
 
 fn csprng() -> anyhow::Result<[u8; 32]> {
     let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("failed to read the OS random number generator: {e}"))?;
+    getrandom::fill(&mut b)
+        .map_err(|e| anyhow::anyhow!("failed to read the OS random number generator: {e}"))?;
     Ok(b)
 }
 
@@ -77,9 +92,20 @@ fn csprng() -> anyhow::Result<[u8; 32]> {
 pub fn prepare(root: &Root, accounts: &dyn AccountDb, req: &Request) -> anyhow::Result<Prepared> {
     let inputs = read_inputs(root, req)?;
     let identity = decide_identity(req, &inputs)?;
-    let settings = settings::resolve(identity, &req.flags, &inputs.config, inputs.env.as_ref(), inputs.deployed.as_ref())?;
+    let settings = settings::resolve(
+        identity,
+        &req.flags,
+        &inputs.config,
+        inputs.env.as_ref(),
+        inputs.deployed.as_ref(),
+    )?;
     let keks: Vec<(&str, &str)> = catalog::keks().collect();
-    let secrets = secrets::resolve(&observe::existing_secrets(root)?, paths::DEV_KEY_SERVICE_ENV, &keks, &mut csprng)?;
+    let secrets = secrets::resolve(
+        &observe::existing_secrets(root)?,
+        paths::DEV_KEY_SERVICE_ENV,
+        &keks,
+        &mut csprng,
+    )?;
     let facts = HostFacts {
         secrets,
         tls: observe::tls_states(root, &settings.identity),
@@ -88,6 +114,15 @@ pub fn prepare(root: &Root, accounts: &dyn AccountDb, req: &Request) -> anyhow::
     let desired = render::render(&settings, &facts)?;
     let observed = observe::observe(root, accounts, &desired)?;
     let plan = plan::plan(&desired, &observed, req.options);
-    let adopted = inputs.deployed.as_ref().is_some_and(|d| d.recorded_account_id.is_none());
-    Ok(Prepared { settings, facts, desired, plan, adopted })
+    let adopted = inputs
+        .deployed
+        .as_ref()
+        .is_some_and(|d| d.recorded_account_id.is_none());
+    Ok(Prepared {
+        settings,
+        facts,
+        desired,
+        plan,
+        adopted,
+    })
 }

@@ -39,9 +39,21 @@ impl fmt::Display for Change {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
-    CreateGroup { name: String },
-    CreateUser { name: String, home: String, shell: String },
-    Dir { path: String, mode: u32, owner: String, group: String, change: Change },
+    CreateGroup {
+        name: String,
+    },
+    CreateUser {
+        name: String,
+        home: String,
+        shell: String,
+    },
+    Dir {
+        path: String,
+        mode: u32,
+        owner: String,
+        group: String,
+        change: Change,
+    },
     File {
         path: String,
         mode: u32,
@@ -52,17 +64,34 @@ pub enum Action {
         #[serde(skip)]
         content: String,
     },
-    Link { path: String, target: String, change: Change },
-    Remove { path: String, reason: String },
-    DaemonReload { reason: String },
-    Restart { unit: String, reasons: Vec<String> },
-    ReloadNginx { reasons: Vec<String> },
+    Link {
+        path: String,
+        target: String,
+        change: Change,
+    },
+    Remove {
+        path: String,
+        reason: String,
+    },
+    DaemonReload {
+        reason: String,
+    },
+    Restart {
+        unit: String,
+        reasons: Vec<String>,
+    },
+    ReloadNginx {
+        reasons: Vec<String>,
+    },
 }
 
 impl Action {
     /// Effects on systemd or nginx processes (as opposed to files and accounts).
     pub fn is_service_effect(&self) -> bool {
-        matches!(self, Action::DaemonReload { .. } | Action::Restart { .. } | Action::ReloadNginx { .. })
+        matches!(
+            self,
+            Action::DaemonReload { .. } | Action::Restart { .. } | Action::ReloadNginx { .. }
+        )
     }
 }
 
@@ -70,17 +99,49 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Action::CreateGroup { name } => write!(f, "create group {name}: absent"),
-            Action::CreateUser { name, home, shell } => write!(f, "create system user {name} (home {home}, shell {shell}): absent"),
-            Action::Dir { path, mode, owner, group, change } => {
-                write!(f, "{} directory {path} ({mode:04o} {owner}:{group}): {change}", verb(change))
+            Action::CreateUser { name, home, shell } => write!(
+                f,
+                "create system user {name} (home {home}, shell {shell}): absent"
+            ),
+            Action::Dir {
+                path,
+                mode,
+                owner,
+                group,
+                change,
+            } => {
+                write!(
+                    f,
+                    "{} directory {path} ({mode:04o} {owner}:{group}): {change}",
+                    verb(change)
+                )
             }
-            Action::File { path, mode, owner, group, kind, change, .. } => {
-                write!(f, "{} {} {path} ({mode:04o} {owner}:{group}): {change}", verb(change), kind_name(*kind))
+            Action::File {
+                path,
+                mode,
+                owner,
+                group,
+                kind,
+                change,
+                ..
+            } => {
+                write!(
+                    f,
+                    "{} {} {path} ({mode:04o} {owner}:{group}): {change}",
+                    verb(change),
+                    kind_name(*kind)
+                )
             }
-            Action::Link { path, target, change } => write!(f, "{} link {path} -> {target}: {change}", verb(change)),
+            Action::Link {
+                path,
+                target,
+                change,
+            } => write!(f, "{} link {path} -> {target}: {change}", verb(change)),
             Action::Remove { path, reason } => write!(f, "remove {path}: {reason}"),
             Action::DaemonReload { reason } => write!(f, "daemon-reload: {reason}"),
-            Action::Restart { unit, reasons } => write!(f, "restart {unit}: {}", reasons.join("; ")),
+            Action::Restart { unit, reasons } => {
+                write!(f, "restart {unit}: {}", reasons.join("; "))
+            }
             Action::ReloadNginx { reasons } => write!(f, "reload nginx: {}", reasons.join("; ")),
         }
     }
@@ -162,7 +223,9 @@ const SERVICE_SHELL: &str = "/usr/sbin/nologin";
 pub fn plan(desired: &DesiredHost, observed: &Observed, opts: Options) -> Plan {
     let mut actions = Vec::new();
     if observed.accounts.gid(paths::SERVICE_USER).is_none() {
-        actions.push(Action::CreateGroup { name: paths::SERVICE_USER.into() });
+        actions.push(Action::CreateGroup {
+            name: paths::SERVICE_USER.into(),
+        });
     }
     if observed.accounts.uid(paths::SERVICE_USER).is_none() {
         actions.push(Action::CreateUser {
@@ -184,18 +247,35 @@ pub fn plan(desired: &DesiredHost, observed: &Observed, opts: Options) -> Plan {
             other => Some(Change::Replace(describe(other))),
         };
         if let Some(change) = change {
-            actions.push(Action::Dir { path: d.path.clone(), mode: d.mode, owner: d.owner.into(), group: d.group.into(), change });
+            actions.push(Action::Dir {
+                path: d.path.clone(),
+                mode: d.mode,
+                owner: d.owner.into(),
+                group: d.group.into(),
+                change,
+            });
         }
     }
     let mut triggered: Vec<(Trigger, String)> = Vec::new();
     for file in &desired.files {
         let change = match observed.entry(&file.path) {
             Entry::Missing => Some(Change::Create),
-            Entry::File { content, mode, uid, gid } => {
+            Entry::File {
+                content,
+                mode,
+                uid,
+                gid,
+            } => {
                 if content != file.content.as_bytes() {
                     Some(Change::Update)
                 } else {
-                    let diff = meta_diff((*mode, *uid, *gid), file.mode, file.owner, file.group, observed);
+                    let diff = meta_diff(
+                        (*mode, *uid, *gid),
+                        file.mode,
+                        file.owner,
+                        file.group,
+                        observed,
+                    );
                     (!diff.is_empty()).then_some(Change::Fix(diff))
                 }
             }
@@ -203,7 +283,15 @@ pub fn plan(desired: &DesiredHost, observed: &Observed, opts: Options) -> Plan {
         };
         if let Some(change) = change {
             if !matches!(change, Change::Fix(_)) {
-                let why = format!("{} {}", file.path, if change == Change::Create { "created" } else { "changed" });
+                let why = format!(
+                    "{} {}",
+                    file.path,
+                    if change == Change::Create {
+                        "created"
+                    } else {
+                        "changed"
+                    }
+                );
                 triggered.extend(file.triggers.iter().map(|t| (t.clone(), why.clone())));
             }
             actions.push(Action::File {
@@ -225,14 +313,29 @@ pub fn plan(desired: &DesiredHost, observed: &Observed, opts: Options) -> Plan {
             other => Some(Change::Replace(describe(other))),
         };
         if let Some(change) = change {
-            triggered.extend(link.triggers.iter().map(|t| (t.clone(), format!("{} linked", link.path))));
-            actions.push(Action::Link { path: link.path.clone(), target: link.target.clone(), change });
+            triggered.extend(
+                link.triggers
+                    .iter()
+                    .map(|t| (t.clone(), format!("{} linked", link.path))),
+            );
+            actions.push(Action::Link {
+                path: link.path.clone(),
+                target: link.target.clone(),
+                change,
+            });
         }
     }
     for gone in &desired.absent {
         if !matches!(observed.entry(&gone.path), Entry::Missing) {
-            triggered.extend(gone.triggers.iter().map(|t| (t.clone(), format!("{} removed", gone.path))));
-            actions.push(Action::Remove { path: gone.path.clone(), reason: gone.reason.clone() });
+            triggered.extend(
+                gone.triggers
+                    .iter()
+                    .map(|t| (t.clone(), format!("{} removed", gone.path))),
+            );
+            actions.push(Action::Remove {
+                path: gone.path.clone(),
+                reason: gone.reason.clone(),
+            });
         }
     }
     if !opts.no_systemd {
@@ -257,10 +360,13 @@ fn service_actions(triggered: &[(Trigger, String)]) -> Vec<Action> {
     let mut out = Vec::new();
     let unit_changes: Vec<&str> = triggered
         .iter()
-        .filter_map(|(t, why)| matches!(t, Trigger::UnitFile(_)).then_some(why.as_str()))
+        .filter(|(t, _)| matches!(t, Trigger::UnitFile(_)))
+        .map(|(_, why)| why.as_str())
         .collect();
     if !unit_changes.is_empty() {
-        out.push(Action::DaemonReload { reason: format!("{} unit file(s) changed", unit_changes.len()) });
+        out.push(Action::DaemonReload {
+            reason: format!("{} unit file(s) changed", unit_changes.len()),
+        });
     }
     let mut reasons: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (t, why) in triggered {
@@ -270,12 +376,16 @@ fn service_actions(triggered: &[(Trigger, String)]) -> Vec<Action> {
     }
     for svc in SERVICES {
         if let Some(r) = reasons.remove(svc.unit) {
-            out.push(Action::Restart { unit: format!("{}.service", svc.unit), reasons: r });
+            out.push(Action::Restart {
+                unit: format!("{}.service", svc.unit),
+                reasons: r,
+            });
         }
     }
     let nginx: Vec<String> = triggered
         .iter()
-        .filter_map(|(t, why)| (*t == Trigger::ReloadNginx).then(|| why.clone()))
+        .filter(|(t, _)| *t == Trigger::ReloadNginx)
+        .map(|(_, why)| why.clone())
         .collect();
     if !nginx.is_empty() {
         out.push(Action::ReloadNginx { reasons: nginx });
@@ -289,7 +399,15 @@ mod tests {
     use crate::render::{FileSpec, Trigger};
 
     fn file(path: &str, content: &str, triggers: Vec<Trigger>) -> FileSpec {
-        FileSpec { path: path.into(), content: content.into(), mode: 0o644, owner: "root", group: "root", kind: FileKind::Unit, triggers }
+        FileSpec {
+            path: path.into(),
+            content: content.into(),
+            mode: 0o644,
+            owner: "root",
+            group: "root",
+            kind: FileKind::Unit,
+            triggers,
+        }
     }
 
     fn converged_accounts() -> Observed {
@@ -303,16 +421,44 @@ mod tests {
     fn only_changed_inputs_restart_in_catalog_order_with_reasons() {
         let desired = DesiredHost {
             files: vec![
-                file("/u/bundler", "b", vec![Trigger::UnitFile("agentkeys-bundler".into())]),
-                file("/u/broker", "new", vec![Trigger::UnitFile("agentkeys-broker".into())]),
-                file("/e/email.env", "same", vec![Trigger::Restart("agentkeys-worker-email".into())]),
-                file("/e/creds.env", "x", vec![Trigger::Restart("agentkeys-worker-creds".into())]),
+                file(
+                    "/u/bundler",
+                    "b",
+                    vec![Trigger::UnitFile("agentkeys-bundler".into())],
+                ),
+                file(
+                    "/u/broker",
+                    "new",
+                    vec![Trigger::UnitFile("agentkeys-broker".into())],
+                ),
+                file(
+                    "/e/email.env",
+                    "same",
+                    vec![Trigger::Restart("agentkeys-worker-email".into())],
+                ),
+                file(
+                    "/e/creds.env",
+                    "x",
+                    vec![Trigger::Restart("agentkeys-worker-creds".into())],
+                ),
             ],
             ..DesiredHost::default()
         };
         let mut observed = converged_accounts();
-        for (p, c) in [("/u/bundler", "b"), ("/u/broker", "old"), ("/e/email.env", "same")] {
-            observed.entries.insert(p.into(), Entry::File { content: c.as_bytes().to_vec(), mode: 0o644, uid: 0, gid: 0 });
+        for (p, c) in [
+            ("/u/bundler", "b"),
+            ("/u/broker", "old"),
+            ("/e/email.env", "same"),
+        ] {
+            observed.entries.insert(
+                p.into(),
+                Entry::File {
+                    content: c.as_bytes().to_vec(),
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                },
+            );
         }
         let plan = plan(&desired, &observed, Options::default());
         let names: Vec<String> = plan.actions.iter().map(ToString::to_string).collect();
@@ -333,13 +479,33 @@ mod tests {
     #[test]
     fn mode_and_owner_drift_is_fixed_without_restart() {
         let desired = DesiredHost {
-            files: vec![FileSpec { mode: 0o600, owner: "agentkeys", group: "agentkeys", ..file("/s", "k", vec![Trigger::Restart("agentkeys-backend".into())]) }],
+            files: vec![FileSpec {
+                mode: 0o600,
+                owner: "agentkeys",
+                group: "agentkeys",
+                ..file(
+                    "/s",
+                    "k",
+                    vec![Trigger::Restart("agentkeys-backend".into())],
+                )
+            }],
             ..DesiredHost::default()
         };
         let mut observed = converged_accounts();
-        observed.entries.insert("/s".into(), Entry::File { content: b"k".to_vec(), mode: 0o644, uid: 0, gid: 999 });
+        observed.entries.insert(
+            "/s".into(),
+            Entry::File {
+                content: b"k".to_vec(),
+                mode: 0o644,
+                uid: 0,
+                gid: 999,
+            },
+        );
         let plan = plan(&desired, &observed, Options::default());
         assert_eq!(plan.actions.len(), 1, "{plan}");
-        assert_eq!(plan.actions[0].to_string(), "fix unit /s (0600 agentkeys:agentkeys): mode 0644 -> 0600, owner uid 0 -> agentkeys");
+        assert_eq!(
+            plan.actions[0].to_string(),
+            "fix unit /s (0600 agentkeys:agentkeys): mode 0644 -> 0600, owner uid 0 -> agentkeys"
+        );
     }
 }

@@ -66,47 +66,75 @@ fn pick(
     for c in candidates.iter().filter(|c| !c.lazy) {
         check(&c.source, &c.value)?;
     }
-    let Some(first) = candidates.first() else { return Ok(None) };
+    let Some(first) = candidates.first() else {
+        return Ok(None);
+    };
     let value = check(&first.source, &first.value)?;
     for other in &candidates[1..] {
         if other.value != first.value {
-            notes.push(format!("{what}: {} ({}) overrides {} ({})", first.value, first.source, other.value, other.source));
+            notes.push(format!(
+                "{what}: {} ({}) overrides {} ({})",
+                first.value, first.source, other.value, other.source
+            ));
         }
     }
     Ok(Some((value, first.source.clone())))
 }
 
 fn flag(name: &str, v: &Option<String>) -> Option<Candidate> {
-    v.clone().map(|value| Candidate { value, source: Source::Flag(name.into()), lazy: false })
+    v.clone().map(|value| Candidate {
+        value,
+        source: Source::Flag(name.into()),
+        lazy: false,
+    })
 }
 
 fn conf(v: &Option<crate::config::FromFile<String>>) -> Option<Candidate> {
-    v.as_ref().map(|f| Candidate { value: f.value.clone(), source: f.source(), lazy: false })
+    v.as_ref().map(|f| Candidate {
+        value: f.value.clone(),
+        source: f.source(),
+        lazy: false,
+    })
 }
 
 fn envf(env: Option<&EnvFile>, key: &str) -> Option<Candidate> {
-    env.and_then(|e| e.get(key).map(|entry| Candidate { value: entry.value.clone(), source: e.source(key), lazy: false }))
+    env.and_then(|e| {
+        e.get(key).map(|entry| Candidate {
+            value: entry.value.clone(),
+            source: e.source(key),
+            lazy: false,
+        })
+    })
 }
 
 fn unit(deployed: Option<&Deployed>, key: &str) -> Option<Candidate> {
     deployed.and_then(|d| {
         d.unit_env.get(key).map(|v| Candidate {
             value: v.clone(),
-            source: Source::Host { file: d.record.clone(), detail: format!("Environment={key}") },
+            source: Source::Host {
+                file: d.record.clone(),
+                detail: format!("Environment={key}"),
+            },
             lazy: true,
         })
     })
 }
 
 fn default(what: &str, value: String) -> Option<Candidate> {
-    Some(Candidate { value, source: Source::Default(what.into()), lazy: false })
+    Some(Candidate {
+        value,
+        source: Source::Default(what.into()),
+        lazy: false,
+    })
 }
-
 
 fn abs_path(source: &Source, v: &str) -> Result<String, InvalidInput> {
     validate::safe_value(source, v)?;
     if !v.starts_with('/') || v.split('/').any(|p| p == "..") || v.len() > 1 && v.ends_with('/') {
-        return Err(InvalidInput::new(source.clone(), format!("{v:?} must be an absolute path without .. or a trailing /")));
+        return Err(InvalidInput::new(
+            source.clone(),
+            format!("{v:?} must be an absolute path without .. or a trailing /"),
+        ));
     }
     Ok(v.to_owned())
 }
@@ -122,14 +150,23 @@ pub fn resolve_account_id(
     let recorded = deployed.and_then(|d| {
         d.recorded_account_id.clone().map(|value| Candidate {
             value,
-            source: Source::Host { file: crate::paths::IDENTITY_RECORD.into(), detail: "account_id".into() },
+            source: Source::Host {
+                file: crate::paths::IDENTITY_RECORD.into(),
+                detail: "account_id".into(),
+            },
             lazy: true,
         })
     });
-    let cands = [flag("--account-id", &flags.account_id), conf(&config.account_id), envf(env, "ACCOUNT_ID"), unit(deployed, "ACCOUNT_ID"), recorded]
-        .into_iter()
-        .flatten()
-        .collect();
+    let cands = [
+        flag("--account-id", &flags.account_id),
+        conf(&config.account_id),
+        envf(env, "ACCOUNT_ID"),
+        unit(deployed, "ACCOUNT_ID"),
+        recorded,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     Ok(pick("account id", cands, validate::account_id, notes)?.map(|(v, _)| v))
 }
 
@@ -151,10 +188,16 @@ pub fn resolve(
     })?;
     let region = pick(
         "region",
-        [flag("--region", &flags.region), conf(&config.region), envf(env, "REGION"), unit(deployed, "REGION"), default("region", "us-east-1".into())]
-            .into_iter()
-            .flatten()
-            .collect(),
+        [
+            flag("--region", &flags.region),
+            conf(&config.region),
+            envf(env, "REGION"),
+            unit(deployed, "REGION"),
+            default("region", "us-east-1".into()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         validate::region,
         n,
     )?
@@ -162,18 +205,30 @@ pub fn resolve(
     .unwrap_or_default();
 
     let chain = identity.stack.chain().to_owned();
-    for c in [conf(&config.chain), envf(env, "AGENTKEYS_CHAIN")].into_iter().flatten() {
+    for c in [conf(&config.chain), envf(env, "AGENTKEYS_CHAIN")]
+        .into_iter()
+        .flatten()
+    {
         if c.value != chain {
             return Err(InvalidInput::new(
                 c.source,
-                format!("the {} stack runs on chain {chain}, not {:?}", identity.stack, c.value),
+                format!(
+                    "the {} stack runs on chain {chain}, not {:?}",
+                    identity.stack, c.value
+                ),
             ));
         }
     }
     let suffix = chains::env_suffix(&chain);
-    let deployed_same_chain = deployed.filter(|d| d.unit_env.get("AGENTKEYS_CHAIN").is_none_or(|c| *c == chain));
+    let deployed_same_chain = deployed.filter(|d| {
+        d.unit_env
+            .get("AGENTKEYS_CHAIN")
+            .is_none_or(|c| *c == chain)
+    });
     let rpc_key = format!("AGENTKEYS_CHAIN_RPC_HTTP_{suffix}");
-    let rpc_default = chains::profile(&chain).and_then(|p| p.default_rpc_http).map(|u| u.to_owned());
+    let rpc_default = chains::profile(&chain)
+        .and_then(|p| p.default_rpc_http)
+        .map(|u| u.to_owned());
     let rpc_http = pick(
         "chain RPC",
         [conf(&config.rpc_http), envf(env, &rpc_key), unit(deployed_same_chain, "AGENTKEYS_CHAIN_RPC_HTTP"), rpc_default.and_then(|u| default("chain RPC", u))]
@@ -191,24 +246,47 @@ pub fn resolve(
     })?
     .0;
 
-    let known: Vec<&str> = chains::CORE_CONTRACTS.iter().chain(chains::OPTIONAL_CONTRACTS.iter()).copied().collect();
-    if let Some((name, f)) = config.addresses.iter().find(|(name, _)| !known.contains(&name.as_str())) {
-        return Err(InvalidInput::new(f.source(), format!("unknown contract {name:?}; known: {}", known.join(", "))));
+    let known: Vec<&str> = chains::CORE_CONTRACTS
+        .iter()
+        .chain(chains::OPTIONAL_CONTRACTS.iter())
+        .copied()
+        .collect();
+    if let Some((name, f)) = config
+        .addresses
+        .iter()
+        .find(|(name, _)| !known.contains(&name.as_str()))
+    {
+        return Err(InvalidInput::new(
+            f.source(),
+            format!("unknown contract {name:?}; known: {}", known.join(", ")),
+        ));
     }
     let mut addresses = BTreeMap::new();
     for name in &known {
         let key = chains::address_key(name, &chain);
-        let cands = [conf(&config.addresses.get(*name).cloned()), envf(env, &key), unit(deployed_same_chain, &key)]
-            .into_iter()
-            .flatten()
-            .collect();
-        let check = |s: &Source, v: &str| if v.is_empty() { Ok(String::new()) } else { validate::address(s, v) };
+        let cands = [
+            conf(&config.addresses.get(*name).cloned()),
+            envf(env, &key),
+            unit(deployed_same_chain, &key),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let check = |s: &Source, v: &str| {
+            if v.is_empty() {
+                Ok(String::new())
+            } else {
+                validate::address(s, v)
+            }
+        };
         match pick(&key, cands, check, n)? {
             Some((v, _)) if !v.is_empty() => {
                 addresses.insert((*name).to_owned(), v);
             }
             _ if chains::CORE_CONTRACTS.contains(name) => {
-                n.push(format!("{key} is not set: the stack runs chain-degraded until it is configured"));
+                n.push(format!(
+                    "{key} is not set: the stack runs chain-degraded until it is configured"
+                ));
             }
             _ => {}
         }
@@ -216,36 +294,81 @@ pub fn resolve(
 
     let mut buckets = BTreeMap::new();
     for class in BUCKET_CLASSES {
-        let env_keys: &[&str] = if class == "mail" { &["MAIL_BUCKET", "BUCKET"] } else { &[] };
+        let env_keys: &[&str] = if class == "mail" {
+            &["MAIL_BUCKET", "BUCKET"]
+        } else {
+            &[]
+        };
         let upper = format!("{}_BUCKET", class.to_ascii_uppercase());
-        let mut cands: Vec<Candidate> = conf(&config.buckets.get(class).cloned()).into_iter().collect();
-        cands.extend(env_keys.iter().chain(std::iter::once(&upper.as_str())).filter_map(|k| envf(env, k)));
+        let mut cands: Vec<Candidate> = conf(&config.buckets.get(class).cloned())
+            .into_iter()
+            .collect();
+        cands.extend(
+            env_keys
+                .iter()
+                .chain(std::iter::once(&upper.as_str()))
+                .filter_map(|k| envf(env, k)),
+        );
         cands.extend(default("bucket", identity.bucket(class, &account_id)));
-        let v = pick(&format!("{class} bucket"), cands, validate::bucket, n)?.map(|(v, _)| v).unwrap_or_default();
+        let v = pick(&format!("{class} bucket"), cands, validate::bucket, n)?
+            .map(|(v, _)| v)
+            .unwrap_or_default();
         buckets.insert(class.to_owned(), v);
     }
 
     let sender = pick(
         "sender",
-        [conf(&config.email_from_address), envf(env, "BROKER_EMAIL_FROM_ADDRESS"), unit(deployed, "BROKER_EMAIL_FROM_ADDRESS"), default("sender", identity.sender())]
-            .into_iter()
-            .flatten()
-            .collect(),
+        [
+            conf(&config.email_from_address),
+            envf(env, "BROKER_EMAIL_FROM_ADDRESS"),
+            unit(deployed, "BROKER_EMAIL_FROM_ADDRESS"),
+            default("sender", identity.sender()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         validate::email,
         n,
     )?
     .map(|(v, _)| v)
     .unwrap_or_default();
 
-    let timeout = config.proxy_read_timeout_secs.as_ref().map_or(Ok(120), |t| {
-        if (1..=3600).contains(&t.value) { Ok(t.value) } else { Err(InvalidInput::new(t.source(), "must be between 1 and 3600 seconds")) }
-    })?;
-    let bin_dir = pick("bin dir", [conf(&config.bin_dir), default("bin_dir", "/usr/local/bin".into())].into_iter().flatten().collect(), abs_path, n)?
-        .map(|(v, _)| v)
-        .unwrap_or_default();
+    let timeout = config
+        .proxy_read_timeout_secs
+        .as_ref()
+        .map_or(Ok(120), |t| {
+            if (1..=3600).contains(&t.value) {
+                Ok(t.value)
+            } else {
+                Err(InvalidInput::new(
+                    t.source(),
+                    "must be between 1 and 3600 seconds",
+                ))
+            }
+        })?;
+    let bin_dir = pick(
+        "bin dir",
+        [
+            conf(&config.bin_dir),
+            default("bin_dir", "/usr/local/bin".into()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        abs_path,
+        n,
+    )?
+    .map(|(v, _)| v)
+    .unwrap_or_default();
     let hostd_bin = pick(
         "hostd binary",
-        [conf(&config.hostd_bin), default("hostd_bin", "/usr/bin/agentkeys-hostd".into())].into_iter().flatten().collect(),
+        [
+            conf(&config.hostd_bin),
+            default("hostd_bin", "/usr/bin/agentkeys-hostd".into()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         abs_path,
         n,
     )?
@@ -255,7 +378,12 @@ pub fn resolve(
         None => Http2Style::Listen,
         Some(f) if f.value == "listen" => Http2Style::Listen,
         Some(f) if f.value == "directive" => Http2Style::Directive,
-        Some(f) => return Err(InvalidInput::new(f.source(), format!("{:?} is not listen or directive", f.value))),
+        Some(f) => {
+            return Err(InvalidInput::new(
+                f.source(),
+                format!("{:?} is not listen or directive", f.value),
+            ));
+        }
     };
     Ok(Settings {
         identity,

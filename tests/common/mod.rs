@@ -35,13 +35,23 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(self.stdout.lines().next().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("first stdout line is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(self.stdout.lines().next().unwrap_or_default()).unwrap_or_else(|e| {
+            panic!(
+                "first stdout line is not JSON ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
 pub fn run_in(dir: &Path, args: &[&str]) -> Run {
-    let out: Output = Command::new(BIN).args(args).current_dir(dir).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").output().unwrap();
+    let out: Output = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -51,7 +61,13 @@ pub fn run_in(dir: &Path, args: &[&str]) -> Run {
 
 /// `agentkeys-hostd reconcile --root ROOT --no-systemd --no-acme ARGS…`
 pub fn reconcile(root: &Path, args: &[&str]) -> Run {
-    let mut all = vec!["reconcile", "--root", root.to_str().unwrap(), "--no-systemd", "--no-acme"];
+    let mut all = vec![
+        "reconcile",
+        "--root",
+        root.to_str().unwrap(),
+        "--no-systemd",
+        "--no-acme",
+    ];
     all.extend_from_slice(args);
     run_in(root, &all)
 }
@@ -80,7 +96,13 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Snap>) {
         let p = entry.unwrap().path();
         let m = std::fs::symlink_metadata(&p).unwrap();
         let (kind, content) = if m.file_type().is_symlink() {
-            ('l', std::fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes())
+            (
+                'l',
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            )
         } else if m.is_dir() {
             ('d', Vec::new())
         } else {
@@ -89,7 +111,15 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Snap>) {
         let rel = p.strip_prefix(root).unwrap().to_path_buf();
         out.insert(
             rel,
-            Snap { kind, mode: m.mode() & 0o7777, uid: m.uid(), gid: m.gid(), content, mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(), ino: m.ino() },
+            Snap {
+                kind,
+                mode: m.mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+                content,
+                mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+                ino: m.ino(),
+            },
         );
         if kind == 'd' {
             walk(root, &p, out);
@@ -102,7 +132,12 @@ pub fn assert_same(before: &BTreeMap<PathBuf, Snap>, after: &BTreeMap<PathBuf, S
     for (p, s) in after {
         match before.get(p) {
             None => panic!("{what}: {} was created", p.display()),
-            Some(b) if b != s => panic!("{what}: {} changed ({:?} → {:?})", p.display(), (b.kind, b.mode, b.mtime_ns), (s.kind, s.mode, s.mtime_ns)),
+            Some(b) if b != s => panic!(
+                "{what}: {} changed ({:?} → {:?})",
+                p.display(),
+                (b.kind, b.mode, b.mtime_ns),
+                (s.kind, s.mode, s.mtime_ns)
+            ),
             _ => {}
         }
     }
@@ -139,7 +174,10 @@ pub fn stacks() -> Vec<(&'static str, Vec<&'static str>)> {
     vec![
         ("prod", vec!["--zone", "litentry.org"]),
         ("test-1", vec!["--ci", "--zone", "litentry.org"]),
-        ("test-7", vec!["--ci", "--slot", "7", "--zone", "agents.example.co.uk"]),
+        (
+            "test-7",
+            vec!["--ci", "--slot", "7", "--zone", "agents.example.co.uk"],
+        ),
         ("base", vec!["--base", "--zone", "litentry.org"]),
     ]
 }

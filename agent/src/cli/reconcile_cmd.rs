@@ -15,7 +15,10 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
     if !args.dry_run {
         // Say so up front rather than pretend: this build converges files, directories,
         // accounts and secrets; systemd jobs and ACME issuance are separate capabilities.
-        for (missing, flag, what) in [(!args.no_systemd, "--no-systemd", "driving systemd"), (!args.no_acme, "--no-acme", "ACME issuance")] {
+        for (missing, flag, what) in [
+            (!args.no_systemd, "--no-systemd", "driving systemd"),
+            (!args.no_acme, "--no-acme", "ACME issuance"),
+        ] {
             if missing {
                 return Err(InvalidInput::new(
                     Source::Flag(flag.into()),
@@ -29,9 +32,14 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
     let db = accounts::for_root(&root);
     let req = Request {
         selectors: c.selectors(),
-        flags: Flags { account_id: c.account_id.clone(), region: args.region.clone() },
+        flags: Flags {
+            account_id: c.account_id.clone(),
+            region: args.region.clone(),
+        },
         env_file: c.env_file.clone(),
-        options: Options { no_systemd: args.no_systemd },
+        options: Options {
+            no_systemd: args.no_systemd,
+        },
     };
     let prepared = engine::prepare(&root, db.as_ref(), &req)?;
     if args.dry_run {
@@ -56,10 +64,16 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
             for note in &summary.notes {
                 writeln!(text, "note: {note}")?;
             }
-            writeln!(text, "{}: {} changed, {} unchanged", summary.result, summary.changed, summary.unchanged)?;
+            writeln!(
+                text,
+                "{}: {} changed, {} unchanged",
+                summary.result, summary.changed, summary.unchanged
+            )?;
             emit(&text)?;
             Ok(exit::OK)
         }
-        Err(e) => Err(e.context("reconcile failed; the actions before the failure were applied, re-run to finish")),
+        Err(e) => Err(e.context(
+            "reconcile failed; the actions before the failure were applied, re-run to finish",
+        )),
     }
 }
