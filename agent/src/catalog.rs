@@ -117,6 +117,24 @@ const AUDIT_URL: Env = Env::Set(
 const DEV_KEYS: (&str, bool) = (crate::paths::DEV_KEY_SERVICE_ENV, false);
 const SPONSOR: (&str, bool) = (crate::paths::BROKER_SPONSOR_ENV, true);
 
+/// What the six workers share; each entry below states only what differs.
+const WORKER: Service = Service {
+    unit: "",
+    description: "",
+    binary: "",
+    args: &[],
+    port: 0,
+    health: Health::JsonOk,
+    env_target: EnvTarget::Unit,
+    env: &[],
+    env_files: &[],
+    after: &["agentkeys-broker"],
+    vhost: None,
+    pubkey: Pubkey::PemEnv("BROKER_CAP_PUBKEY_PEM"),
+    restart: Restart::OnFailure,
+    loopback_ip_only: false,
+};
+
 /// The current set, in start order: backend → broker → signer and workers → bundler.
 pub const SERVICES: &[Service] = &[
     Service {
@@ -204,7 +222,6 @@ pub const SERVICES: &[Service] = &[
         unit: "agentkeys-worker-audit",
         description: "AgentKeys audit worker",
         binary: "agentkeys-worker-audit",
-        args: &[],
         port: 9092,
         health: Health::PlainOk,
         env_target: EnvTarget::File("/etc/agentkeys/worker-audit.env"),
@@ -219,12 +236,9 @@ pub const SERVICES: &[Service] = &[
                 Val::Lit("300"),
             ),
         ],
-        env_files: &[],
-        after: &["agentkeys-broker"],
         vhost: Some(Vhost::Worker("audit")),
         pubkey: Pubkey::None,
-        restart: Restart::OnFailure,
-        loopback_ip_only: false,
+        ..WORKER
     },
     Service {
         unit: "agentkeys-worker-email",
@@ -239,20 +253,15 @@ pub const SERVICES: &[Service] = &[
             Env::Set("AGENTKEYS_VAULT_BUCKET", Val::Bucket("vault")),
             Env::Set("AWS_REGION", Val::Region),
         ],
-        env_files: &[],
-        after: &["agentkeys-broker"],
         vhost: Some(Vhost::Worker("email")),
         pubkey: Pubkey::None,
-        restart: Restart::OnFailure,
-        loopback_ip_only: false,
+        ..WORKER
     },
     Service {
         unit: "agentkeys-worker-creds",
         description: "AgentKeys credentials worker",
         binary: "agentkeys-worker-creds",
-        args: &[],
         port: 9094,
-        health: Health::JsonOk,
         env_target: EnvTarget::File("/etc/agentkeys/worker-creds.env"),
         env: &[
             Env::Set("WORKER_BIND", Val::Bind),
@@ -265,20 +274,14 @@ pub const SERVICES: &[Service] = &[
             Env::Set("AGENTKEYS_WORKER_REQUIRE_AUDIT", Val::Lit("0")),
             Env::Kek("AGENTKEYS_WORKER_KEK_HEX"),
         ],
-        env_files: &[],
-        after: &["agentkeys-broker"],
         vhost: Some(Vhost::Worker("cred")),
-        pubkey: Pubkey::PemEnv("BROKER_CAP_PUBKEY_PEM"),
-        restart: Restart::OnFailure,
-        loopback_ip_only: false,
+        ..WORKER
     },
     Service {
         unit: "agentkeys-worker-memory",
         description: "AgentKeys memory worker",
         binary: "agentkeys-worker-memory",
-        args: &[],
         port: 9095,
-        health: Health::JsonOk,
         env_target: EnvTarget::File("/etc/agentkeys/worker-memory.env"),
         env: &[
             Env::Set("WORKER_BIND", Val::Bind),
@@ -292,20 +295,14 @@ pub const SERVICES: &[Service] = &[
             Env::Set("BROKER_URL", Val::UrlOf("agentkeys-broker")),
             Env::Kek("AGENTKEYS_MEMORY_KEK_HEX"),
         ],
-        env_files: &[],
-        after: &["agentkeys-broker"],
         vhost: Some(Vhost::Worker("memory")),
-        pubkey: Pubkey::PemEnv("BROKER_CAP_PUBKEY_PEM"),
-        restart: Restart::OnFailure,
-        loopback_ip_only: false,
+        ..WORKER
     },
     Service {
         unit: "agentkeys-worker-config",
         description: "AgentKeys config worker",
         binary: "agentkeys-worker-config",
-        args: &[],
         port: 9096,
-        health: Health::JsonOk,
         env_target: EnvTarget::File("/etc/agentkeys/worker-config.env"),
         env: &[
             Env::Set("WORKER_BIND", Val::Bind),
@@ -318,20 +315,14 @@ pub const SERVICES: &[Service] = &[
             Env::Set("AGENTKEYS_WORKER_REQUIRE_AUDIT", Val::Lit("0")),
             Env::Kek("AGENTKEYS_CONFIG_KEK_HEX"),
         ],
-        env_files: &[],
-        after: &["agentkeys-broker"],
         vhost: Some(Vhost::Worker("config")),
-        pubkey: Pubkey::PemEnv("BROKER_CAP_PUBKEY_PEM"),
-        restart: Restart::OnFailure,
-        loopback_ip_only: false,
+        ..WORKER
     },
     Service {
         unit: "agentkeys-worker-classify",
         description: "AgentKeys classify worker",
         binary: "agentkeys-worker-classify",
-        args: &[],
         port: 9097,
-        health: Health::JsonOk,
         env_target: EnvTarget::File("/etc/agentkeys/worker-classify.env"),
         env: &[
             Env::Set("WORKER_BIND", Val::Bind),
@@ -342,12 +333,8 @@ pub const SERVICES: &[Service] = &[
             AUDIT_URL,
             Env::Set("AGENTKEYS_WORKER_REQUIRE_AUDIT", Val::Lit("0")),
         ],
-        env_files: &[],
-        after: &["agentkeys-broker"],
         vhost: Some(Vhost::Worker("classify")),
-        pubkey: Pubkey::PemEnv("BROKER_CAP_PUBKEY_PEM"),
-        restart: Restart::OnFailure,
-        loopback_ip_only: false,
+        ..WORKER
     },
     Service {
         unit: "agentkeys-bundler",

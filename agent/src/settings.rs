@@ -139,6 +139,22 @@ fn abs_path(source: &Source, v: &str) -> Result<String, InvalidInput> {
     Ok(v.to_owned())
 }
 
+/// An absolute path from configuration, else the built-in default.
+fn config_or_default(
+    what: &str,
+    value: &Option<crate::config::FromFile<String>>,
+    fallback: &str,
+    notes: &mut Vec<String>,
+) -> Result<String, InvalidInput> {
+    let cands = [conf(value), default(what, fallback.into())]
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(pick(what, cands, abs_path, notes)?
+        .map(|(v, _)| v)
+        .unwrap_or_default())
+}
+
 /// The AWS account id: flag > config > env file > deployed unit > hostd's record.
 pub fn resolve_account_id(
     flags: &Flags,
@@ -346,34 +362,13 @@ pub fn resolve(
                 ))
             }
         })?;
-    let bin_dir = pick(
-        "bin dir",
-        [
-            conf(&config.bin_dir),
-            default("bin_dir", "/usr/local/bin".into()),
-        ]
-        .into_iter()
-        .flatten()
-        .collect(),
-        abs_path,
-        n,
-    )?
-    .map(|(v, _)| v)
-    .unwrap_or_default();
-    let hostd_bin = pick(
+    let bin_dir = config_or_default("bin dir", &config.bin_dir, "/usr/local/bin", n)?;
+    let hostd_bin = config_or_default(
         "hostd binary",
-        [
-            conf(&config.hostd_bin),
-            default("hostd_bin", "/usr/bin/agentkeys-hostd".into()),
-        ]
-        .into_iter()
-        .flatten()
-        .collect(),
-        abs_path,
+        &config.hostd_bin,
+        "/usr/bin/agentkeys-hostd",
         n,
-    )?
-    .map(|(v, _)| v)
-    .unwrap_or_default();
+    )?;
     let http2 = match config.nginx_http2.as_ref() {
         None => Http2Style::Listen,
         Some(f) if f.value == "listen" => Http2Style::Listen,
