@@ -28,7 +28,7 @@ fn ids(accounts: &dyn AccountDb, owner: &str, group: &str) -> anyhow::Result<(u3
 }
 
 /// Execute the file and account actions of `plan`. Service effects are returned as skipped: the
-/// systemd executor runs them.
+/// systemd executor (`execute`) runs them.
 pub fn apply(root: &Root, accounts: &dyn AccountDb, plan: &Plan) -> anyhow::Result<Outcome> {
     let mut out = Outcome::default();
     for action in &plan.actions {
@@ -76,7 +76,8 @@ pub fn apply(root: &Root, accounts: &dyn AccountDb, plan: &Plan) -> anyhow::Resu
             }
             Action::Link { path, target, .. } => root.symlink_atomic(path, target)?,
             Action::Remove { path, .. } => root.remove(path)?,
-            Action::DaemonReload { .. } | Action::Restart { .. } | Action::ReloadNginx { .. } => {
+            _ => {
+                // systemd and nginx effects: run by `execute` after the files are in place.
                 out.skipped.push(line);
                 continue;
             }

@@ -216,7 +216,8 @@ pub const SERVICES: &[Service] = &[
         vhost: Some(Vhost::Signer),
         pubkey: Pubkey::PathArg,
         restart: Restart::OnFailure,
-        loopback_ip_only: false,
+        // The same mock-server binary as the backend: it listens on all interfaces too.
+        loopback_ip_only: true,
     },
     Service {
         unit: "agentkeys-worker-audit",

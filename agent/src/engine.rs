@@ -12,6 +12,7 @@ use crate::host::accounts::AccountDb;
 use crate::host::fs::Root;
 use crate::identity::{self, Deployed, Selectors};
 use crate::naming::Identity;
+use crate::observed::{Observed, Runtime, ServiceFacts};
 use crate::plan::{self, Plan};
 use crate::render::{self, DesiredHost, HostFacts};
 use crate::settings::{self, Flags, Settings};
@@ -79,6 +80,7 @@ pub struct Prepared {
     pub desired: DesiredHost,
     pub plan: Plan,
     pub adopted: bool,
+    pub observed: Observed,
 }
 
 fn csprng() -> anyhow::Result<[u8; 32]> {
@@ -88,8 +90,63 @@ fn csprng() -> anyhow::Result<[u8; 32]> {
     Ok(b)
 }
 
+/// Observes systemd-side facts once the settings are known (`None` with `--no-systemd`).
+pub type RuntimeProbe<'a> = &'a dyn Fn(&Settings) -> anyhow::Result<Runtime>;
+
+/// SHA-256 of a file, hex; `None` when it does not exist.
+pub fn sha256_file(root: &Root, path: &str) -> anyhow::Result<Option<String>> {
+    use sha2::Digest;
+    Ok(root.read(path)?.map(|b| {
+        sha2::Sha256::digest(&b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    }))
+}
+
+/// Read the systemd-side facts: unit states, binary hashes, the pending marker, keypairs.
+pub async fn observe_runtime(
+    sd: &crate::host::systemd::Systemd,
+    root: &Root,
+    settings: &Settings,
+    state: &crate::state::State,
+) -> anyhow::Result<Runtime> {
+    let mut rt = Runtime::default();
+    for svc in catalog::SERVICES {
+        let unit = sd.unit_state(&format!("{}.service", svc.unit)).await?;
+        let facts = ServiceFacts {
+            active: unit.is_active(),
+            enabled: unit.unit_file_state == "enabled",
+            binary_sha256: sha256_file(root, &format!("{}/{}", settings.bin_dir, svc.binary))?,
+            previous_sha256: state.binaries.get(svc.unit).cloned(),
+        };
+        rt.services.insert(svc.unit.to_owned(), facts);
+    }
+    rt.pending_restarts = state
+        .pending
+        .as_ref()
+        .map(|p| p.restarts.clone())
+        .unwrap_or_default();
+    for (purpose, path) in [
+        ("oidc", paths::OIDC_KEYPAIR),
+        ("session", paths::SESSION_KEYPAIR),
+    ] {
+        if !root.path(path).exists() {
+            rt.missing_keypairs
+                .push((purpose.to_owned(), path.to_owned()));
+        }
+    }
+    rt.nginx_active = sd.unit_state("nginx.service").await?.is_active();
+    Ok(rt)
+}
+
 /// Everything up to (not including) apply.
-pub fn prepare(root: &Root, accounts: &dyn AccountDb, req: &Request) -> anyhow::Result<Prepared> {
+pub fn prepare(
+    root: &Root,
+    accounts: &dyn AccountDb,
+    req: &Request,
+    runtime: Option<RuntimeProbe<'_>>,
+) -> anyhow::Result<Prepared> {
     let inputs = read_inputs(root, req)?;
     let identity = decide_identity(req, &inputs)?;
     let settings = settings::resolve(
@@ -112,7 +169,8 @@ pub fn prepare(root: &Root, accounts: &dyn AccountDb, req: &Request) -> anyhow::
         layout: observe::nginx_layout(root),
     };
     let desired = render::render(&settings, &facts)?;
-    let observed = observe::observe(root, accounts, &desired)?;
+    let mut observed = observe::observe(root, accounts, &desired)?;
+    observed.runtime = runtime.map(|probe| probe(&settings)).transpose()?;
     let plan = plan::plan(&desired, &observed, req.options);
     let adopted = inputs
         .deployed
@@ -124,5 +182,6 @@ pub fn prepare(root: &Root, accounts: &dyn AccountDb, req: &Request) -> anyhow::
         desired,
         plan,
         adopted,
+        observed,
     })
 }

@@ -85,6 +85,9 @@ pub struct IdentityConflict {
 /// Map any error chain to the exit code of the first typed error in it.
 pub fn exit_code_of(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
+        if cause.downcast_ref::<crate::state::LockBusy>().is_some() {
+            return exit::LOCKED;
+        }
         if cause.downcast_ref::<IdentityConflict>().is_some() {
             return exit::CONFLICT;
         }

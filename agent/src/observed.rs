@@ -72,11 +72,37 @@ impl Accounts {
     }
 }
 
+/// What systemd and the state file say about one managed service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceFacts {
+    pub active: bool,
+    pub enabled: bool,
+    /// SHA-256 of the binary now on disk (None when missing).
+    pub binary_sha256: Option<String>,
+    /// SHA-256 of the binary at the last converge, from the state file.
+    pub previous_sha256: Option<String>,
+}
+
+/// Facts needed only when hostd drives systemd.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Runtime {
+    /// unit (without `.service`) → facts.
+    pub services: BTreeMap<String, ServiceFacts>,
+    /// Units an interrupted run meant to restart (the state file's pending marker).
+    pub pending_restarts: Vec<String>,
+    /// Broker keypairs missing on disk: (purpose, path).
+    pub missing_keypairs: Vec<(String, String)>,
+    /// nginx.service is active.
+    pub nginx_active: bool,
+}
+
 /// Everything observed that the planner compares against.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub entries: BTreeMap<String, Entry>,
     pub accounts: Accounts,
+    /// `None` with `--no-systemd`.
+    pub runtime: Option<Runtime>,
 }
 
 impl Observed {

@@ -6,8 +6,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::catalog::SERVICES;
-use crate::observed::{Entry, Observed};
+use crate::catalog::{Pubkey, SERVICES};
+use crate::observed::{Entry, Observed, Runtime};
 use crate::paths;
 use crate::render::{DesiredHost, FileKind, Trigger};
 
@@ -76,9 +76,24 @@ pub enum Action {
     DaemonReload {
         reason: String,
     },
+    Enable {
+        units: Vec<String>,
+    },
+    MintKeypair {
+        purpose: String,
+        path: String,
+    },
+    Start {
+        unit: String,
+        reasons: Vec<String>,
+    },
     Restart {
         unit: String,
         reasons: Vec<String>,
+    },
+    /// Wait until the broker's session public key exists and parses (no fixed sleep).
+    AwaitPubkey {
+        path: String,
     },
     ReloadNginx {
         reasons: Vec<String>,
@@ -88,10 +103,23 @@ pub enum Action {
 impl Action {
     /// Effects on systemd or nginx processes (as opposed to files and accounts).
     pub fn is_service_effect(&self) -> bool {
-        matches!(
+        !matches!(
             self,
-            Action::DaemonReload { .. } | Action::Restart { .. } | Action::ReloadNginx { .. }
+            Action::CreateGroup { .. }
+                | Action::CreateUser { .. }
+                | Action::Dir { .. }
+                | Action::File { .. }
+                | Action::Link { .. }
+                | Action::Remove { .. }
         )
+    }
+
+    /// The unit this action starts or restarts.
+    pub fn started_unit(&self) -> Option<&str> {
+        match self {
+            Action::Start { unit, .. } | Action::Restart { unit, .. } => Some(unit),
+            _ => None,
+        }
     }
 }
 
@@ -139,6 +167,14 @@ impl fmt::Display for Action {
             } => write!(f, "{} link {path} -> {target}: {change}", verb(change)),
             Action::Remove { path, reason } => write!(f, "remove {path}: {reason}"),
             Action::DaemonReload { reason } => write!(f, "daemon-reload: {reason}"),
+            Action::Enable { units } => write!(f, "enable {}: not enabled", units.join(", ")),
+            Action::MintKeypair { purpose, path } => {
+                write!(f, "mint broker {purpose} keypair {path}: absent")
+            }
+            Action::Start { unit, reasons } => write!(f, "start {unit}: {}", reasons.join("; ")),
+            Action::AwaitPubkey { path } => {
+                write!(f, "wait for the broker session public key {path}")
+            }
             Action::Restart { unit, reasons } => {
                 write!(f, "restart {unit}: {}", reasons.join("; "))
             }
@@ -338,8 +374,8 @@ pub fn plan(desired: &DesiredHost, observed: &Observed, opts: Options) -> Plan {
             });
         }
     }
-    if !opts.no_systemd {
-        actions.extend(service_actions(&triggered));
+    if let (false, Some(runtime)) = (opts.no_systemd, &observed.runtime) {
+        actions.extend(service_actions(&triggered, runtime));
     }
     Plan { actions }
 }
@@ -354,18 +390,32 @@ fn describe(entry: &Entry) -> String {
     }
 }
 
-/// daemon-reload once if any unit file changed, then restarts in catalog (dependency) order, each
-/// with every reason that applies, then an nginx reload.
-fn service_actions(triggered: &[(Trigger, String)]) -> Vec<Action> {
+/// daemon-reload once if any unit file changed, enable, mint missing keypairs, then starts and
+/// restarts in catalog (dependency) order, each with every reason that applies; pubkey consumers
+/// restart with the broker and wait for its key; then an nginx reload.
+fn service_actions(triggered: &[(Trigger, String)], runtime: &Runtime) -> Vec<Action> {
     let mut out = Vec::new();
-    let unit_changes: Vec<&str> = triggered
+    let unit_changes = triggered
         .iter()
         .filter(|(t, _)| matches!(t, Trigger::UnitFile(_)))
-        .map(|(_, why)| why.as_str())
-        .collect();
-    if !unit_changes.is_empty() {
+        .count();
+    if unit_changes > 0 {
         out.push(Action::DaemonReload {
-            reason: format!("{} unit file(s) changed", unit_changes.len()),
+            reason: format!("{unit_changes} unit file(s) changed"),
+        });
+    }
+    let disabled: Vec<String> = SERVICES
+        .iter()
+        .filter(|s| !runtime.services.get(s.unit).is_some_and(|f| f.enabled))
+        .map(|s| format!("{}.service", s.unit))
+        .collect();
+    if !disabled.is_empty() {
+        out.push(Action::Enable { units: disabled });
+    }
+    for (purpose, path) in &runtime.missing_keypairs {
+        out.push(Action::MintKeypair {
+            purpose: purpose.clone(),
+            path: path.clone(),
         });
     }
     let mut reasons: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -375,11 +425,49 @@ fn service_actions(triggered: &[(Trigger, String)]) -> Vec<Action> {
         }
     }
     for svc in SERVICES {
-        if let Some(r) = reasons.remove(svc.unit) {
-            out.push(Action::Restart {
-                unit: format!("{}.service", svc.unit),
-                reasons: r,
+        let facts = runtime.services.get(svc.unit).cloned().unwrap_or_default();
+        if let (Some(now), Some(before)) = (&facts.binary_sha256, &facts.previous_sha256)
+            && now != before
+        {
+            reasons
+                .entry(svc.unit)
+                .or_default()
+                .push(format!("binary {} changed", svc.binary));
+        }
+        if runtime.pending_restarts.iter().any(|u| u == svc.unit) {
+            reasons
+                .entry(svc.unit)
+                .or_default()
+                .push("completing an interrupted run".into());
+        }
+    }
+    let broker_moves =
+        reasons.contains_key(BROKER) || !runtime.services.get(BROKER).is_some_and(|f| f.active);
+    let mut awaited = false;
+    for svc in SERVICES {
+        let facts = runtime.services.get(svc.unit).cloned().unwrap_or_default();
+        let mut why = reasons.remove(svc.unit).unwrap_or_default();
+        let consumes = matches!(svc.pubkey, Pubkey::PathArg | Pubkey::PemEnv(_));
+        if consumes && broker_moves && facts.active {
+            why.push(format!(
+                "restarts with {BROKER} (consumes its session public key)"
+            ));
+        }
+        if why.is_empty() && facts.active {
+            continue;
+        }
+        if consumes && !awaited {
+            out.push(Action::AwaitPubkey {
+                path: paths::SESSION_PUBKEY.into(),
             });
+            awaited = true;
+        }
+        let unit = format!("{}.service", svc.unit);
+        if facts.active {
+            out.push(Action::Restart { unit, reasons: why });
+        } else {
+            why.push("not running".into());
+            out.push(Action::Start { unit, reasons: why });
         }
     }
     let nginx: Vec<String> = triggered
@@ -387,11 +475,25 @@ fn service_actions(triggered: &[(Trigger, String)]) -> Vec<Action> {
         .filter(|(t, _)| *t == Trigger::ReloadNginx)
         .map(|(_, why)| why.clone())
         .collect();
-    if !nginx.is_empty() {
+    if !nginx.is_empty() || !runtime.nginx_active {
+        let mut nginx = if nginx.len() > 3 {
+            vec![format!(
+                "{} nginx configuration changes ({}, …)",
+                nginx.len(),
+                nginx[0]
+            )]
+        } else {
+            nginx
+        };
+        if !runtime.nginx_active {
+            nginx.push("nginx is not running".into());
+        }
         out.push(Action::ReloadNginx { reasons: nginx });
     }
     out
 }
+
+const BROKER: &str = "agentkeys-broker";
 
 #[cfg(test)]
 mod tests {

@@ -34,6 +34,9 @@ pub struct Summary {
     pub secrets_generated: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// unit → health verdict (systemd runs only).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub health: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -70,7 +73,9 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
         .actions
         .iter()
         .filter_map(|a| match a {
-            Action::Restart { unit, reasons } => Some((unit.clone(), reasons.clone())),
+            Action::Restart { unit, reasons } | Action::Start { unit, reasons } => {
+                Some((unit.clone(), reasons.clone()))
+            }
             _ => None,
         })
         .collect();
@@ -106,6 +111,7 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
             .collect(),
         secrets_generated,
         notes,
+        health: BTreeMap::new(),
         error,
     }
 }

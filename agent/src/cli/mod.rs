@@ -1,6 +1,6 @@
 //! Command line (clap derive): the doc comments are the help text.
 
-mod exec_pubkey;
+pub mod exec_pubkey;
 mod identity_cmd;
 mod reconcile_cmd;
 
@@ -95,6 +95,9 @@ pub struct ReconcileArgs {
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Wait this long for another converge to finish before giving up (exit 75).
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub lock_wait_secs: u64,
 }
 
 /// Write to stdout; a closed pipe (`| head`) ends output quietly instead of panicking.

@@ -1,34 +1,74 @@
 //! `agentkeys-hostd reconcile`: converge the host, or print the plan with `--dry-run`.
+//! Order: lock → observe → plan → pending marker → files → systemd jobs → health gate → state.
 
 use std::fmt::Write as _;
+use std::time::{Duration, Instant};
 
 use super::{ReconcileArgs, emit};
-use crate::engine::{self, Request};
+use crate::engine::{self, Prepared, Request};
 use crate::error::{InvalidInput, Source, exit};
+use crate::host::health;
+use crate::host::systemd::Systemd;
 use crate::host::{accounts, fs::Root};
 use crate::plan::Options;
 use crate::settings::Flags;
-use crate::{apply, report};
+use crate::state::{self, LastRun, Pending};
+use crate::{apply, execute, failpoints, report};
+
+/// How long the health gate retries before it declares a service down.
+const HEALTH_BUDGET: Duration = Duration::from_secs(30);
+
+fn refuse(flag: &str, why: &str) -> anyhow::Error {
+    InvalidInput::new(Source::Flag(flag.into()), why.to_owned()).into()
+}
 
 pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
     let c = &args.common;
-    if !args.dry_run {
-        // Say so up front rather than pretend: this build converges files, directories,
-        // accounts and secrets; systemd jobs and ACME issuance are separate capabilities.
-        for (missing, flag, what) in [
-            (!args.no_systemd, "--no-systemd", "driving systemd"),
-            (!args.no_acme, "--no-acme", "ACME issuance"),
-        ] {
-            if missing {
-                return Err(InvalidInput::new(
-                    Source::Flag(flag.into()),
-                    format!("{what} is not available in this build; pass {flag} (use --dry-run to see the full plan)"),
-                )
-                .into());
-            }
-        }
-    }
     let root = Root::new(&c.root);
+    if !args.dry_run && !args.no_acme {
+        return Err(refuse(
+            "--no-acme",
+            "ACME issuance is not available in this build; pass --no-acme (use --dry-run to see the plan)",
+        ));
+    }
+    if !args.no_systemd && !root.is_real_root() {
+        return Err(refuse(
+            "--root",
+            "driving systemd only makes sense on /; add --no-systemd to converge files under another root",
+        ));
+    }
+    let began = Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(state::lock(
+            &root,
+            Duration::from_secs(args.lock_wait_secs),
+            |holder| {
+                eprintln!(
+                    "queued: another converge (pid {holder}) holds the lock; waiting up to {} s",
+                    args.lock_wait_secs
+                );
+            },
+        )?)
+    };
+    let sd = if args.no_systemd {
+        None
+    } else {
+        Some(rt.block_on(Systemd::connect())?)
+    };
+    let mut saved = state::read(&root)?;
+    let before = saved.clone();
+    if let Some(p) = &saved.pending {
+        eprintln!(
+            "note: a run started by pid {} did not finish; completing its restarts ({})",
+            p.pid,
+            p.restarts.join(", ")
+        );
+    }
     let db = accounts::for_root(&root);
     let req = Request {
         selectors: c.selectors(),
@@ -41,7 +81,20 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
             no_systemd: args.no_systemd,
         },
     };
-    let prepared = engine::prepare(&root, db.as_ref(), &req)?;
+    let probe = |settings: &crate::settings::Settings| {
+        rt.block_on(engine::observe_runtime(
+            sd.as_ref().expect("systemd"),
+            &root,
+            settings,
+            &saved,
+        ))
+    };
+    let prepared = engine::prepare(
+        &root,
+        db.as_ref(),
+        &req,
+        sd.as_ref().map(|_| &probe as engine::RuntimeProbe<'_>),
+    )?;
     if args.dry_run {
         if c.json {
             emit(&(serde_json::to_string(&report::summary(&prepared, false, None))? + "\n"))?;
@@ -49,31 +102,154 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
         emit(&prepared.plan.to_string())?;
         return Ok(exit::OK);
     }
-    let result = apply::apply(&root, db.as_ref(), &prepared.plan);
-    let error = result.as_ref().err().map(|e| format!("{e:#}"));
-    let summary = report::summary(&prepared, true, error.clone());
+
+    // The pending marker: what this run will restart, merged with what an earlier run left undone.
+    let mut pending: Vec<String> = prepared
+        .plan
+        .actions
+        .iter()
+        .filter_map(|a| a.started_unit())
+        .map(|u| u.trim_end_matches(".service").to_owned())
+        .collect();
+    for u in saved
+        .pending
+        .as_ref()
+        .map(|p| p.restarts.clone())
+        .unwrap_or_default()
+    {
+        if !pending.contains(&u) {
+            pending.push(u);
+        }
+    }
+    if !pending.is_empty() {
+        saved.pending = Some(Pending {
+            started_unix: state::now_unix(),
+            pid: std::process::id(),
+            restarts: pending,
+        });
+        state::write(&root, &saved)?;
+    }
+
+    let result = converge(&rt, sd.as_ref(), &root, db.as_ref(), &prepared);
+    let (done, verdicts, error) = match result {
+        Ok((done, verdicts)) => (done, verdicts, None),
+        Err((done, verdicts, e)) => (done, verdicts, Some(e)),
+    };
+    let mut summary = report::summary(&prepared, true, error.as_ref().map(|e| format!("{e:#}")));
+    summary.health = verdicts
+        .iter()
+        .map(|v| {
+            (
+                v.unit.clone(),
+                if v.ok {
+                    v.detail.clone()
+                } else {
+                    format!("failed: {}", v.detail)
+                },
+            )
+        })
+        .collect();
+    if error.is_none() {
+        saved.pending = None;
+        saved.binaries = prepared
+            .observed
+            .runtime
+            .as_ref()
+            .map(|r| {
+                r.services
+                    .iter()
+                    .filter_map(|(u, f)| f.binary_sha256.clone().map(|h| (u.clone(), h)))
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+    saved.last_run = Some(LastRun {
+        result: summary.result.to_owned(),
+        finished_unix: state::now_unix(),
+        duration_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+        summary: serde_json::to_value(&summary)?,
+    });
+    if !same_but_timestamps(&before, &saved) {
+        // A no-op run on a converged host writes nothing at all, not even its state file.
+        state::write(&root, &saved)?;
+    }
     if c.json {
         emit(&(serde_json::to_string(&summary)? + "\n"))?;
     }
-    match result {
-        Ok(outcome) => {
-            let mut text = String::new();
-            for line in &outcome.done {
-                writeln!(text, "done: {line}")?;
-            }
-            for note in &summary.notes {
-                writeln!(text, "note: {note}")?;
-            }
+    let mut text = String::new();
+    for line in &done {
+        writeln!(text, "done: {line}")?;
+    }
+    for note in &summary.notes {
+        writeln!(text, "note: {note}")?;
+    }
+    match error {
+        None => {
             writeln!(
                 text,
-                "{}: {} changed, {} unchanged",
-                summary.result, summary.changed, summary.unchanged
+                "{}: {} changed, {} unchanged, {} restarted",
+                summary.result,
+                summary.changed,
+                summary.unchanged,
+                summary.restarts.len()
             )?;
             emit(&text)?;
             Ok(exit::OK)
         }
-        Err(e) => Err(e.context(
-            "reconcile failed; the actions before the failure were applied, re-run to finish",
-        )),
+        Some(e) => {
+            emit(&text)?;
+            Err(e.context("reconcile failed; what was done before the failure stays applied, re-run to finish"))
+        }
     }
+}
+
+fn same_but_timestamps(a: &state::State, b: &state::State) -> bool {
+    let strip = |s: &state::State| {
+        let mut s = s.clone();
+        if let Some(r) = s.last_run.as_mut() {
+            r.finished_unix = 0;
+            r.duration_ms = 0;
+        }
+        s
+    };
+    strip(a) == strip(b)
+}
+
+type Failed = (Vec<String>, Vec<health::Verdict>, anyhow::Error);
+
+/// Files, then systemd jobs, then the health gate.
+fn converge(
+    rt: &tokio::runtime::Runtime,
+    sd: Option<&Systemd>,
+    root: &Root,
+    db: &dyn accounts::AccountDb,
+    p: &Prepared,
+) -> Result<(Vec<String>, Vec<health::Verdict>), Failed> {
+    let mut done = apply::apply(root, db, &p.plan)
+        .map_err(|e| (Vec::new(), Vec::new(), e))?
+        .done;
+    failpoints::hit("after-files");
+    let Some(sd) = sd else {
+        return Ok((done, Vec::new()));
+    };
+    let accounts = db
+        .lookup(&[crate::paths::SERVICE_USER], &[crate::paths::SERVICE_USER])
+        .map_err(|e| (done.clone(), Vec::new(), e))?;
+    match rt.block_on(execute::run(sd, root, &p.settings, &accounts, &p.plan)) {
+        Ok(mut more) => done.append(&mut more),
+        Err(e) => return Err((done, Vec::new(), e)),
+    }
+    failpoints::hit("before-health");
+    let verdicts = health::gate(HEALTH_BUDGET);
+    failpoints::hit("after-health");
+    if let Some(bad) = verdicts.iter().find(|v| !v.ok) {
+        let state = rt.block_on(sd.unit_state(&bad.unit)).ok();
+        let e = execute::unit_failure(
+            &bad.unit,
+            &format!("failed its health check: {}", bad.detail),
+            state.as_ref(),
+        );
+        return Err((done, verdicts, e));
+    }
+    Ok((done, verdicts))
 }

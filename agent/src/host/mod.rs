@@ -2,3 +2,5 @@
 
 pub mod accounts;
 pub mod fs;
+pub mod health;
+pub mod systemd;

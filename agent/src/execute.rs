@@ -1,0 +1,189 @@
+//! Run the service effects of a plan against systemd (over D-Bus) and nginx, in plan order,
+//! stopping at the first failure with the unit's state and journal tail.
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::cli::exec_pubkey::parse_public_key_pem;
+use crate::host::fs::Root;
+use crate::host::systemd::{Job, Systemd, UnitState};
+use crate::observed::Accounts;
+use crate::plan::{Action, Plan};
+use crate::settings::Settings;
+use crate::{failpoints, paths};
+
+/// How long the broker may take to publish its session public key.
+const PUBKEY_WAIT: Duration = Duration::from_secs(60);
+
+/// The last lines the journal holds for `unit`.
+pub fn journal_tail(unit: &str, lines: usize) -> String {
+    Command::new("journalctl")
+        .args([
+            "-u",
+            unit,
+            "-n",
+            &lines.to_string(),
+            "--no-pager",
+            "-o",
+            "short-iso",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_owned())
+        .unwrap_or_else(|e| format!("(journalctl failed: {e})"))
+}
+
+/// A unit that did not come up, with everything an operator needs to see.
+pub fn unit_failure(unit: &str, what: &str, state: Option<&UnitState>) -> anyhow::Error {
+    let state = state.map_or_else(
+        || "state unknown".to_owned(),
+        |s| {
+            format!(
+                "ActiveState={} SubState={} Result={} ExecMainStatus={}",
+                s.active_state, s.sub_state, s.result, s.exec_main_status
+            )
+        },
+    );
+    anyhow::anyhow!(
+        "{unit} {what} ({state}); check its configuration and binary, then re-run reconcile.\n--- last journal lines of {unit} ---\n{}",
+        journal_tail(unit, 20)
+    )
+}
+
+async fn start(sd: &Systemd, job: Job, unit: &str) -> anyhow::Result<()> {
+    if let Err(e) = sd.run_job(job, unit).await {
+        let state = sd.unit_state(unit).await.ok();
+        return Err(unit_failure(
+            unit,
+            &format!("failed to start: {e:#}"),
+            state.as_ref(),
+        ));
+    }
+    let state = sd.unit_state(unit).await?;
+    if !matches!(state.active_state.as_str(), "active" | "reloading") {
+        return Err(unit_failure(
+            unit,
+            "is not active after its start job",
+            Some(&state),
+        ));
+    }
+    Ok(())
+}
+
+async fn await_pubkey(sd: &Systemd, root: &Root, path: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + PUBKEY_WAIT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(root.path(path))
+            && parse_public_key_pem(&text).is_ok()
+        {
+            return Ok(());
+        }
+        let broker = sd.unit_state("agentkeys-broker.service").await?;
+        if !matches!(broker.active_state.as_str(), "active" | "activating")
+            || Instant::now() >= deadline
+        {
+            return Err(unit_failure(
+                "agentkeys-broker.service",
+                &format!("did not publish a parseable session public key at {path}"),
+                Some(&broker),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn mint_keypair(
+    settings: &Settings,
+    accounts: &Accounts,
+    purpose: &str,
+    path: &str,
+) -> anyhow::Result<()> {
+    let bin = format!("{}/agentkeys-broker-server", settings.bin_dir);
+    let (uid, gid) = (
+        accounts
+            .uid(paths::SERVICE_USER)
+            .context("user agentkeys is missing")?,
+        accounts
+            .gid(paths::SERVICE_USER)
+            .context("group agentkeys is missing")?,
+    );
+    let out = Command::new(&bin)
+        .args(["keygen", "--purpose", purpose, "--out", path])
+        .env_clear()
+        .env("HOME", paths::SERVICE_HOME)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .current_dir(paths::SERVICE_HOME)
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .with_context(|| format!("failed to run {bin} keygen"))?;
+    if !out.status.success() {
+        bail!(
+            "{bin} keygen --purpose {purpose} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn nginx_test() -> anyhow::Result<()> {
+    let out = Command::new("nginx")
+        .arg("-t")
+        .output()
+        .context("failed to run nginx -t")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || stderr.contains("[warn]") || stderr.contains("[emerg]") {
+        bail!("nginx -t rejected the configuration: {}", stderr.trim());
+    }
+    Ok(())
+}
+
+/// Execute every service effect of `plan`; returns the display lines of what was done.
+pub async fn run(
+    sd: &Systemd,
+    root: &Root,
+    settings: &Settings,
+    accounts: &Accounts,
+    plan: &Plan,
+) -> anyhow::Result<Vec<String>> {
+    let mut done = Vec::new();
+    let mut started = 0;
+    for action in plan.actions.iter().filter(|a| a.is_service_effect()) {
+        match action {
+            Action::DaemonReload { .. } => sd.daemon_reload().await?,
+            Action::Enable { units } => {
+                sd.enable(units).await?;
+            }
+            Action::MintKeypair { purpose, path } => {
+                mint_keypair(settings, accounts, purpose, path)?
+            }
+            Action::Start { unit, .. } => start(sd, Job::Start, unit).await?,
+            Action::Restart { unit, .. } => start(sd, Job::Restart, unit).await?,
+            Action::AwaitPubkey { path } => await_pubkey(sd, root, path).await?,
+            Action::ReloadNginx { .. } => {
+                nginx_test()?;
+                let job = if sd.unit_state("nginx.service").await?.is_active() {
+                    Job::Reload
+                } else {
+                    Job::Start
+                };
+                sd.run_job(job, "nginx.service")
+                    .await
+                    .context("failed to reload nginx")?;
+            }
+            other => bail!("internal: {other} is not a service effect"),
+        }
+        tracing::info!(action = %action, "applied");
+        done.push(action.to_string());
+        if action.started_unit().is_some() {
+            started += 1;
+            if started == 3 {
+                failpoints::hit("mid-restarts");
+            }
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,139 @@
+//! The health gate (spec §9): loopback `/healthz` of every enabled service with bounded retries, and
+//! the broker's pairing-claim probe (401 expected; 404 means a binary without `auth-email-link`).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::catalog::{Health, SERVICES, Service};
+
+/// One HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+/// A tiny HTTP/1.1 request to 127.0.0.1 (loopback only, bounded in time).
+pub fn request(port: u16, method: &str, path: &str) -> std::io::Result<Answer> {
+    let timeout = Duration::from_secs(2);
+    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.take(64 * 1024).read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok(Answer {
+        status,
+        body: body.to_owned(),
+    })
+}
+
+/// Is this answer healthy for the service's kind? `Err` says why not.
+pub fn judge(health: Health, a: &Answer) -> Result<(), String> {
+    if a.status != 200 {
+        return Err(format!("/healthz answered HTTP {}", a.status));
+    }
+    let compact: String = a.body.chars().filter(|c| !c.is_whitespace()).collect();
+    match health {
+        Health::PlainOk if a.body.trim() == "ok" => Ok(()),
+        Health::JsonOk if compact.contains("\"ok\":true") => Ok(()),
+        Health::JsonReady if compact.contains("\"ready\":") => Ok(()),
+        _ => Err(format!(
+            "/healthz body {:?} is not what a healthy service answers",
+            a.body.chars().take(80).collect::<String>()
+        )),
+    }
+}
+
+/// The result of the gate for one service.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub unit: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+fn probe(svc: &Service) -> Result<String, String> {
+    let a = request(svc.port, "GET", "/healthz")
+        .map_err(|e| format!("127.0.0.1:{} /healthz: {e}", svc.port))?;
+    judge(svc.health, &a)?;
+    let mut detail = "healthy".to_owned();
+    if svc.health == Health::JsonReady && a.body.replace(' ', "").contains("\"ready\":false") {
+        detail = "degraded (ready: false)".into();
+    }
+    if svc.unit == "agentkeys-broker" {
+        let claim = request(svc.port, "POST", "/v1/agent/pairing/claim")
+            .map_err(|e| format!("pairing-claim probe: {e}"))?;
+        match claim.status {
+            401 => {}
+            404 => return Err("POST /v1/agent/pairing/claim answered 404: a stale broker binary without auth-email-link".into()),
+            s => return Err(format!("POST /v1/agent/pairing/claim answered {s}, expected 401")),
+        }
+    }
+    Ok(detail)
+}
+
+/// Probe every service until healthy or until `budget` runs out, each retried every 200 ms.
+pub fn gate(budget: Duration) -> Vec<Verdict> {
+    let deadline = Instant::now() + budget;
+    SERVICES
+        .iter()
+        .map(|svc| {
+            loop {
+                match probe(svc) {
+                    Ok(detail) => {
+                        break Verdict {
+                            unit: format!("{}.service", svc.unit),
+                            ok: true,
+                            detail,
+                        };
+                    }
+                    Err(e) if Instant::now() >= deadline => {
+                        break Verdict {
+                            unit: format!("{}.service", svc.unit),
+                            ok: false,
+                            detail: e,
+                        };
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judges_each_kind() {
+        let a = |status, body: &str| Answer {
+            status,
+            body: body.into(),
+        };
+        assert!(judge(Health::PlainOk, &a(200, "ok\n")).is_ok());
+        assert!(judge(Health::PlainOk, &a(200, "okay")).is_err());
+        assert!(judge(Health::PlainOk, &a(500, "ok")).is_err());
+        assert!(judge(Health::JsonOk, &a(200, "{\"ok\": true}")).is_ok());
+        assert!(judge(Health::JsonOk, &a(200, "{\"ok\": false}")).is_err());
+        assert!(
+            judge(Health::JsonReady, &a(200, "{\"ready\": false}")).is_ok(),
+            "degraded is not down"
+        );
+        assert!(judge(Health::JsonReady, &a(200, "{}")).is_err());
+    }
+}

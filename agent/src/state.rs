@@ -1,0 +1,129 @@
+//! hostd's own state: the run lock shared by every `reconcile` (and later the daemon), and the
+//! state file with the pending marker written before anything is mutated.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::host::fs::Root;
+
+pub const STATE_FILE: &str = "/var/lib/agentkeys-hostd/state.json";
+pub const LOCK_FILE: &str = "/run/agentkeys-hostd.lock";
+
+/// Another run held the lock past the wait limit: exit 75.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another converge (pid {holder}) still holds {path} after {waited_secs} s; try again later or raise --lock-wait"
+)]
+pub struct LockBusy {
+    pub holder: String,
+    pub path: String,
+    pub waited_secs: u64,
+}
+
+/// Held for the whole run; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+/// Take the lock, waiting up to `wait`; `queued` is told once when we have to wait.
+pub fn lock(root: &Root, wait: Duration, queued: impl FnOnce(&str)) -> anyhow::Result<RunLock> {
+    let path = root.path(LOCK_FILE);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("failed to open the lock {}", path.display()))?;
+    let start = Instant::now();
+    let mut queued = Some(queued);
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                if let Some(tell) = queued.take() {
+                    tell(&holder);
+                }
+                if start.elapsed() >= wait {
+                    return Err(LockBusy {
+                        holder,
+                        path: path.display().to_string(),
+                        waited_secs: wait.as_secs(),
+                    }
+                    .into());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("failed to lock {}", path.display()));
+            }
+        }
+    }
+    file.set_len(0)?;
+    write!(file, "{}", std::process::id())?;
+    Ok(RunLock { _file: file })
+}
+
+/// Units an unfinished run was about to restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub started_unix: u64,
+    pub pid: u32,
+    pub restarts: Vec<String>,
+}
+
+/// The outcome of the last finished run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LastRun {
+    pub result: String,
+    pub finished_unix: u64,
+    pub duration_ms: u64,
+    pub summary: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<LastRun>,
+    /// unit → SHA-256 of its binary at the last successful converge.
+    #[serde(default)]
+    pub binaries: BTreeMap<String, String>,
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub fn read(root: &Root) -> anyhow::Result<State> {
+    match root.read_string(STATE_FILE)? {
+        None => Ok(State::default()),
+        Some(text) => serde_json::from_str(&text).with_context(|| {
+            format!("{STATE_FILE} is unreadable; move it aside to start afresh (services will be checked and started as needed)")
+        }),
+    }
+}
+
+pub fn write(root: &Root, state: &State) -> anyhow::Result<()> {
+    std::fs::create_dir_all(root.path(crate::paths::STATE_DIR))
+        .context("failed to create the state directory")?;
+    let text = serde_json::to_string_pretty(state)? + "\n";
+    root.write_atomic(STATE_FILE, text.as_bytes(), 0o644, 0, 0)
+}
