@@ -36,15 +36,12 @@ fn every_bad_input_is_refused_with_a_precise_message_and_nothing_written() {
     assert!(names.len() >= 60, "the corpus has {} cases", names.len());
     for path in names {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let case: Case = toml::from_str(&std::fs::read_to_string(&path).unwrap())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let mut config = case
-            .config
-            .clone()
-            .unwrap_or_else(|| match case.config_base.as_deref() {
-                Some("rpc-only") => "[chain]\nrpc_http = \"https://rpc.example.org\"\n".into(),
-                _ => common::BASE_CONFIG.into(),
-            });
+        let case: Case =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut config = case.config.clone().unwrap_or_else(|| match case.config_base.as_deref() {
+            Some("rpc-only") => "[chain]\nrpc_http = \"https://rpc.example.org\"\n".into(),
+            _ => common::BASE_CONFIG.into(),
+        });
         config.push_str(case.config_extra.as_deref().unwrap_or_default());
         let root = common::fake_root(&config);
         let r = root.path();
@@ -59,17 +56,9 @@ fn every_bad_input_is_refused_with_a_precise_message_and_nothing_written() {
             let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
             all.extend_from_slice(mode);
             let run = common::reconcile(r, &all);
-            assert_eq!(
-                run.code, case.code,
-                "{name} {mode:?}: {}{}",
-                run.stdout, run.stderr
-            );
+            assert_eq!(run.code, case.code, "{name} {mode:?}: {}{}", run.stdout, run.stderr);
             for fragment in &case.expect {
-                assert!(
-                    run.stderr.contains(fragment.as_str()),
-                    "{name}: stderr lacks {fragment:?}: {}",
-                    run.stderr
-                );
+                assert!(run.stderr.contains(fragment.as_str()), "{name}: stderr lacks {fragment:?}: {}", run.stderr);
             }
             assert!(run.stdout.is_empty(), "{name}: {}", run.stdout);
             assert_same(&before, &snapshot(r), &name);

@@ -3,10 +3,7 @@
 use hostd::naming::{Identity, Stack, identity_from_issuer};
 
 fn id(stack: Stack, zone: &str) -> Identity {
-    Identity {
-        stack,
-        zone: zone.into(),
-    }
+    Identity { stack, zone: zone.into() }
 }
 
 #[test]
@@ -87,9 +84,7 @@ fn every_derived_name_in_every_stack() {
     ];
     for zone in ["litentry.org", "agents.example.co.uk"] {
         let z = |s: &str| s.replace('Z', zone).replace("-A", &format!("-{a}"));
-        for (stack, broker, signer, email, cred, mcp, vault, role, mail, sender, eip, chain) in
-            table
-        {
+        for (stack, broker, signer, email, cred, mcp, vault, role, mail, sender, eip, chain) in table {
             let i = id(stack, zone);
             assert_eq!(i.broker_host(), z(broker), "{stack}");
             assert_eq!(i.issuer(), format!("https://{}", z(broker)));
@@ -98,21 +93,13 @@ fn every_derived_name_in_every_stack() {
             assert_eq!(i.service_host("cred"), z(cred));
             assert_eq!(i.mcp_host(), z(mcp));
             assert_eq!(i.bucket("vault", a), z(vault));
-            assert_eq!(
-                i.role_arn("data", a),
-                format!("arn:aws:iam::{a}:role/{role}")
-            );
+            assert_eq!(i.role_arn("data", a), format!("arn:aws:iam::{a}:role/{role}"));
             assert_eq!(i.mail_domain(), z(mail));
             assert_eq!(i.sender(), z(sender));
             assert_eq!(i.eip_name(), eip);
             assert_eq!(stack.chain(), chain);
             assert_eq!(i.public_hosts().len(), 8);
-            assert_eq!(
-                identity_from_issuer(&i.issuer()),
-                Ok(i.clone()),
-                "inverse of {}",
-                i.issuer()
-            );
+            assert_eq!(identity_from_issuer(&i.issuer()), Ok(i.clone()), "inverse of {}", i.issuer());
         }
     }
 }
@@ -121,38 +108,19 @@ fn every_derived_name_in_every_stack() {
 fn inverse_accepts_exactly_the_four_first_labels() {
     let ok = [
         ("https://broker.litentry.org", Stack::Prod, "litentry.org"),
-        (
-            "https://test-broker.litentry.org",
-            Stack::Test { slot: 1 },
-            "litentry.org",
-        ),
-        (
-            "https://broker-test-2.agents.example.co.uk",
-            Stack::Test { slot: 2 },
-            "agents.example.co.uk",
-        ),
-        (
-            "https://broker-test-999.x.io",
-            Stack::Test { slot: 999 },
-            "x.io",
-        ),
+        ("https://test-broker.litentry.org", Stack::Test { slot: 1 }, "litentry.org"),
+        ("https://broker-test-2.agents.example.co.uk", Stack::Test { slot: 2 }, "agents.example.co.uk"),
+        ("https://broker-test-999.x.io", Stack::Test { slot: 999 }, "x.io"),
         ("https://broker-base.a.b.c.d", Stack::Base, "a.b.c.d"),
     ];
     for (issuer, stack, zone) in ok {
-        assert_eq!(
-            identity_from_issuer(issuer),
-            Ok(id(stack, zone)),
-            "{issuer}"
-        );
+        assert_eq!(identity_from_issuer(issuer), Ok(id(stack, zone)), "{issuer}");
     }
     let bad = [
         ("https://broker-test-1.litentry.org", "never broker-test-1"),
         ("https://broker-test-02.litentry.org", "leading zeros"),
         ("https://broker-test-0.litentry.org", "leading zeros"),
-        (
-            "https://broker-test-.litentry.org",
-            "starts or ends with '-'",
-        ),
+        ("https://broker-test-.litentry.org", "starts or ends with '-'"),
         ("https://broker-test-1000.litentry.org", "between 2 and 999"),
         ("https://test-broker-2.litentry.org", "first label"),
         ("https://signer.litentry.org", "first label"),

@@ -9,15 +9,7 @@ use std::path::Path;
 
 use common::{ACCOUNT, BASE_CONFIG, assert_same, reconcile, snapshot};
 
-const SLOT3: [&str; 7] = [
-    "--ci",
-    "--slot",
-    "3",
-    "--zone",
-    "litentry.org",
-    "--account-id",
-    ACCOUNT,
-];
+const SLOT3: [&str; 7] = ["--ci", "--slot", "3", "--zone", "litentry.org", "--account-id", ACCOUNT];
 
 fn meta(root: &Path, p: &str) -> (u32, u32, u32) {
     let m = std::fs::symlink_metadata(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
@@ -34,15 +26,8 @@ fn fresh_root_gets_the_spec_modes_and_owners_and_a_rerun_writes_nothing() {
     assert_eq!(first.code, 0, "{}", first.stderr);
     assert_eq!(first.json()["result"], "changed");
     let passwd = std::fs::read_to_string(r.join("etc/passwd")).unwrap();
-    let uid: u32 = passwd
-        .lines()
-        .find(|l| l.starts_with("agentkeys:"))
-        .unwrap()
-        .split(':')
-        .nth(2)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let uid: u32 =
+        passwd.lines().find(|l| l.starts_with("agentkeys:")).unwrap().split(':').nth(2).unwrap().parse().unwrap();
     let gid: u32 = std::fs::read_to_string(r.join("etc/group"))
         .unwrap()
         .lines()
@@ -68,16 +53,8 @@ fn fresh_root_gets_the_spec_modes_and_owners_and_a_rerun_writes_nothing() {
         assert_eq!(meta(r, path), want, "{path}");
     }
     let secret = std::fs::read_to_string(r.join("etc/agentkeys/dev-key-service.env")).unwrap();
-    let value = secret
-        .lines()
-        .find_map(|l| l.strip_prefix("DEV_KEY_SERVICE_MASTER_SECRET="))
-        .unwrap();
-    assert!(
-        value.len() == 64
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    );
+    let value = secret.lines().find_map(|l| l.strip_prefix("DEV_KEY_SERVICE_MASTER_SECRET=")).unwrap();
+    assert!(value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     let before = snapshot(r);
     for extra in [vec![], vec!["--ci"], vec!["--ci", "--slot", "3"]] {
         let mut a = extra.clone();
@@ -94,16 +71,8 @@ fn fresh_root_gets_the_spec_modes_and_owners_and_a_rerun_writes_nothing() {
         assert!(again.stdout.contains("converged: 0 changed"));
         assert_same(&before, &snapshot(r), "re-run on a converged root");
     }
-    let plan = common::run_in(
-        r,
-        &["reconcile", "--root", r.to_str().unwrap(), "--dry-run"],
-    );
-    assert_eq!(
-        plan.stdout.trim(),
-        "nothing to do: the host is converged",
-        "{}",
-        plan.stderr
-    );
+    let plan = common::run_in(r, &["reconcile", "--root", r.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(plan.stdout.trim(), "nothing to do: the host is converged", "{}", plan.stderr);
 }
 
 #[test]
@@ -118,31 +87,14 @@ fn deleting_one_file_restores_exactly_that_file() {
     ] {
         let before = snapshot(r);
         std::fs::remove_file(r.join(victim)).unwrap();
-        let plan = common::run_in(
-            r,
-            &[
-                "reconcile",
-                "--root",
-                r.to_str().unwrap(),
-                "--dry-run",
-                "--no-systemd",
-            ],
-        );
+        let plan = common::run_in(r, &["reconcile", "--root", r.to_str().unwrap(), "--dry-run", "--no-systemd"]);
         let lines: Vec<&str> = plan.stdout.lines().collect();
         assert_eq!(lines.len(), 1, "{victim}: {}", plan.stdout);
-        assert!(
-            lines[0].contains(&format!("/{victim}")) && lines[0].starts_with("  1. create"),
-            "{}",
-            lines[0]
-        );
+        assert!(lines[0].contains(&format!("/{victim}")) && lines[0].starts_with("  1. create"), "{}", lines[0]);
         let run = reconcile(r, &["--json"]);
         let s = run.json();
         assert_eq!(s["changed"], 1, "{}", run.stdout);
-        let done: Vec<&str> = run
-            .stdout
-            .lines()
-            .filter(|l| l.starts_with("done: "))
-            .collect();
+        let done: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("done: ")).collect();
         assert_eq!(done.len(), 1, "{}", run.stdout);
         assert!(done[0].contains(&format!("/{victim}")), "{}", done[0]);
         let after = snapshot(r);
@@ -156,17 +108,9 @@ fn deleting_one_file_restores_exactly_that_file() {
                 );
             } else if Some(p.as_path()) == Path::new(victim).parent() {
                 // Creating an entry updates its directory's mtime; nothing else may change.
-                assert_eq!(
-                    (old.mode, old.uid, old.gid, old.ino),
-                    (snap.mode, snap.uid, snap.gid, snap.ino)
-                );
+                assert_eq!((old.mode, old.uid, old.gid, old.ino), (snap.mode, snap.uid, snap.gid, snap.ino));
             } else {
-                assert_eq!(
-                    old,
-                    snap,
-                    "{} must not be touched while restoring {victim}",
-                    p.display()
-                );
+                assert_eq!(old, snap, "{} must not be touched while restoring {victim}", p.display());
             }
         }
     }
@@ -178,36 +122,25 @@ fn drift_in_mode_or_content_is_corrected_and_reported() {
     let r = root.path();
     assert_eq!(reconcile(r, &SLOT3).code, 0);
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        r.join("etc/agentkeys/worker-creds.env"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
+    std::fs::set_permissions(r.join("etc/agentkeys/worker-creds.env"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let unit = r.join("etc/systemd/system/agentkeys-worker-audit.service");
-    std::fs::write(
-        &unit,
-        std::fs::read_to_string(&unit)
-            .unwrap()
-            .replace("Restart=on-failure", "Restart=no"),
-    )
-    .unwrap();
-    let plan = common::run_in(
-        r,
-        &["reconcile", "--root", r.to_str().unwrap(), "--dry-run"],
-    );
-    assert!(plan.stdout.contains("fix secret file /etc/agentkeys/worker-creds.env (0600 agentkeys:agentkeys): mode 0644 -> 0600"), "{}", plan.stdout);
+    std::fs::write(&unit, std::fs::read_to_string(&unit).unwrap().replace("Restart=on-failure", "Restart=no")).unwrap();
+    let plan = common::run_in(r, &["reconcile", "--root", r.to_str().unwrap(), "--dry-run"]);
     assert!(
         plan.stdout
-            .contains("update unit /etc/systemd/system/agentkeys-worker-audit.service"),
+            .contains("fix secret file /etc/agentkeys/worker-creds.env (0600 agentkeys:agentkeys): mode 0644 -> 0600"),
         "{}",
         plan.stdout
     );
-    assert!(plan.stdout.contains("restart agentkeys-worker-audit.service: /etc/systemd/system/agentkeys-worker-audit.service changed"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("update unit /etc/systemd/system/agentkeys-worker-audit.service"), "{}", plan.stdout);
     assert!(
-        !plan.stdout.contains("restart agentkeys-worker-creds"),
-        "a mode fix restarts nothing: {}",
+        plan.stdout.contains(
+            "restart agentkeys-worker-audit.service: /etc/systemd/system/agentkeys-worker-audit.service changed"
+        ),
+        "{}",
         plan.stdout
     );
+    assert!(!plan.stdout.contains("restart agentkeys-worker-creds"), "a mode fix restarts nothing: {}", plan.stdout);
     assert_eq!(reconcile(r, &[]).code, 0);
     assert_eq!(meta(r, "etc/agentkeys/worker-creds.env").0, 0o600);
     assert_eq!(reconcile(r, &["--json"]).json()["changed"], 0);
@@ -217,17 +150,11 @@ fn drift_in_mode_or_content_is_corrected_and_reported() {
 fn existing_secrets_are_kept_and_malformed_ones_stop_the_run_before_any_write() {
     let root = common::fake_root(BASE_CONFIG);
     let r = root.path();
-    let master = format!(
-        "# written by setup-broker-host.sh\nDEV_KEY_SERVICE_MASTER_SECRET={}\n",
-        "0a".repeat(32)
-    );
+    let master = format!("# written by setup-broker-host.sh\nDEV_KEY_SERVICE_MASTER_SECRET={}\n", "0a".repeat(32));
     std::fs::write(r.join("etc/agentkeys/dev-key-service.env"), &master).unwrap();
     std::fs::write(
         r.join("etc/agentkeys/worker-memory.env"),
-        format!(
-            "WORKER_BIND=x\nAGENTKEYS_MEMORY_KEK_HEX={}\n",
-            "5c".repeat(32)
-        ),
+        format!("WORKER_BIND=x\nAGENTKEYS_MEMORY_KEK_HEX={}\n", "5c".repeat(32)),
     )
     .unwrap();
     let run = reconcile(r, &[&SLOT3[..], &["--json"]].concat());
@@ -236,11 +163,7 @@ fn existing_secrets_are_kept_and_malformed_ones_stop_the_run_before_any_write() 
         run.json()["secrets_generated"],
         serde_json::json!(["AGENTKEYS_WORKER_KEK_HEX", "AGENTKEYS_CONFIG_KEK_HEX"])
     );
-    assert_eq!(
-        std::fs::read_to_string(r.join("etc/agentkeys/dev-key-service.env")).unwrap(),
-        master,
-        "byte-for-byte"
-    );
+    assert_eq!(std::fs::read_to_string(r.join("etc/agentkeys/dev-key-service.env")).unwrap(), master, "byte-for-byte");
     assert!(
         std::fs::read_to_string(r.join("etc/agentkeys/worker-memory.env"))
             .unwrap()
@@ -261,20 +184,12 @@ fn existing_secrets_are_kept_and_malformed_ones_stop_the_run_before_any_write() 
     let run = reconcile(r, &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
-        run.stderr.contains("/etc/agentkeys/worker-config.env")
-            && run.stderr.contains("AGENTKEYS_CONFIG_KEK_HEX"),
+        run.stderr.contains("/etc/agentkeys/worker-config.env") && run.stderr.contains("AGENTKEYS_CONFIG_KEK_HEX"),
         "{}",
         run.stderr
     );
-    assert!(
-        !run.stderr.contains(&"XY".repeat(32)),
-        "the bad value is not echoed"
-    );
-    assert_same(
-        &before,
-        &snapshot(r),
-        "a malformed secret stops the run before anything is written",
-    );
+    assert!(!run.stderr.contains(&"XY".repeat(32)), "the bad value is not echoed");
+    assert_same(&before, &snapshot(r), "a malformed secret stops the run before anything is written");
 }
 
 #[test]
@@ -282,21 +197,14 @@ fn dry_run_writes_nothing_and_prints_the_plan() {
     let root = common::fake_root(BASE_CONFIG);
     let r = root.path();
     let before = snapshot(r);
-    let mut args = vec![
-        "reconcile",
-        "--root",
-        r.to_str().unwrap(),
-        "--dry-run",
-        "--json",
-    ];
+    let mut args = vec!["reconcile", "--root", r.to_str().unwrap(), "--dry-run", "--json"];
     args.extend(SLOT3);
     let run = common::run_in(r, &args);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json()["result"], "planned");
     assert!(run.stdout.contains("create system user agentkeys"));
     assert!(
-        run.stdout
-            .contains("daemon-reload: 10 unit file(s) changed"),
+        run.stdout.contains("daemon-reload: 10 unit file(s) changed"),
         "without --no-systemd the plan shows the systemd steps"
     );
     assert!(run.stdout.contains("restart agentkeys-broker.service"));
@@ -330,11 +238,7 @@ fn env_file_command_substitution_never_runs() {
         std::fs::write(&env, format!("ACCOUNT_ID={ACCOUNT}\n{line}\n")).unwrap();
         let run = reconcile(r, &["--env-file", env.to_str().unwrap()]);
         assert_eq!(run.code, 2, "{line}: {}", run.stderr);
-        assert!(
-            run.stderr.contains(&format!("{}:2: ZONE", env.display())),
-            "{}",
-            run.stderr
-        );
+        assert!(run.stderr.contains(&format!("{}:2: ZONE", env.display())), "{}", run.stderr);
         assert!(!canary.exists(), "{line} was executed");
     }
 }

@@ -9,18 +9,10 @@ use std::path::{Path, PathBuf};
 
 use common::{Snap, snapshot};
 
-const CASES: [&str; 5] = [
-    "prod",
-    "test-1",
-    "test-7-multilabel",
-    "base",
-    "prod-adopted-https",
-];
+const CASES: [&str; 5] = ["prod", "test-1", "test-7-multilabel", "base", "prod-adopted-https"];
 
 fn case_dir(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/golden")
-        .join(case)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden").join(case)
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -50,13 +42,7 @@ fn converge(case: &str) -> tempfile::TempDir {
     let args: Vec<String> = std::fs::read_to_string(dir.join("args"))
         .unwrap()
         .lines()
-        .map(|a| {
-            if a == "operator.env" {
-                dir.join(a).to_string_lossy().into_owned()
-            } else {
-                a.to_owned()
-            }
-        })
+        .map(|a| if a == "operator.env" { dir.join(a).to_string_lossy().into_owned() } else { a.to_owned() })
         .collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = common::reconcile(root.path(), &args);
@@ -67,12 +53,7 @@ fn converge(case: &str) -> tempfile::TempDir {
 fn manifest(snap: &std::collections::BTreeMap<PathBuf, Snap>) -> String {
     snap.iter()
         .map(|(p, s)| match s.kind {
-            'l' => format!(
-                "l {:04o} {} -> {}\n",
-                s.mode,
-                p.display(),
-                String::from_utf8_lossy(&s.content)
-            ),
+            'l' => format!("l {:04o} {} -> {}\n", s.mode, p.display(), String::from_utf8_lossy(&s.content)),
             k => format!("{k} {:04o} {}\n", s.mode, p.display()),
         })
         .collect()
@@ -96,14 +77,9 @@ fn every_case_matches_its_golden_tree() {
             }
             continue;
         }
-        let want = std::fs::read_to_string(expected.join("MANIFEST")).unwrap_or_else(|e| {
-            panic!("{case}: no golden MANIFEST ({e}); run with UPDATE_GOLDEN=1")
-        });
-        assert_eq!(
-            manifest(&snap),
-            want,
-            "{case}: paths or modes differ from the golden manifest"
-        );
+        let want = std::fs::read_to_string(expected.join("MANIFEST"))
+            .unwrap_or_else(|e| panic!("{case}: no golden MANIFEST ({e}); run with UPDATE_GOLDEN=1"));
+        assert_eq!(manifest(&snap), want, "{case}: paths or modes differ from the golden manifest");
         for (p, s) in snap.iter().filter(|(_, s)| s.kind == 'f') {
             let golden = std::fs::read(expected.join("tree").join(p)).unwrap();
             assert_eq!(
@@ -130,12 +106,7 @@ fn env_lines(root: &Path) -> Vec<String> {
                 let text = std::fs::read_to_string(&p).unwrap();
                 let is_unit = p.extension().is_some_and(|x| x == "service");
                 let env = text.lines().filter(|l| {
-                    !l.starts_with('#')
-                        && if is_unit {
-                            l.starts_with("Environment=")
-                        } else {
-                            l.contains('=')
-                        }
+                    !l.starts_with('#') && if is_unit { l.starts_with("Environment=") } else { l.contains('=') }
                 });
                 out.extend(env.map(|l| format!("{}: {l}", p.display())));
             }
@@ -148,31 +119,17 @@ fn env_lines(root: &Path) -> Vec<String> {
 fn base_stack_uses_base_keys_and_never_heima() {
     let root = converge("base");
     let lines = env_lines(root.path());
-    assert!(lines.iter().any(|l| {
-        l.ends_with("SIDECAR_REGISTRY_ADDRESS_BASE=0x8464135c8F25Da09e49BC8782676a84730C318bC")
-    }));
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("agentkeys-broker.service: Environment=ENTRYPOINT_ADDRESS_BASE="))
+            .any(|l| { l.ends_with("SIDECAR_REGISTRY_ADDRESS_BASE=0x8464135c8F25Da09e49BC8782676a84730C318bC") })
     );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.ends_with("AGENTKEYS_CHAIN_RPC_HTTP=https://mainnet.base.org"))
-    );
-    assert!(
-        !lines
-            .iter()
-            .any(|l| l.contains("HEIMA") || l.contains("heima")),
-        "no Heima value on the Base stack"
-    );
+    assert!(lines.iter().any(|l| l.contains("agentkeys-broker.service: Environment=ENTRYPOINT_ADDRESS_BASE=")));
+    assert!(lines.iter().any(|l| l.ends_with("AGENTKEYS_CHAIN_RPC_HTTP=https://mainnet.base.org")));
+    assert!(!lines.iter().any(|l| l.contains("HEIMA") || l.contains("heima")), "no Heima value on the Base stack");
     let broker = read(root.path(), "/etc/systemd/system/agentkeys-broker.service");
     assert!(broker.contains("Environment=BROKER_OIDC_ISSUER=https://broker-base.litentry.org\n"));
-    assert!(
-        !broker.contains("AGENTKEYS_ACCEPT_ALLOW_ADDR_OVERRIDE"),
-        "prod-posture stack"
-    );
+    assert!(!broker.contains("AGENTKEYS_ACCEPT_ALLOW_ADDR_OVERRIDE"), "prod-posture stack");
 }
 
 #[test]
@@ -184,16 +141,8 @@ fn test_stacks_allow_addr_override_and_no_line_is_empty() {
         }
         let broker = read(root.path(), "/etc/systemd/system/agentkeys-broker.service");
         let is_test = case.starts_with("test");
-        assert_eq!(
-            broker.contains("Environment=AGENTKEYS_ACCEPT_ALLOW_ADDR_OVERRIDE=1\n"),
-            is_test,
-            "{case}"
-        );
-        assert_eq!(
-            broker.contains("ENTRYPOINT_ADDRESS_HEIMA"),
-            case == "prod",
-            "{case}"
-        );
+        assert_eq!(broker.contains("Environment=AGENTKEYS_ACCEPT_ALLOW_ADDR_OVERRIDE=1\n"), is_test, "{case}");
+        assert_eq!(broker.contains("ENTRYPOINT_ADDRESS_HEIMA"), case == "prod", "{case}");
     }
 }
 
@@ -209,25 +158,15 @@ fn adopted_host_keeps_identity_settings_secrets_and_certificates() {
     );
     assert_eq!(
         read(r, "/etc/agentkeys/dev-key-service.env"),
-        read(
-            &case_dir("prod-adopted-https").join("seed"),
-            "/etc/agentkeys/dev-key-service.env"
-        )
+        read(&case_dir("prod-adopted-https").join("seed"), "/etc/agentkeys/dev-key-service.env")
     );
     assert!(
-        read(r, "/etc/agentkeys/worker-creds.env")
-            .contains(&format!("AGENTKEYS_WORKER_KEK_HEX={}\n", "2".repeat(64)))
+        read(r, "/etc/agentkeys/worker-creds.env").contains(&format!("AGENTKEYS_WORKER_KEK_HEX={}\n", "2".repeat(64)))
     );
     let vhost = read(r, "/etc/nginx/sites-available/broker.litentry.org.conf");
-    assert!(
-        vhost.contains("ssl_certificate /etc/letsencrypt/live/broker.litentry.org/fullchain.pem;"),
-        "{vhost}"
-    );
+    assert!(vhost.contains("ssl_certificate /etc/letsencrypt/live/broker.litentry.org/fullchain.pem;"), "{vhost}");
     let email = read(r, "/etc/nginx/sites-available/email.litentry.org.conf");
-    assert!(
-        email.contains("return 503") && !email.contains("443"),
-        "no certificate → placeholder"
-    );
+    assert!(email.contains("return 503") && !email.contains("443"), "no certificate → placeholder");
     assert!(
         !r.join("etc/nginx/sites-enabled/default").exists()
             && std::fs::symlink_metadata(r.join("etc/nginx/sites-enabled/default")).is_err()

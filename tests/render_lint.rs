@@ -16,11 +16,7 @@ fn verify_unit(root: &Path, unit: &str) -> Result<(), String> {
         .output()
         .expect("systemd-analyze is installed (the README's test command installs it)");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.success() && stderr.trim().is_empty() {
-        Ok(())
-    } else {
-        Err(format!("{unit}: {stderr}"))
-    }
+    if out.status.success() && stderr.trim().is_empty() { Ok(()) } else { Err(format!("{unit}: {stderr}")) }
 }
 
 /// `nginx -t` on the vhosts of `root`, with their absolute paths mapped into the root.
@@ -32,10 +28,7 @@ fn nginx_test(root: &Path, vhosts: &[String]) -> Result<(), String> {
     for (i, text) in vhosts.iter().enumerate() {
         let mapped = text
             .replace("/etc/nginx/", &format!("{r}/etc/nginx/"))
-            .replace(
-                "/var/lib/agentkeys-hostd/",
-                &format!("{r}/var/lib/agentkeys-hostd/"),
-            )
+            .replace("/var/lib/agentkeys-hostd/", &format!("{r}/var/lib/agentkeys-hostd/"))
             .replace("/etc/letsencrypt/", &format!("{r}/etc/letsencrypt/"));
         std::fs::write(p.join(format!("vhost{i}.conf")), mapped).unwrap();
         includes.push_str(&format!("    include {}/vhost{i}.conf;\n", p.display()));
@@ -83,11 +76,7 @@ fn make_cert(dir: &Path) {
         .arg(dir.join("fullchain.pem"))
         .output()
         .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
 }
 
 fn files_in(dir: &Path, ext: &str) -> Vec<(String, String)> {
@@ -95,12 +84,7 @@ fn files_in(dir: &Path, ext: &str) -> Vec<(String, String)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == ext))
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read_to_string(&p).unwrap(),
-            )
-        })
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
         .collect();
     out.sort();
     out
@@ -144,22 +128,16 @@ fn all_stacks_both_tls_states_pass_the_real_linters() {
                 .map(|v| v.as_str().unwrap().to_owned())
                 .collect::<Vec<_>>();
             let want = if https { "https" } else { "http-placeholder" };
-            assert!(
-                states.len() == 8 && states.iter().all(|s| s == want),
-                "{name}: {states:?}"
-            );
+            assert!(states.len() == 8 && states.iter().all(|s| s == want), "{name}: {states:?}");
             for (unit, _) in files_in(&r.join("etc/systemd/system"), "service") {
                 verify_unit(r, &unit).unwrap_or_else(|e| panic!("{name} https={https}: {e}"));
                 units_checked += 1;
             }
-            let vhosts: Vec<String> = files_in(&r.join("etc/nginx/sites-available"), "conf")
-                .into_iter()
-                .map(|(_, t)| t)
-                .collect();
+            let vhosts: Vec<String> =
+                files_in(&r.join("etc/nginx/sites-available"), "conf").into_iter().map(|(_, t)| t).collect();
             assert_eq!(vhosts.len(), 8);
             vhosts_checked += vhosts.len();
-            nginx_test(r, &vhosts)
-                .unwrap_or_else(|e| panic!("{name} https={https}: nginx -t: {e}"));
+            nginx_test(r, &vhosts).unwrap_or_else(|e| panic!("{name} https={https}: nginx -t: {e}"));
         }
     }
     assert_eq!((units_checked, vhosts_checked), (80, 64));
@@ -170,32 +148,16 @@ fn the_linters_catch_what_they_are_for() {
     let root = common::fake_root(common::BASE_CONFIG);
     let r = root.path();
     common::stub_binaries(r);
-    assert_eq!(
-        common::reconcile(
-            r,
-            &["--zone", "litentry.org", "--account-id", common::ACCOUNT]
-        )
-        .code,
-        0
-    );
+    assert_eq!(common::reconcile(r, &["--zone", "litentry.org", "--account-id", common::ACCOUNT]).code, 0);
     let unit = r.join("etc/systemd/system/agentkeys-worker-email.service");
     let text = std::fs::read_to_string(&unit).unwrap();
-    std::fs::write(
-        &unit,
-        text.replace("[Service]\n", "[Service]\nProtectKernelTunable=yes\n"),
-    )
-    .unwrap();
+    std::fs::write(&unit, text.replace("[Service]\n", "[Service]\nProtectKernelTunable=yes\n")).unwrap();
     let err = verify_unit(r, "agentkeys-worker-email.service").expect_err("unknown key must fail");
     assert!(err.contains("Unknown key"), "{err}");
     std::fs::remove_file(r.join("usr/local/bin/agentkeys-bundler")).unwrap();
-    assert!(
-        verify_unit(r, "agentkeys-bundler.service").is_err(),
-        "a missing binary must fail"
-    );
-    let vhost =
-        std::fs::read_to_string(r.join("etc/nginx/sites-available/broker.litentry.org.conf"))
-            .unwrap();
-    let err = nginx_test(r, &[vhost.clone(), vhost])
-        .expect_err("a duplicate server_name is only a [warn] and must fail");
+    assert!(verify_unit(r, "agentkeys-bundler.service").is_err(), "a missing binary must fail");
+    let vhost = std::fs::read_to_string(r.join("etc/nginx/sites-available/broker.litentry.org.conf")).unwrap();
+    let err =
+        nginx_test(r, &[vhost.clone(), vhost]).expect_err("a duplicate server_name is only a [warn] and must fail");
     assert!(err.contains("[warn]"), "{err}");
 }

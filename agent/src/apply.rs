@@ -18,12 +18,8 @@ pub struct Outcome {
 
 fn ids(accounts: &dyn AccountDb, owner: &str, group: &str) -> anyhow::Result<(u32, u32)> {
     let acc = accounts.lookup(&[owner], &[group])?;
-    let uid = acc
-        .uid(owner)
-        .with_context(|| format!("user {owner} does not exist"))?;
-    let gid = acc
-        .gid(group)
-        .with_context(|| format!("group {group} does not exist"))?;
+    let uid = acc.uid(owner).with_context(|| format!("user {owner} does not exist"))?;
+    let gid = acc.gid(group).with_context(|| format!("group {group} does not exist"))?;
     Ok((uid, gid))
 }
 
@@ -36,13 +32,7 @@ pub fn apply(root: &Root, accounts: &dyn AccountDb, plan: &Plan) -> anyhow::Resu
         match action {
             Action::CreateGroup { name } => accounts.create_group(name)?,
             Action::CreateUser { name, home, shell } => accounts.create_user(name, home, shell)?,
-            Action::Dir {
-                path,
-                mode,
-                owner,
-                group,
-                change,
-            } => {
+            Action::Dir { path, mode, owner, group, change } => {
                 let (uid, gid) = ids(accounts, owner, group)?;
                 match change {
                     Change::Fix(_) => root.set_meta(path, *mode, uid, gid)?,
@@ -54,15 +44,7 @@ pub fn apply(root: &Root, accounts: &dyn AccountDb, plan: &Plan) -> anyhow::Resu
                     Change::Create | Change::Update => root.mkdir(path, *mode, uid, gid)?,
                 }
             }
-            Action::File {
-                path,
-                mode,
-                owner,
-                group,
-                change,
-                content,
-                ..
-            } => {
+            Action::File { path, mode, owner, group, change, content, .. } => {
                 let (uid, gid) = ids(accounts, owner, group)?;
                 match change {
                     Change::Fix(_) => root.set_meta(path, *mode, uid, gid)?,

@@ -110,10 +110,7 @@ const CHAIN_ENV: [Env; 3] = [
     Env::ChainAddresses(&crate::chains::CORE_CONTRACTS),
 ];
 
-const AUDIT_URL: Env = Env::Set(
-    "AGENTKEYS_AUDIT_WORKER_URL",
-    Val::UrlOf("agentkeys-worker-audit"),
-);
+const AUDIT_URL: Env = Env::Set("AGENTKEYS_AUDIT_WORKER_URL", Val::UrlOf("agentkeys-worker-audit"));
 const DEV_KEYS: (&str, bool) = (crate::paths::DEV_KEY_SERVICE_ENV, false);
 const SPONSOR: (&str, bool) = (crate::paths::BROKER_SPONSOR_ENV, true);
 
@@ -228,14 +225,8 @@ pub const SERVICES: &[Service] = &[
         env_target: EnvTarget::File("/etc/agentkeys/worker-audit.env"),
         env: &[
             Env::Set("AGENTKEYS_WORKER_AUDIT_BIND", Val::Bind),
-            Env::Set(
-                "AGENTKEYS_WORKER_AUDIT_LEAVES_DIR",
-                Val::Lit(crate::paths::AUDIT_LEAVES),
-            ),
-            Env::Set(
-                "AGENTKEYS_WORKER_AUDIT_FLUSH_INTERVAL_SECS",
-                Val::Lit("300"),
-            ),
+            Env::Set("AGENTKEYS_WORKER_AUDIT_LEAVES_DIR", Val::Lit(crate::paths::AUDIT_LEAVES)),
+            Env::Set("AGENTKEYS_WORKER_AUDIT_FLUSH_INTERVAL_SECS", Val::Lit("300")),
         ],
         vhost: Some(Vhost::Worker("audit")),
         pubkey: Pubkey::None,
@@ -372,6 +363,17 @@ pub fn service(unit: &str) -> Option<&'static Service> {
     SERVICES.iter().find(|s| s.unit == unit)
 }
 
+/// Every environment key hostd itself sets for `svc` (on any chain, any stack).
+pub fn managed_keys(svc: &Service) -> Vec<String> {
+    svc.env
+        .iter()
+        .flat_map(|e| match e {
+            Env::Set(k, _) | Env::TestOnly(k, _) | Env::Kek(k) => vec![(*k).to_owned()],
+            Env::ChainAddresses(names) => names.iter().map(|n| format!("{n}_ADDRESS_")).collect(),
+        })
+        .collect()
+}
+
 /// Every KEK env key, with the env file that holds it.
 pub fn keks() -> impl Iterator<Item = (&'static str, &'static str)> {
     SERVICES.iter().flat_map(|s| {
@@ -396,26 +398,15 @@ mod tests {
         assert_eq!(ports.len(), SERVICES.len(), "ports are unique");
         for (i, s) in SERVICES.iter().enumerate() {
             for dep in s.after {
-                let pos = SERVICES
-                    .iter()
-                    .position(|o| o.unit == *dep)
-                    .expect("dependency is in the catalog");
-                assert!(
-                    pos < i,
-                    "{} starts after {dep}, which must come earlier in the catalog",
-                    s.unit
-                );
+                let pos = SERVICES.iter().position(|o| o.unit == *dep).expect("dependency is in the catalog");
+                assert!(pos < i, "{} starts after {dep}, which must come earlier in the catalog", s.unit);
             }
             for e in s.env {
                 if let Env::Set(_, Val::UrlOf(u)) = e {
                     assert!(service(u).is_some(), "{u}");
                 }
                 if let Env::Kek(_) = e {
-                    assert!(
-                        matches!(s.env_target, EnvTarget::File(_)),
-                        "{}: a KEK lives in an env file",
-                        s.unit
-                    );
+                    assert!(matches!(s.env_target, EnvTarget::File(_)), "{}: a KEK lives in an env file", s.unit);
                 }
             }
         }

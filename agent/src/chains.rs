@@ -13,14 +13,8 @@ pub struct ChainProfile {
 pub const PROFILES: &[ChainProfile] = &[
     // Heima's endpoint is deployment-specific (the old tooling hard-coded one); it must be
     // configured (`[chain] rpc_http` or AGENTKEYS_CHAIN_RPC_HTTP_HEIMA) or come from the deployed unit.
-    ChainProfile {
-        name: "heima",
-        default_rpc_http: None,
-    },
-    ChainProfile {
-        name: "base",
-        default_rpc_http: Some("https://mainnet.base.org"),
-    },
+    ChainProfile { name: "heima", default_rpc_http: None },
+    ChainProfile { name: "base", default_rpc_http: Some("https://mainnet.base.org") },
 ];
 
 /// Contract names every chain-aware service receives (empty → omitted, the stack is chain-degraded).
@@ -46,9 +40,7 @@ pub fn address_key(name: &str, chain: &str) -> String {
 pub fn is_chain_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 32
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
 }
 
@@ -58,14 +50,8 @@ mod tests {
 
     #[test]
     fn chain_keys() {
-        assert_eq!(
-            address_key("SIDECAR_REGISTRY", "heima"),
-            "SIDECAR_REGISTRY_ADDRESS_HEIMA"
-        );
-        assert_eq!(
-            address_key("ENTRYPOINT", "base-sepolia"),
-            "ENTRYPOINT_ADDRESS_BASE_SEPOLIA"
-        );
+        assert_eq!(address_key("SIDECAR_REGISTRY", "heima"), "SIDECAR_REGISTRY_ADDRESS_HEIMA");
+        assert_eq!(address_key("ENTRYPOINT", "base-sepolia"), "ENTRYPOINT_ADDRESS_BASE_SEPOLIA");
         assert!(profile("heima").is_some_and(|p| p.default_rpc_http.is_none()));
         assert!(!is_chain_name("Heima") && !is_chain_name("-x") && is_chain_name("base-sepolia"));
     }

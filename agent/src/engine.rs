@@ -41,13 +41,9 @@ pub fn read_inputs(root: &Root, req: &Request) -> anyhow::Result<Inputs> {
     let env = match &req.env_file {
         Some(path) => {
             let shown = path.display().to_string();
-            let text =
-                std::fs::read(path).with_context(|| format!("failed to read env file {shown}"))?;
+            let text = std::fs::read(path).with_context(|| format!("failed to read env file {shown}"))?;
             let text = String::from_utf8(text).map_err(|_| {
-                InvalidInput::new(
-                    Source::Flag("--env-file".into()),
-                    format!("{shown} is not UTF-8 text"),
-                )
+                InvalidInput::new(Source::Flag("--env-file".into()), format!("{shown} is not UTF-8 text"))
             })?;
             Some(envfile::parse(&shown, &text)?)
         }
@@ -55,21 +51,12 @@ pub fn read_inputs(root: &Root, req: &Request) -> anyhow::Result<Inputs> {
     };
     let config = config::load(&observe::config_files(root)?)?;
     let deployed = identity::deployed(&observe::host_records(root)?)?;
-    Ok(Inputs {
-        config,
-        env,
-        deployed,
-    })
+    Ok(Inputs { config, env, deployed })
 }
 
 /// Decide the identity (the cross-wire guard).
 pub fn decide_identity(req: &Request, inputs: &Inputs) -> anyhow::Result<Identity> {
-    identity::resolve(
-        &req.selectors,
-        &inputs.config,
-        inputs.env.as_ref(),
-        inputs.deployed.as_ref(),
-    )
+    identity::resolve(&req.selectors, &inputs.config, inputs.env.as_ref(), inputs.deployed.as_ref())
 }
 
 /// The decided state of one run.
@@ -85,8 +72,7 @@ pub struct Prepared {
 
 fn csprng() -> anyhow::Result<[u8; 32]> {
     let mut b = [0u8; 32];
-    getrandom::fill(&mut b)
-        .map_err(|e| anyhow::anyhow!("failed to read the OS random number generator: {e}"))?;
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("failed to read the OS random number generator: {e}"))?;
     Ok(b)
 }
 
@@ -96,12 +82,7 @@ pub type RuntimeProbe<'a> = &'a dyn Fn(&Settings) -> anyhow::Result<Runtime>;
 /// SHA-256 of a file, hex; `None` when it does not exist.
 pub fn sha256_file(root: &Root, path: &str) -> anyhow::Result<Option<String>> {
     use sha2::Digest;
-    Ok(root.read(path)?.map(|b| {
-        sha2::Sha256::digest(&b)
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect()
-    }))
+    Ok(root.read(path)?.map(|b| sha2::Sha256::digest(&b).iter().map(|x| format!("{x:02x}")).collect()))
 }
 
 /// Read the systemd-side facts: unit states, binary hashes, the pending marker, keypairs.
@@ -122,18 +103,10 @@ pub async fn observe_runtime(
         };
         rt.services.insert(svc.unit.to_owned(), facts);
     }
-    rt.pending_restarts = state
-        .pending
-        .as_ref()
-        .map(|p| p.restarts.clone())
-        .unwrap_or_default();
-    for (purpose, path) in [
-        ("oidc", paths::OIDC_KEYPAIR),
-        ("session", paths::SESSION_KEYPAIR),
-    ] {
+    rt.pending_restarts = state.pending.as_ref().map(|p| p.restarts.clone()).unwrap_or_default();
+    for (purpose, path) in [("oidc", paths::OIDC_KEYPAIR), ("session", paths::SESSION_KEYPAIR)] {
         if !root.path(path).exists() {
-            rt.missing_keypairs
-                .push((purpose.to_owned(), path.to_owned()));
+            rt.missing_keypairs.push((purpose.to_owned(), path.to_owned()));
         }
     }
     rt.nginx_active = sd.unit_state("nginx.service").await?.is_active();
@@ -149,39 +122,16 @@ pub fn prepare(
 ) -> anyhow::Result<Prepared> {
     let inputs = read_inputs(root, req)?;
     let identity = decide_identity(req, &inputs)?;
-    let settings = settings::resolve(
-        identity,
-        &req.flags,
-        &inputs.config,
-        inputs.env.as_ref(),
-        inputs.deployed.as_ref(),
-    )?;
+    let settings =
+        settings::resolve(identity, &req.flags, &inputs.config, inputs.env.as_ref(), inputs.deployed.as_ref())?;
     let keks: Vec<(&str, &str)> = catalog::keks().collect();
-    let secrets = secrets::resolve(
-        &observe::existing_secrets(root)?,
-        paths::DEV_KEY_SERVICE_ENV,
-        &keks,
-        &mut csprng,
-    )?;
-    let facts = HostFacts {
-        secrets,
-        tls: observe::tls_states(root, &settings.identity),
-        layout: observe::nginx_layout(root),
-    };
+    let secrets = secrets::resolve(&observe::existing_secrets(root)?, paths::DEV_KEY_SERVICE_ENV, &keks, &mut csprng)?;
+    let facts =
+        HostFacts { secrets, tls: observe::tls_states(root, &settings.identity), layout: observe::nginx_layout(root) };
     let desired = render::render(&settings, &facts)?;
     let mut observed = observe::observe(root, accounts, &desired)?;
     observed.runtime = runtime.map(|probe| probe(&settings)).transpose()?;
     let plan = plan::plan(&desired, &observed, req.options);
-    let adopted = inputs
-        .deployed
-        .as_ref()
-        .is_some_and(|d| d.recorded_account_id.is_none());
-    Ok(Prepared {
-        settings,
-        facts,
-        desired,
-        plan,
-        adopted,
-        observed,
-    })
+    let adopted = inputs.deployed.as_ref().is_some_and(|d| d.recorded_account_id.is_none());
+    Ok(Prepared { settings, facts, desired, plan, adopted, observed })
 }

@@ -27,70 +27,41 @@ impl EnvFile {
     /// The `Source` naming this key for error messages.
     pub fn source(&self, key: &str) -> Source {
         let line = self.entries.get(key).map_or(0, |e| e.line);
-        Source::EnvFile {
-            file: self.file.clone(),
-            line,
-            key: key.to_owned(),
-        }
+        Source::EnvFile { file: self.file.clone(), line, key: key.to_owned() }
     }
 }
 
 /// Parse `text` (the contents of `file`).
 pub fn parse(file: &str, text: &str) -> Result<EnvFile, InvalidInput> {
-    let mut out = EnvFile {
-        file: file.to_owned(),
-        entries: BTreeMap::new(),
-    };
+    let mut out = EnvFile { file: file.to_owned(), entries: BTreeMap::new() };
     for (index, raw) in text.lines().enumerate() {
         let line_no = index + 1;
         let err = |key: &str, reason: String| {
-            InvalidInput::new(
-                Source::EnvFile {
-                    file: file.to_owned(),
-                    line: line_no,
-                    key: key.to_owned(),
-                },
-                reason,
-            )
+            InvalidInput::new(Source::EnvFile { file: file.to_owned(), line: line_no, key: key.to_owned() }, reason)
         };
         let line = raw.trim_start_matches([' ', '\t']);
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let line = line
-            .strip_prefix("export ")
-            .map_or(line, |l| l.trim_start_matches(' '));
+        let line = line.strip_prefix("export ").map_or(line, |l| l.trim_start_matches(' '));
         let Some((key, rest)) = line.split_once('=') else {
-            return Err(err(
-                "-",
-                "expected KEY=VALUE (a bare command would be executed by a shell; refused)".into(),
-            ));
+            return Err(err("-", "expected KEY=VALUE (a bare command would be executed by a shell; refused)".into()));
         };
         if !is_name(key) {
             return Err(err(
                 key,
-                format!(
-                    "{key:?} is not a variable name (letters, digits, _; not starting with a digit)"
-                ),
+                format!("{key:?} is not a variable name (letters, digits, _; not starting with a digit)"),
             ));
         }
         let value = expand_value(rest, &out.entries).map_err(|reason| err(key, reason))?;
-        out.entries.insert(
-            key.to_owned(),
-            Entry {
-                value,
-                line: line_no,
-            },
-        );
+        out.entries.insert(key.to_owned(), Entry { value, line: line_no });
     }
     Ok(out)
 }
 
 fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -102,10 +73,7 @@ fn expand_value(rest: &str, known: &BTreeMap<String, Entry>) -> Result<String, S
     while i < chars.len() {
         match chars[i] {
             '\'' => {
-                let end = chars[i + 1..]
-                    .iter()
-                    .position(|&c| c == '\'')
-                    .ok_or("unterminated single quote")?;
+                let end = chars[i + 1..].iter().position(|&c| c == '\'').ok_or("unterminated single quote")?;
                 out.extend(&chars[i + 1..i + 1 + end]);
                 i += end + 2;
             }
@@ -121,15 +89,11 @@ fn expand_value(rest: &str, known: &BTreeMap<String, Entry>) -> Result<String, S
                     "unquoted whitespace followed by {tail:?}: a shell would run that as a command; quote the value"
                 ));
             }
-            '`' => return Err(
-                "backtick command substitution is not allowed (the file is parsed, never executed)"
-                    .into(),
-            ),
-            c @ (';' | '&' | '|' | '<' | '>' | '(' | ')' | '\\' | '*' | '?' | '[' | '{' | '}'
-            | '!') => {
-                return Err(format!(
-                    "unquoted {c:?} is shell syntax; quote the value if it is meant literally"
-                ));
+            '`' => {
+                return Err("backtick command substitution is not allowed (the file is parsed, never executed)".into());
+            }
+            c @ (';' | '&' | '|' | '<' | '>' | '(' | ')' | '\\' | '*' | '?' | '[' | '{' | '}' | '!') => {
+                return Err(format!("unquoted {c:?} is shell syntax; quote the value if it is meant literally"));
             }
             c if c.is_control() => return Err(format!("control character {c:?} in value")),
             c => {
@@ -162,10 +126,9 @@ fn expand_double_quoted(
                 }
             },
             '$' => i = expand_reference(chars, i, known, out)?,
-            '`' => return Err(
-                "backtick command substitution is not allowed (the file is parsed, never executed)"
-                    .into(),
-            ),
+            '`' => {
+                return Err("backtick command substitution is not allowed (the file is parsed, never executed)".into());
+            }
             c if c.is_control() => return Err(format!("control character {c:?} in value")),
             c => {
                 out.push(c);
@@ -184,27 +147,20 @@ fn expand_reference(
     out: &mut String,
 ) -> Result<usize, String> {
     let lookup = |name: &str| {
-        known
-            .get(name)
-            .map(|e| e.value.clone())
-            .ok_or_else(|| format!("${name} refers to a key not set earlier in this file (environment variables are not read)"))
+        known.get(name).map(|e| e.value.clone()).ok_or_else(|| {
+            format!("${name} refers to a key not set earlier in this file (environment variables are not read)")
+        })
     };
     match chars.get(i + 1) {
-        Some('(') => Err(
-            "$( ) command substitution is not allowed (the file is parsed, never executed)".into(),
-        ),
+        Some('(') => Err("$( ) command substitution is not allowed (the file is parsed, never executed)".into()),
         Some('{') => {
-            let close = chars[i + 2..]
-                .iter()
-                .position(|&c| c == '}')
-                .ok_or("unterminated ${ reference")?;
+            let close = chars[i + 2..].iter().position(|&c| c == '}').ok_or("unterminated ${ reference")?;
             let inner: String = chars[i + 2..i + 2 + close].iter().collect();
             let value = match inner.split_once('#') {
                 None if is_name(&inner) => lookup(&inner)?,
                 Some((name, "*.")) if is_name(name) => {
                     let v = lookup(name)?;
-                    v.split_once('.')
-                        .map_or(v.clone(), |(_, after)| after.to_owned())
+                    v.split_once('.').map_or(v.clone(), |(_, after)| after.to_owned())
                 }
                 _ => {
                     return Err(format!(
@@ -216,10 +172,7 @@ fn expand_reference(
             Ok(i + 3 + close)
         }
         Some(&c) if c.is_ascii_alphabetic() || c == '_' => {
-            let len = chars[i + 1..]
-                .iter()
-                .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
-                .count();
+            let len = chars[i + 1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_').count();
             let name: String = chars[i + 1..i + 1 + len].iter().collect();
             out.push_str(&lookup(&name)?);
             Ok(i + 1 + len)
@@ -236,12 +189,7 @@ mod tests {
     use super::*;
 
     fn value(text: &str, key: &str) -> String {
-        parse("ops.env", text)
-            .expect("parses")
-            .get(key)
-            .expect("key")
-            .value
-            .clone()
+        parse("ops.env", text).expect("parses").get(key).expect("key").value.clone()
     }
 
     #[test]
@@ -254,19 +202,10 @@ mod tests {
         assert_eq!(value(text, "MAIL_DOMAIN"), "bots-test.litentry.org");
         assert_eq!(value(text, "PARENT"), "lit$eral");
         assert_eq!(value(text, "STRIPPED"), "litentry.org");
-        assert_eq!(
-            value(text, "VAULT_BUCKET"),
-            "agentkeys-vault-test-429071895007"
-        );
+        assert_eq!(value(text, "VAULT_BUCKET"), "agentkeys-vault-test-429071895007");
         assert_eq!(value(text, "EMPTY"), "");
         assert_eq!(value(text, "Q"), "a \"b\"");
-        assert_eq!(
-            parse("f", text)
-                .expect("parses")
-                .get("ZONE")
-                .map(|e| e.line),
-            Some(3)
-        );
+        assert_eq!(parse("f", text).expect("parses").get("ZONE").map(|e| e.line), Some(3));
     }
 
     #[test]
@@ -292,18 +231,13 @@ mod tests {
         ] {
             let err = parse("ops.env", text).expect_err(text).to_string();
             assert!(err.contains(fragment), "{text:?}: {err}");
-            assert!(
-                err.contains("ops.env:"),
-                "{text:?} names the file and line: {err}"
-            );
+            assert!(err.contains("ops.env:"), "{text:?} names the file and line: {err}");
         }
     }
 
     #[test]
     fn error_names_the_line() {
-        let err = parse("ops.env", "A=1\n\n# c\nB=$(id)\n")
-            .expect_err("refused")
-            .to_string();
+        let err = parse("ops.env", "A=1\n\n# c\nB=$(id)\n").expect_err("refused").to_string();
         assert!(err.contains("ops.env:4: B"), "{err}");
     }
 }

@@ -24,11 +24,7 @@ pub enum Source {
     /// A key in a hostd configuration file.
     Config { file: String, key: String },
     /// A line of an operator env file.
-    EnvFile {
-        file: String,
-        line: usize,
-        key: String,
-    },
+    EnvFile { file: String, line: usize, key: String },
     /// A file already on the host (deployed unit, secret, env file).
     Host { file: String, detail: String },
     /// The built-in default.
@@ -59,10 +55,7 @@ pub struct InvalidInput {
 
 impl InvalidInput {
     pub fn new(source_of: Source, reason: impl Into<String>) -> Self {
-        Self {
-            source_of,
-            reason: reason.into(),
-        }
+        Self { source_of, reason: reason.into() }
     }
 }
 

@@ -21,15 +21,7 @@ const PUBKEY_WAIT: Duration = Duration::from_secs(60);
 /// The last lines the journal holds for `unit`.
 pub fn journal_tail(unit: &str, lines: usize) -> String {
     Command::new("journalctl")
-        .args([
-            "-u",
-            unit,
-            "-n",
-            &lines.to_string(),
-            "--no-pager",
-            "-o",
-            "short-iso",
-        ])
+        .args(["-u", unit, "-n", &lines.to_string(), "--no-pager", "-o", "short-iso"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_owned())
         .unwrap_or_else(|e| format!("(journalctl failed: {e})"))
@@ -55,19 +47,11 @@ pub fn unit_failure(unit: &str, what: &str, state: Option<&UnitState>) -> anyhow
 async fn start(sd: &Systemd, job: Job, unit: &str) -> anyhow::Result<()> {
     if let Err(e) = sd.run_job(job, unit).await {
         let state = sd.unit_state(unit).await.ok();
-        return Err(unit_failure(
-            unit,
-            &format!("failed to start: {e:#}"),
-            state.as_ref(),
-        ));
+        return Err(unit_failure(unit, &format!("failed to start: {e:#}"), state.as_ref()));
     }
     let state = sd.unit_state(unit).await?;
     if !matches!(state.active_state.as_str(), "active" | "reloading") {
-        return Err(unit_failure(
-            unit,
-            "is not active after its start job",
-            Some(&state),
-        ));
+        return Err(unit_failure(unit, "is not active after its start job", Some(&state)));
     }
     Ok(())
 }
@@ -81,9 +65,7 @@ async fn await_pubkey(sd: &Systemd, root: &Root, path: &str) -> anyhow::Result<(
             return Ok(());
         }
         let broker = sd.unit_state("agentkeys-broker.service").await?;
-        if !matches!(broker.active_state.as_str(), "active" | "activating")
-            || Instant::now() >= deadline
-        {
+        if !matches!(broker.active_state.as_str(), "active" | "activating") || Instant::now() >= deadline {
             return Err(unit_failure(
                 "agentkeys-broker.service",
                 &format!("did not publish a parseable session public key at {path}"),
@@ -94,20 +76,11 @@ async fn await_pubkey(sd: &Systemd, root: &Root, path: &str) -> anyhow::Result<(
     }
 }
 
-fn mint_keypair(
-    settings: &Settings,
-    accounts: &Accounts,
-    purpose: &str,
-    path: &str,
-) -> anyhow::Result<()> {
+fn mint_keypair(settings: &Settings, accounts: &Accounts, purpose: &str, path: &str) -> anyhow::Result<()> {
     let bin = format!("{}/agentkeys-broker-server", settings.bin_dir);
     let (uid, gid) = (
-        accounts
-            .uid(paths::SERVICE_USER)
-            .context("user agentkeys is missing")?,
-        accounts
-            .gid(paths::SERVICE_USER)
-            .context("group agentkeys is missing")?,
+        accounts.uid(paths::SERVICE_USER).context("user agentkeys is missing")?,
+        accounts.gid(paths::SERVICE_USER).context("group agentkeys is missing")?,
     );
     let out = Command::new(&bin)
         .args(["keygen", "--purpose", purpose, "--out", path])
@@ -130,10 +103,7 @@ fn mint_keypair(
 }
 
 fn nginx_test() -> anyhow::Result<()> {
-    let out = Command::new("nginx")
-        .arg("-t")
-        .output()
-        .context("failed to run nginx -t")?;
+    let out = Command::new("nginx").arg("-t").output().context("failed to run nginx -t")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() || stderr.contains("[warn]") || stderr.contains("[emerg]") {
         bail!("nginx -t rejected the configuration: {}", stderr.trim());
@@ -157,22 +127,14 @@ pub async fn run(
             Action::Enable { units } => {
                 sd.enable(units).await?;
             }
-            Action::MintKeypair { purpose, path } => {
-                mint_keypair(settings, accounts, purpose, path)?
-            }
+            Action::MintKeypair { purpose, path } => mint_keypair(settings, accounts, purpose, path)?,
             Action::Start { unit, .. } => start(sd, Job::Start, unit).await?,
             Action::Restart { unit, .. } => start(sd, Job::Restart, unit).await?,
             Action::AwaitPubkey { path } => await_pubkey(sd, root, path).await?,
             Action::ReloadNginx { .. } => {
                 nginx_test()?;
-                let job = if sd.unit_state("nginx.service").await?.is_active() {
-                    Job::Reload
-                } else {
-                    Job::Start
-                };
-                sd.run_job(job, "nginx.service")
-                    .await
-                    .context("failed to reload nginx")?;
+                let job = if sd.unit_state("nginx.service").await?.is_active() { Job::Reload } else { Job::Start };
+                sd.run_job(job, "nginx.service").await.context("failed to reload nginx")?;
             }
             other => bail!("internal: {other} is not a service effect"),
         }

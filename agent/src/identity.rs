@@ -62,13 +62,7 @@ pub fn deployed(records: &HostRecords) -> Result<Option<Deployed>, anyhow::Error
                 )
             })?;
             let id = identity_from_issuer(&rec.issuer).map_err(|e| {
-                InvalidInput::new(
-                    Source::Host {
-                        file: file.clone(),
-                        detail: "issuer".into(),
-                    },
-                    e.to_string(),
-                )
+                InvalidInput::new(Source::Host { file: file.clone(), detail: "issuer".into() }, e.to_string())
             })?;
             Some((file.clone(), id, rec.account_id))
         }
@@ -81,13 +75,8 @@ pub fn deployed(records: &HostRecords) -> Result<Option<Deployed>, anyhow::Error
                 Some(issuer) => {
                     let id = identity_from_issuer(issuer).map_err(|e| {
                         InvalidInput::new(
-                            Source::Host {
-                                file: file.clone(),
-                                detail: "Environment=BROKER_OIDC_ISSUER".into(),
-                            },
-                            format!(
-                                "{e}; fix the unit by hand or re-purpose the host deliberately"
-                            ),
+                            Source::Host { file: file.clone(), detail: "Environment=BROKER_OIDC_ISSUER".into() },
+                            format!("{e}; fix the unit by hand or re-purpose the host deliberately"),
                         )
                     })?;
                     Some((file.clone(), id, env))
@@ -105,34 +94,18 @@ pub fn deployed(records: &HostRecords) -> Result<Option<Deployed>, anyhow::Error
                     deployed_issuer: uid.issuer(),
                     record: ufile,
                     requested_by: format!("hostd's record {rfile}"),
-                    requested: format!(
-                        "{rid} (issuer {}); the unit was edited by hand",
-                        rid.issuer()
-                    ),
+                    requested: format!("{rid} (issuer {}); the unit was edited by hand", rid.issuer()),
                 }
                 .into());
             }
-            Some(Deployed {
-                identity: uid,
-                record: ufile,
-                unit_env: env,
-                recorded_account_id: Some(account),
-            })
+            Some(Deployed { identity: uid, record: ufile, unit_env: env, recorded_account_id: Some(account) })
         }
-        (Some((file, identity, env)), None) => Some(Deployed {
-            identity,
-            record: file,
-            unit_env: env,
-            recorded_account_id: None,
-        }),
+        (Some((file, identity, env)), None) => {
+            Some(Deployed { identity, record: file, unit_env: env, recorded_account_id: None })
+        }
         // The unit is gone but the deployed secrets are not: the host is still deployed.
         (None, Some((file, identity, account))) if records.deployed_secrets_exist => {
-            Some(Deployed {
-                identity,
-                record: file,
-                unit_env: BTreeMap::new(),
-                recorded_account_id: Some(account),
-            })
+            Some(Deployed { identity, record: file, unit_env: BTreeMap::new(), recorded_account_id: Some(account) })
         }
         _ => None,
     })
@@ -168,11 +141,7 @@ impl Claim {
 }
 
 /// Gather every identity claim, highest precedence first, validating each value.
-fn claims(
-    sel: &Selectors,
-    config: &Config,
-    env: Option<&EnvFile>,
-) -> Result<Vec<(String, Claim)>, InvalidInput> {
+fn claims(sel: &Selectors, config: &Config, env: Option<&EnvFile>) -> Result<Vec<(String, Claim)>, InvalidInput> {
     let mut out = Vec::new();
     if sel.base && sel.ci {
         return Err(InvalidInput::new(
@@ -182,26 +151,17 @@ fn claims(
     }
     if let Some(slot) = sel.slot {
         if !sel.ci {
-            return Err(InvalidInput::new(
-                Source::Flag("--slot".into()),
-                "--slot selects a test slot and needs --ci",
-            ));
+            return Err(InvalidInput::new(Source::Flag("--slot".into()), "--slot selects a test slot and needs --ci"));
         }
         check_slot(&Source::Flag("--slot".into()), slot)?;
-        out.push((
-            format!("--ci --slot {slot}"),
-            Claim::Stack(Stack::Test { slot }),
-        ));
+        out.push((format!("--ci --slot {slot}"), Claim::Stack(Stack::Test { slot })));
     } else if sel.ci {
         out.push(("--ci".into(), Claim::AnyTest));
     } else if sel.base {
         out.push(("--base".into(), Claim::Stack(Stack::Base)));
     }
     if let Some(z) = &sel.zone {
-        out.push((
-            "--zone".into(),
-            Claim::Zone(validate::zone(&Source::Flag("--zone".into()), z)?),
-        ));
+        out.push(("--zone".into(), Claim::Zone(validate::zone(&Source::Flag("--zone".into()), z)?)));
     }
     if let Some(url) = &sel.issuer_url {
         let id = identity_from_issuer(url)
@@ -219,35 +179,22 @@ fn claims(
                 Claim::Stack(Stack::Test { slot: slot.value })
             }
             ("prod" | "base", Some(slot)) => {
-                return Err(InvalidInput::new(
-                    slot.source(),
-                    "identity.slot is only valid with stack = \"test\"",
-                ));
+                return Err(InvalidInput::new(slot.source(), "identity.slot is only valid with stack = \"test\""));
             }
             (other, _) => {
-                return Err(InvalidInput::new(
-                    src,
-                    format!("{other:?} is not a stack (prod, test or base)"),
-                ));
+                return Err(InvalidInput::new(src, format!("{other:?} is not a stack (prod, test or base)")));
             }
         };
         out.push((src.to_string(), claim));
     } else if let Some(slot) = &config.slot {
         check_slot(&slot.source(), slot.value)?;
-        out.push((
-            slot.source().to_string(),
-            Claim::Stack(Stack::Test { slot: slot.value }),
-        ));
+        out.push((slot.source().to_string(), Claim::Stack(Stack::Test { slot: slot.value })));
     }
     if let Some(z) = &config.zone {
-        out.push((
-            z.source().to_string(),
-            Claim::Zone(validate::zone(&z.source(), &z.value)?),
-        ));
+        out.push((z.source().to_string(), Claim::Zone(validate::zone(&z.source(), &z.value)?)));
     }
     if let Some(u) = &config.issuer_url {
-        let id = identity_from_issuer(&u.value)
-            .map_err(|e| InvalidInput::new(u.source(), e.to_string()))?;
+        let id = identity_from_issuer(&u.value).map_err(|e| InvalidInput::new(u.source(), e.to_string()))?;
         out.push((u.source().to_string(), Claim::Exact(id)));
     }
     if let Some(env) = env {
@@ -259,10 +206,7 @@ fn claims(
         }
         if let Some(zone) = env.get("ZONE") {
             let src = env.source("ZONE");
-            out.push((
-                src.to_string(),
-                Claim::Zone(validate::zone(&src, &zone.value)?),
-            ));
+            out.push((src.to_string(), Claim::Zone(validate::zone(&src, &zone.value)?)));
         }
     }
     Ok(out)
@@ -272,10 +216,7 @@ fn check_slot(source: &Source, slot: u32) -> Result<(), InvalidInput> {
     if (1..=MAX_SLOT).contains(&slot) {
         Ok(())
     } else {
-        Err(InvalidInput::new(
-            source.clone(),
-            format!("slot {slot} is out of range (1..={MAX_SLOT})"),
-        ))
+        Err(InvalidInput::new(source.clone(), format!("slot {slot} is out of range (1..={MAX_SLOT})")))
     }
 }
 
@@ -308,12 +249,7 @@ pub fn resolve(
             Claim::Exact(e) => Some(e.stack),
             _ => None,
         })
-        .or_else(|| {
-            claims
-                .iter()
-                .any(|(_, c)| *c == Claim::AnyTest)
-                .then_some(Stack::Test { slot: 1 })
-        })
+        .or_else(|| claims.iter().any(|(_, c)| *c == Claim::AnyTest).then_some(Stack::Test { slot: 1 }))
         .unwrap_or(Stack::Prod);
     let zone = claims
         .iter()
@@ -330,26 +266,15 @@ pub fn resolve(
             )
         })?;
     let identity = Identity { stack, zone };
-    identity
-        .check_names()
-        .map_err(|r| InvalidInput::new(Source::Flag("--zone".into()), r))?;
+    identity.check_names().map_err(|r| InvalidInput::new(Source::Flag("--zone".into()), r))?;
     if let Some((by, claim)) = claims.iter().find(|(_, c)| !c.holds_for(&identity)) {
         let (first_by, first) = claims
             .iter()
-            .find(|(_, c)| {
-                matches!(c, Claim::Stack(_) | Claim::Exact(_) | Claim::Zone(_))
-                    && c.holds_for(&identity)
-            })
-            .map_or(
-                ("the default".to_owned(), identity.to_string()),
-                |(b, c)| (b.clone(), c.describe()),
-            );
+            .find(|(_, c)| matches!(c, Claim::Stack(_) | Claim::Exact(_) | Claim::Zone(_)) && c.holds_for(&identity))
+            .map_or(("the default".to_owned(), identity.to_string()), |(b, c)| (b.clone(), c.describe()));
         return Err(InvalidInput::new(
             Source::Flag(by.clone()),
-            format!(
-                "asks for {}, but {first_by} declares {first}; make the sources agree",
-                claim.describe()
-            ),
+            format!("asks for {}, but {first_by} declares {first}; make the sources agree", claim.describe()),
         )
         .into());
     }

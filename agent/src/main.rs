@@ -8,8 +8,7 @@ fn main() {
         .without_time()
         .with_target(false)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AGENTKEYS_HOSTD_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("AGENTKEYS_HOSTD_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .init();
     let cli = hostd::cli::Cli::parse();

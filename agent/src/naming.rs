@@ -116,10 +116,7 @@ impl Identity {
 
     /// Role ARN for a stem of `ROLE_STEMS`.
     pub fn role_arn(&self, stem: &str, account_id: &str) -> String {
-        format!(
-            "arn:aws:iam::{account_id}:role/agentkeys-{stem}-role{}",
-            self.stack.suffix()
-        )
+        format!("arn:aws:iam::{account_id}:role/agentkeys-{stem}-role{}", self.stack.suffix())
     }
 
     pub fn mail_domain(&self) -> String {
@@ -163,34 +160,21 @@ pub struct IssuerError {
 
 /// The inverse of `Identity::issuer`: exactly `https://<first-label>.<zone>` with nothing else.
 pub fn identity_from_issuer(issuer: &str) -> Result<Identity, IssuerError> {
-    let fail = |reason: String| IssuerError {
-        issuer: shown(issuer),
-        reason,
-    };
+    let fail = |reason: String| IssuerError { issuer: shown(issuer), reason };
     let host = issuer.strip_prefix("https://").ok_or_else(|| {
-        fail(
-            "it must start with https:// (the IAM OIDC provider is registered for https only)"
-                .into(),
-        )
+        fail("it must start with https:// (the IAM OIDC provider is registered for https only)".into())
     })?;
-    if let Some(c) = host
-        .chars()
-        .find(|c| matches!(c, '/' | ':' | '?' | '#' | '@'))
-    {
+    if let Some(c) = host.chars().find(|c| matches!(c, '/' | ':' | '?' | '#' | '@')) {
         return Err(fail(format!(
             "it must be https://<host> with no port, path, query or trailing slash (found {c:?})"
         )));
     }
-    let (first, zone) = host
-        .split_once('.')
-        .ok_or_else(|| fail("the host has no zone after its first label".into()))?;
+    let (first, zone) =
+        host.split_once('.').ok_or_else(|| fail("the host has no zone after its first label".into()))?;
     check_label(first).map_err(fail)?;
     check_hostname(zone, 2).map_err(|r| fail(format!("zone: {r}")))?;
     let stack = stack_from_first_label(first).map_err(fail)?;
-    let identity = Identity {
-        stack,
-        zone: zone.to_owned(),
-    };
+    let identity = Identity { stack, zone: zone.to_owned() };
     identity.check_names().map_err(fail)?;
     Ok(identity)
 }
@@ -204,24 +188,17 @@ fn stack_from_first_label(first: &str) -> Result<Stack, String> {
         "broker-base" => return Ok(Stack::Base),
         _ => {}
     }
-    let expected =
-        "the first label must be broker, test-broker, broker-test-N (N >= 2) or broker-base";
+    let expected = "the first label must be broker, test-broker, broker-test-N (N >= 2) or broker-base";
     let Some(n) = first.strip_prefix("broker-test-") else {
         return Err(format!("first label {first:?}: {expected}"));
     };
     if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || n.starts_with('0') {
-        return Err(format!(
-            "first label {first:?}: slot {n:?} must be a number without leading zeros"
-        ));
+        return Err(format!("first label {first:?}: slot {n:?} must be a number without leading zeros"));
     }
     match n.parse::<u32>() {
-        Ok(1) => Err(format!(
-            "first label {first:?}: slot 1 is named test-broker, never broker-test-1"
-        )),
+        Ok(1) => Err(format!("first label {first:?}: slot 1 is named test-broker, never broker-test-1")),
         Ok(slot) if (2..=MAX_SLOT).contains(&slot) => Ok(Stack::Test { slot }),
-        _ => Err(format!(
-            "first label {first:?}: slot must be between 2 and {MAX_SLOT}"
-        )),
+        _ => Err(format!("first label {first:?}: slot must be between 2 and {MAX_SLOT}")),
     }
 }
 
@@ -231,32 +208,18 @@ mod tests {
 
     #[test]
     fn first_label_round_trips_for_every_stack() {
-        for stack in [
-            Stack::Prod,
-            Stack::Test { slot: 1 },
-            Stack::Test { slot: 2 },
-            Stack::Test { slot: 17 },
-            Stack::Base,
-        ] {
-            let id = Identity {
-                stack,
-                zone: "agents.example.co.uk".into(),
-            };
-            assert_eq!(
-                identity_from_issuer(&id.issuer()).as_ref(),
-                Ok(&id),
-                "{stack}"
-            );
+        for stack in
+            [Stack::Prod, Stack::Test { slot: 1 }, Stack::Test { slot: 2 }, Stack::Test { slot: 17 }, Stack::Base]
+        {
+            let id = Identity { stack, zone: "agents.example.co.uk".into() };
+            assert_eq!(identity_from_issuer(&id.issuer()).as_ref(), Ok(&id), "{stack}");
         }
     }
 
     #[test]
     fn zone_too_long_for_derived_names_is_refused() {
         let zone = format!("{}.org", vec!["a".repeat(60); 4].join("."));
-        let id = Identity {
-            stack: Stack::Test { slot: 999 },
-            zone,
-        };
+        let id = Identity { stack: Stack::Test { slot: 999 }, zone };
         assert!(id.check_names().is_err());
     }
 }

@@ -22,9 +22,7 @@ pub fn config_files(root: &Root) -> anyhow::Result<Vec<(String, String)>> {
     for name in root.list(paths::HOSTD_DROPINS)? {
         if name.ends_with(".toml") && !name.starts_with('.') {
             let file = format!("{}/{name}", paths::HOSTD_DROPINS);
-            let text = root
-                .read_string(&file)?
-                .with_context(|| format!("{file} vanished while reading"))?;
+            let text = root.read_string(&file)?.with_context(|| format!("{file} vanished while reading"))?;
             out.push((file, text));
         }
     }
@@ -33,12 +31,8 @@ pub fn config_files(root: &Root) -> anyhow::Result<Vec<(String, String)>> {
 
 pub fn host_records(root: &Root) -> anyhow::Result<HostRecords> {
     Ok(HostRecords {
-        broker_unit: root
-            .read_string(paths::BROKER_UNIT)?
-            .map(|t| (paths::BROKER_UNIT.to_owned(), t)),
-        record: root
-            .read_string(paths::IDENTITY_RECORD)?
-            .map(|t| (paths::IDENTITY_RECORD.to_owned(), t)),
+        broker_unit: root.read_string(paths::BROKER_UNIT)?.map(|t| (paths::BROKER_UNIT.to_owned(), t)),
+        record: root.read_string(paths::IDENTITY_RECORD)?.map(|t| (paths::IDENTITY_RECORD.to_owned(), t)),
         deployed_secrets_exist: root.path(paths::DEV_KEY_SERVICE_ENV).exists(),
     })
 }
@@ -56,15 +50,11 @@ pub fn existing_secrets(root: &Root) -> anyhow::Result<secrets::Existing> {
 }
 
 fn has_pair(root: &Root, dir: &str) -> bool {
-    root.path(&format!("{dir}/fullchain.pem")).is_file()
-        && root.path(&format!("{dir}/privkey.pem")).is_file()
+    root.path(&format!("{dir}/fullchain.pem")).is_file() && root.path(&format!("{dir}/privkey.pem")).is_file()
 }
 
 /// The TLS state of every public host, from the certificates present.
-pub fn tls_states(
-    root: &Root,
-    identity: &Identity,
-) -> std::collections::BTreeMap<String, TlsState> {
+pub fn tls_states(root: &Root, identity: &Identity) -> std::collections::BTreeMap<String, TlsState> {
     SERVICES
         .iter()
         .filter_map(|s| s.vhost)
@@ -92,15 +82,9 @@ pub fn nginx_layout(root: &Root) -> Layout {
 }
 
 /// Observe every path the desired state names, and the accounts.
-pub fn observe(
-    root: &Root,
-    accounts: &dyn AccountDb,
-    desired: &DesiredHost,
-) -> anyhow::Result<Observed> {
-    let mut observed = Observed {
-        accounts: accounts.lookup(&[paths::SERVICE_USER], &[paths::SERVICE_USER])?,
-        ..Observed::default()
-    };
+pub fn observe(root: &Root, accounts: &dyn AccountDb, desired: &DesiredHost) -> anyhow::Result<Observed> {
+    let mut observed =
+        Observed { accounts: accounts.lookup(&[paths::SERVICE_USER], &[paths::SERVICE_USER])?, ..Observed::default() };
     let paths = desired
         .dirs
         .iter()

@@ -29,12 +29,7 @@ impl std::fmt::Debug for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Entry::Missing => f.write_str("Missing"),
-            Entry::File {
-                content,
-                mode,
-                uid,
-                gid,
-            } => {
+            Entry::File { content, mode, uid, gid } => {
                 write!(f, "File({} bytes, {mode:04o}, {uid}:{gid})", content.len())
             }
             Entry::Dir { mode, uid, gid } => write!(f, "Dir({mode:04o}, {uid}:{gid})"),
@@ -56,19 +51,11 @@ pub struct Accounts {
 impl Accounts {
     /// uid of `name`; root is always 0, even in a fake root without an `etc/passwd`.
     pub fn uid(&self, name: &str) -> Option<u32> {
-        if name == "root" {
-            Some(0)
-        } else {
-            self.users.get(name).map(|u| u.0)
-        }
+        if name == "root" { Some(0) } else { self.users.get(name).map(|u| u.0) }
     }
 
     pub fn gid(&self, name: &str) -> Option<u32> {
-        if name == "root" {
-            Some(0)
-        } else {
-            self.groups.get(name).copied()
-        }
+        if name == "root" { Some(0) } else { self.groups.get(name).copied() }
     }
 }
 

@@ -127,44 +127,16 @@ impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Action::CreateGroup { name } => write!(f, "create group {name}: absent"),
-            Action::CreateUser { name, home, shell } => write!(
-                f,
-                "create system user {name} (home {home}, shell {shell}): absent"
-            ),
-            Action::Dir {
-                path,
-                mode,
-                owner,
-                group,
-                change,
-            } => {
-                write!(
-                    f,
-                    "{} directory {path} ({mode:04o} {owner}:{group}): {change}",
-                    verb(change)
-                )
+            Action::CreateUser { name, home, shell } => {
+                write!(f, "create system user {name} (home {home}, shell {shell}): absent")
             }
-            Action::File {
-                path,
-                mode,
-                owner,
-                group,
-                kind,
-                change,
-                ..
-            } => {
-                write!(
-                    f,
-                    "{} {} {path} ({mode:04o} {owner}:{group}): {change}",
-                    verb(change),
-                    kind_name(*kind)
-                )
+            Action::Dir { path, mode, owner, group, change } => {
+                write!(f, "{} directory {path} ({mode:04o} {owner}:{group}): {change}", verb(change))
             }
-            Action::Link {
-                path,
-                target,
-                change,
-            } => write!(f, "{} link {path} -> {target}: {change}", verb(change)),
+            Action::File { path, mode, owner, group, kind, change, .. } => {
+                write!(f, "{} {} {path} ({mode:04o} {owner}:{group}): {change}", verb(change), kind_name(*kind))
+            }
+            Action::Link { path, target, change } => write!(f, "{} link {path} -> {target}: {change}", verb(change)),
             Action::Remove { path, reason } => write!(f, "remove {path}: {reason}"),
             Action::DaemonReload { reason } => write!(f, "daemon-reload: {reason}"),
             Action::Enable { units } => write!(f, "enable {}: not enabled", units.join(", ")),
@@ -232,13 +204,7 @@ pub struct Options {
     pub no_systemd: bool,
 }
 
-fn meta_diff(
-    obs: (u32, u32, u32),
-    want_mode: u32,
-    owner: &str,
-    group: &str,
-    observed: &Observed,
-) -> Vec<String> {
+fn meta_diff(obs: (u32, u32, u32), want_mode: u32, owner: &str, group: &str, observed: &Observed) -> Vec<String> {
     let (mode, uid, gid) = obs;
     let mut out = Vec::new();
     if mode & 0o7777 != want_mode {
@@ -259,9 +225,7 @@ const SERVICE_SHELL: &str = "/usr/sbin/nologin";
 pub fn plan(desired: &DesiredHost, observed: &Observed, opts: Options) -> Plan {
     let mut actions = Vec::new();
     if observed.accounts.gid(paths::SERVICE_USER).is_none() {
-        actions.push(Action::CreateGroup {
-            name: paths::SERVICE_USER.into(),
-        });
+        actions.push(Action::CreateGroup { name: paths::SERVICE_USER.into() });
     }
     if observed.accounts.uid(paths::SERVICE_USER).is_none() {
         actions.push(Action::CreateUser {
@@ -296,22 +260,11 @@ pub fn plan(desired: &DesiredHost, observed: &Observed, opts: Options) -> Plan {
     for file in &desired.files {
         let change = match observed.entry(&file.path) {
             Entry::Missing => Some(Change::Create),
-            Entry::File {
-                content,
-                mode,
-                uid,
-                gid,
-            } => {
+            Entry::File { content, mode, uid, gid } => {
                 if content != file.content.as_bytes() {
                     Some(Change::Update)
                 } else {
-                    let diff = meta_diff(
-                        (*mode, *uid, *gid),
-                        file.mode,
-                        file.owner,
-                        file.group,
-                        observed,
-                    );
+                    let diff = meta_diff((*mode, *uid, *gid), file.mode, file.owner, file.group, observed);
                     (!diff.is_empty()).then_some(Change::Fix(diff))
                 }
             }
@@ -319,15 +272,7 @@ pub fn plan(desired: &DesiredHost, observed: &Observed, opts: Options) -> Plan {
         };
         if let Some(change) = change {
             if !matches!(change, Change::Fix(_)) {
-                let why = format!(
-                    "{} {}",
-                    file.path,
-                    if change == Change::Create {
-                        "created"
-                    } else {
-                        "changed"
-                    }
-                );
+                let why = format!("{} {}", file.path, if change == Change::Create { "created" } else { "changed" });
                 triggered.extend(file.triggers.iter().map(|t| (t.clone(), why.clone())));
             }
             actions.push(Action::File {
@@ -349,29 +294,14 @@ pub fn plan(desired: &DesiredHost, observed: &Observed, opts: Options) -> Plan {
             other => Some(Change::Replace(describe(other))),
         };
         if let Some(change) = change {
-            triggered.extend(
-                link.triggers
-                    .iter()
-                    .map(|t| (t.clone(), format!("{} linked", link.path))),
-            );
-            actions.push(Action::Link {
-                path: link.path.clone(),
-                target: link.target.clone(),
-                change,
-            });
+            triggered.extend(link.triggers.iter().map(|t| (t.clone(), format!("{} linked", link.path))));
+            actions.push(Action::Link { path: link.path.clone(), target: link.target.clone(), change });
         }
     }
     for gone in &desired.absent {
         if !matches!(observed.entry(&gone.path), Entry::Missing) {
-            triggered.extend(
-                gone.triggers
-                    .iter()
-                    .map(|t| (t.clone(), format!("{} removed", gone.path))),
-            );
-            actions.push(Action::Remove {
-                path: gone.path.clone(),
-                reason: gone.reason.clone(),
-            });
+            triggered.extend(gone.triggers.iter().map(|t| (t.clone(), format!("{} removed", gone.path))));
+            actions.push(Action::Remove { path: gone.path.clone(), reason: gone.reason.clone() });
         }
     }
     if let (false, Some(runtime)) = (opts.no_systemd, &observed.runtime) {
@@ -395,14 +325,9 @@ fn describe(entry: &Entry) -> String {
 /// restart with the broker and wait for its key; then an nginx reload.
 fn service_actions(triggered: &[(Trigger, String)], runtime: &Runtime) -> Vec<Action> {
     let mut out = Vec::new();
-    let unit_changes = triggered
-        .iter()
-        .filter(|(t, _)| matches!(t, Trigger::UnitFile(_)))
-        .count();
+    let unit_changes = triggered.iter().filter(|(t, _)| matches!(t, Trigger::UnitFile(_))).count();
     if unit_changes > 0 {
-        out.push(Action::DaemonReload {
-            reason: format!("{unit_changes} unit file(s) changed"),
-        });
+        out.push(Action::DaemonReload { reason: format!("{unit_changes} unit file(s) changed") });
     }
     let disabled: Vec<String> = SERVICES
         .iter()
@@ -413,10 +338,7 @@ fn service_actions(triggered: &[(Trigger, String)], runtime: &Runtime) -> Vec<Ac
         out.push(Action::Enable { units: disabled });
     }
     for (purpose, path) in &runtime.missing_keypairs {
-        out.push(Action::MintKeypair {
-            purpose: purpose.clone(),
-            path: path.clone(),
-        });
+        out.push(Action::MintKeypair { purpose: purpose.clone(), path: path.clone() });
     }
     let mut reasons: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (t, why) in triggered {
@@ -429,37 +351,26 @@ fn service_actions(triggered: &[(Trigger, String)], runtime: &Runtime) -> Vec<Ac
         if let (Some(now), Some(before)) = (&facts.binary_sha256, &facts.previous_sha256)
             && now != before
         {
-            reasons
-                .entry(svc.unit)
-                .or_default()
-                .push(format!("binary {} changed", svc.binary));
+            reasons.entry(svc.unit).or_default().push(format!("binary {} changed", svc.binary));
         }
         if runtime.pending_restarts.iter().any(|u| u == svc.unit) {
-            reasons
-                .entry(svc.unit)
-                .or_default()
-                .push("completing an interrupted run".into());
+            reasons.entry(svc.unit).or_default().push("completing an interrupted run".into());
         }
     }
-    let broker_moves =
-        reasons.contains_key(BROKER) || !runtime.services.get(BROKER).is_some_and(|f| f.active);
+    let broker_moves = reasons.contains_key(BROKER) || !runtime.services.get(BROKER).is_some_and(|f| f.active);
     let mut awaited = false;
     for svc in SERVICES {
         let facts = runtime.services.get(svc.unit).cloned().unwrap_or_default();
         let mut why = reasons.remove(svc.unit).unwrap_or_default();
         let consumes = matches!(svc.pubkey, Pubkey::PathArg | Pubkey::PemEnv(_));
         if consumes && broker_moves && facts.active {
-            why.push(format!(
-                "restarts with {BROKER} (consumes its session public key)"
-            ));
+            why.push(format!("restarts with {BROKER} (consumes its session public key)"));
         }
         if why.is_empty() && facts.active {
             continue;
         }
         if consumes && !awaited {
-            out.push(Action::AwaitPubkey {
-                path: paths::SESSION_PUBKEY.into(),
-            });
+            out.push(Action::AwaitPubkey { path: paths::SESSION_PUBKEY.into() });
             awaited = true;
         }
         let unit = format!("{}.service", svc.unit);
@@ -470,18 +381,11 @@ fn service_actions(triggered: &[(Trigger, String)], runtime: &Runtime) -> Vec<Ac
             out.push(Action::Start { unit, reasons: why });
         }
     }
-    let nginx: Vec<String> = triggered
-        .iter()
-        .filter(|(t, _)| *t == Trigger::ReloadNginx)
-        .map(|(_, why)| why.clone())
-        .collect();
+    let nginx: Vec<String> =
+        triggered.iter().filter(|(t, _)| *t == Trigger::ReloadNginx).map(|(_, why)| why.clone()).collect();
     if !nginx.is_empty() || !runtime.nginx_active {
         let mut nginx = if nginx.len() > 3 {
-            vec![format!(
-                "{} nginx configuration changes ({}, …)",
-                nginx.len(),
-                nginx[0]
-            )]
+            vec![format!("{} nginx configuration changes ({}, …)", nginx.len(), nginx[0])]
         } else {
             nginx
         };
@@ -514,6 +418,14 @@ mod tests {
 
     fn converged_accounts() -> Observed {
         let mut o = Observed::default();
+        let mut rt = Runtime { nginx_active: true, ..Runtime::default() };
+        for svc in SERVICES {
+            rt.services.insert(
+                svc.unit.into(),
+                crate::observed::ServiceFacts { active: true, enabled: true, ..Default::default() },
+            );
+        }
+        o.runtime = Some(rt);
         o.accounts.users.insert("agentkeys".into(), (999, 999));
         o.accounts.groups.insert("agentkeys".into(), 999);
         o
@@ -523,44 +435,18 @@ mod tests {
     fn only_changed_inputs_restart_in_catalog_order_with_reasons() {
         let desired = DesiredHost {
             files: vec![
-                file(
-                    "/u/bundler",
-                    "b",
-                    vec![Trigger::UnitFile("agentkeys-bundler".into())],
-                ),
-                file(
-                    "/u/broker",
-                    "new",
-                    vec![Trigger::UnitFile("agentkeys-broker".into())],
-                ),
-                file(
-                    "/e/email.env",
-                    "same",
-                    vec![Trigger::Restart("agentkeys-worker-email".into())],
-                ),
-                file(
-                    "/e/creds.env",
-                    "x",
-                    vec![Trigger::Restart("agentkeys-worker-creds".into())],
-                ),
+                file("/u/bundler", "b", vec![Trigger::UnitFile("agentkeys-bundler".into())]),
+                file("/u/broker", "new", vec![Trigger::UnitFile("agentkeys-broker".into())]),
+                file("/e/email.env", "same", vec![Trigger::Restart("agentkeys-worker-email".into())]),
+                file("/e/creds.env", "x", vec![Trigger::Restart("agentkeys-worker-creds".into())]),
             ],
             ..DesiredHost::default()
         };
         let mut observed = converged_accounts();
-        for (p, c) in [
-            ("/u/bundler", "b"),
-            ("/u/broker", "old"),
-            ("/e/email.env", "same"),
-        ] {
-            observed.entries.insert(
-                p.into(),
-                Entry::File {
-                    content: c.as_bytes().to_vec(),
-                    mode: 0o644,
-                    uid: 0,
-                    gid: 0,
-                },
-            );
+        for (p, c) in [("/u/bundler", "b"), ("/u/broker", "old"), ("/e/email.env", "same")] {
+            observed
+                .entries
+                .insert(p.into(), Entry::File { content: c.as_bytes().to_vec(), mode: 0o644, uid: 0, gid: 0 });
         }
         let plan = plan(&desired, &observed, Options::default());
         let names: Vec<String> = plan.actions.iter().map(ToString::to_string).collect();
@@ -571,11 +457,48 @@ mod tests {
                 "create unit /e/creds.env (0644 root:root): absent",
                 "daemon-reload: 1 unit file(s) changed",
                 "restart agentkeys-broker.service: /u/broker changed",
-                "restart agentkeys-worker-creds.service: /e/creds.env created",
+                "wait for the broker session public key /var/lib/agentkeys/.agentkeys/broker/session-keypair.pub.pem",
+                "restart agentkeys-signer.service: restarts with agentkeys-broker (consumes its session public key)",
+                "restart agentkeys-worker-creds.service: /e/creds.env created; restarts with agentkeys-broker (consumes its session public key)",
+                "restart agentkeys-worker-memory.service: restarts with agentkeys-broker (consumes its session public key)",
+                "restart agentkeys-worker-config.service: restarts with agentkeys-broker (consumes its session public key)",
+                "restart agentkeys-worker-classify.service: restarts with agentkeys-broker (consumes its session public key)",
             ]
         );
         let quiet = super::plan(&desired, &observed, Options { no_systemd: true });
         assert!(quiet.actions.iter().all(|a| !a.is_service_effect()));
+    }
+
+    #[test]
+    fn one_env_file_one_restart_binary_changes_and_pending_runs() {
+        let desired = DesiredHost {
+            files: vec![file("/e/email.env", "new", vec![Trigger::Restart("agentkeys-worker-email".into())])],
+            ..DesiredHost::default()
+        };
+        let mut observed = converged_accounts();
+        observed
+            .entries
+            .insert("/e/email.env".into(), Entry::File { content: b"old".to_vec(), mode: 0o644, uid: 0, gid: 0 });
+        let restarts =
+            |p: &Plan| p.actions.iter().filter_map(|a| a.started_unit().map(str::to_owned)).collect::<Vec<_>>();
+        assert_eq!(restarts(&plan(&desired, &observed, Options::default())), ["agentkeys-worker-email.service"]);
+
+        let rt = observed.runtime.as_mut().expect("runtime");
+        let email = rt.services.get_mut("agentkeys-worker-email").expect("email");
+        (email.binary_sha256, email.previous_sha256) = (Some("b".into()), Some("a".into()));
+        rt.pending_restarts = vec!["agentkeys-bundler".into()];
+        rt.services.get_mut("agentkeys-worker-audit").expect("audit").active = false;
+        let p = plan(&desired, &observed, Options::default());
+        let lines: Vec<String> =
+            p.actions.iter().filter(|a| a.started_unit().is_some()).map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "start agentkeys-worker-audit.service: not running",
+                "restart agentkeys-worker-email.service: /e/email.env changed; binary agentkeys-worker-email changed",
+                "restart agentkeys-bundler.service: completing an interrupted run",
+            ]
+        );
     }
 
     #[test]
@@ -585,24 +508,12 @@ mod tests {
                 mode: 0o600,
                 owner: "agentkeys",
                 group: "agentkeys",
-                ..file(
-                    "/s",
-                    "k",
-                    vec![Trigger::Restart("agentkeys-backend".into())],
-                )
+                ..file("/s", "k", vec![Trigger::Restart("agentkeys-backend".into())])
             }],
             ..DesiredHost::default()
         };
         let mut observed = converged_accounts();
-        observed.entries.insert(
-            "/s".into(),
-            Entry::File {
-                content: b"k".to_vec(),
-                mode: 0o644,
-                uid: 0,
-                gid: 999,
-            },
-        );
+        observed.entries.insert("/s".into(), Entry::File { content: b"k".to_vec(), mode: 0o644, uid: 0, gid: 999 });
         let plan = plan(&desired, &observed, Options::default());
         assert_eq!(plan.actions.len(), 1, "{plan}");
         assert_eq!(

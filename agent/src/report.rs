@@ -48,26 +48,13 @@ pub fn identity_summary(p: &Prepared) -> IdentitySummary {
         Stack::Test { slot } => ("test", Some(slot)),
         Stack::Base => ("base", None),
     };
-    IdentitySummary {
-        stack,
-        slot,
-        zone: id.zone.clone(),
-        issuer: id.issuer(),
-    }
+    IdentitySummary { stack, slot, zone: id.zone.clone(), issuer: id.issuer() }
 }
 
 /// Summarise a prepared run; `applied` is false for a dry run.
 pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
-    let managed = p.desired.dirs.len()
-        + p.desired.files.len()
-        + p.desired.links.len()
-        + p.desired.absent.len();
-    let changed = p
-        .plan
-        .actions
-        .iter()
-        .filter(|a| !a.is_service_effect())
-        .count();
+    let managed = p.desired.dirs.len() + p.desired.files.len() + p.desired.links.len() + p.desired.absent.len();
+    let changed = p.plan.actions.iter().filter(|a| !a.is_service_effect()).count();
     let restarts = p
         .plan
         .actions
@@ -85,10 +72,7 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
     }
     let mut notes = p.settings.notes.clone();
     if p.adopted {
-        notes.push(
-            "adopted a host set up by the old tooling: its identity was read from the broker unit"
-                .into(),
-        );
+        notes.push("adopted a host set up by the old tooling: its identity was read from the broker unit".into());
     }
     Summary {
         result: match (&error, applied, p.plan.is_empty()) {
@@ -103,12 +87,7 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
         failed: usize::from(error.is_some()),
         parked: 0,
         restarts,
-        tls: p
-            .facts
-            .tls
-            .iter()
-            .map(|(h, s)| (h.clone(), s.name()))
-            .collect(),
+        tls: p.facts.tls.iter().map(|(h, s)| (h.clone(), s.name())).collect(),
         secrets_generated,
         notes,
         health: BTreeMap::new(),

@@ -30,10 +30,7 @@ impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Secrets")
             .field("master_file", &self.master_file.as_ref().map(|_| "<kept>"))
-            .field(
-                "new_master",
-                &self.new_master.as_ref().map(|_| "<generated>"),
-            )
+            .field("new_master", &self.new_master.as_ref().map(|_| "<generated>"))
             .field("keks", &self.keks.keys().collect::<Vec<_>>())
             .field("generated", &self.generated)
             .finish()
@@ -41,9 +38,7 @@ impl std::fmt::Debug for Secrets {
 }
 
 fn is_secret_hex(v: &str) -> bool {
-    v.len() == 64
-        && v.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    v.len() == 64 && v.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 pub fn hex(bytes: &[u8; 32]) -> String {
@@ -57,10 +52,7 @@ fn assignments<'a>(text: &'a str, key: &str) -> Vec<(usize, &'a str)> {
         .filter_map(|(i, l)| {
             let l = l.trim();
             let v = l.strip_prefix(key)?.strip_prefix('=')?;
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v);
+            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
             Some((i + 1, v))
         })
         .collect()
@@ -68,10 +60,7 @@ fn assignments<'a>(text: &'a str, key: &str) -> Vec<(usize, &'a str)> {
 
 fn malformed(file: &str, line: usize, key: &str, why: &str) -> InvalidInput {
     InvalidInput::new(
-        Source::Host {
-            file: file.to_owned(),
-            detail: format!("line {line}: {key}"),
-        },
+        Source::Host { file: file.to_owned(), detail: format!("line {line}: {key}") },
         format!(
             "{why}; it must be 64 lowercase hex characters. hostd never regenerates an existing secret \
              (that would invalidate everything derived from it): restore the file from backup or fix it by hand"
@@ -87,18 +76,8 @@ fn existing_value(file: &str, text: &str, key: &str) -> Result<Option<String>, I
             let _ = line;
             Ok(Some((*v).to_owned()))
         }
-        [(line, _)] => Err(malformed(
-            file,
-            *line,
-            key,
-            "the existing value is malformed",
-        )),
-        [_, (line, _), ..] => Err(malformed(
-            file,
-            *line,
-            key,
-            "the key is assigned more than once",
-        )),
+        [(line, _)] => Err(malformed(file, *line, key, "the existing value is malformed")),
+        [_, (line, _), ..] => Err(malformed(file, *line, key, "the key is assigned more than once")),
     }
 }
 
@@ -113,13 +92,7 @@ pub fn resolve(
     match existing.files.get(master_path) {
         Some(text) => {
             if existing_value(master_path, text, MASTER_SECRET_KEY)?.is_none() {
-                return Err(malformed(
-                    master_path,
-                    1,
-                    MASTER_SECRET_KEY,
-                    "the file exists but has no value",
-                )
-                .into());
+                return Err(malformed(master_path, 1, MASTER_SECRET_KEY, "the file exists but has no value").into());
             }
             out.master_file = Some(text.clone());
         }
@@ -147,10 +120,7 @@ mod tests {
     use super::*;
 
     const M: &str = "/etc/agentkeys/dev-key-service.env";
-    const KEKS: [(&str, &str); 1] = [(
-        "AGENTKEYS_WORKER_KEK_HEX",
-        "/etc/agentkeys/worker-creds.env",
-    )];
+    const KEKS: [(&str, &str); 1] = [("AGENTKEYS_WORKER_KEK_HEX", "/etc/agentkeys/worker-creds.env")];
 
     fn counter() -> impl FnMut() -> anyhow::Result<[u8; 32]> {
         let mut n = 0u8;
@@ -168,17 +138,10 @@ mod tests {
         let kept = format!("# old script\n{MASTER_SECRET_KEY}={}\n", "ab".repeat(32));
         let mut existing = Existing::default();
         existing.files.insert(M.into(), kept.clone());
-        existing.files.insert(
-            KEKS[0].1.into(),
-            format!(
-                "WORKER_BIND=x\nAGENTKEYS_WORKER_KEK_HEX={}\n",
-                "cd".repeat(32)
-            ),
-        );
-        let s = resolve(&existing, M, &KEKS, &mut || {
-            anyhow::bail!("must not generate")
-        })
-        .expect("kept");
+        existing
+            .files
+            .insert(KEKS[0].1.into(), format!("WORKER_BIND=x\nAGENTKEYS_WORKER_KEK_HEX={}\n", "cd".repeat(32)));
+        let s = resolve(&existing, M, &KEKS, &mut || anyhow::bail!("must not generate")).expect("kept");
         assert_eq!(s.master_file.as_deref(), Some(kept.as_str()));
         assert_eq!(s.keks["AGENTKEYS_WORKER_KEK_HEX"], "cd".repeat(32));
         assert!(s.generated.is_empty());
@@ -194,17 +157,9 @@ mod tests {
         ] {
             let mut existing = Existing::default();
             existing.files.insert(M.into(), text.clone());
-            let err = resolve(&existing, M, &KEKS, &mut counter())
-                .expect_err(&text)
-                .to_string();
-            assert!(
-                err.contains(M) && err.contains("never regenerates"),
-                "{err}"
-            );
-            assert!(
-                !err.contains(&"ab".repeat(31)),
-                "the secret is not echoed: {err}"
-            );
+            let err = resolve(&existing, M, &KEKS, &mut counter()).expect_err(&text).to_string();
+            assert!(err.contains(M) && err.contains("never regenerates"), "{err}");
+            assert!(!err.contains(&"ab".repeat(31)), "the secret is not echoed: {err}");
         }
     }
 }

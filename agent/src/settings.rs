@@ -44,6 +44,8 @@ pub struct Settings {
     pub hostd_bin: String,
     pub nginx_ipv6: bool,
     pub nginx_http2: Http2Style,
+    /// Extra environment per service: unit → key → value.
+    pub service_env: BTreeMap<String, BTreeMap<String, String>>,
     /// Overrides between sources and degraded states, reported to the operator.
     pub notes: Vec<String>,
 }
@@ -82,28 +84,16 @@ fn pick(
 }
 
 fn flag(name: &str, v: &Option<String>) -> Option<Candidate> {
-    v.clone().map(|value| Candidate {
-        value,
-        source: Source::Flag(name.into()),
-        lazy: false,
-    })
+    v.clone().map(|value| Candidate { value, source: Source::Flag(name.into()), lazy: false })
 }
 
 fn conf(v: &Option<crate::config::FromFile<String>>) -> Option<Candidate> {
-    v.as_ref().map(|f| Candidate {
-        value: f.value.clone(),
-        source: f.source(),
-        lazy: false,
-    })
+    v.as_ref().map(|f| Candidate { value: f.value.clone(), source: f.source(), lazy: false })
 }
 
 fn envf(env: Option<&EnvFile>, key: &str) -> Option<Candidate> {
     env.and_then(|e| {
-        e.get(key).map(|entry| Candidate {
-            value: entry.value.clone(),
-            source: e.source(key),
-            lazy: false,
-        })
+        e.get(key).map(|entry| Candidate { value: entry.value.clone(), source: e.source(key), lazy: false })
     })
 }
 
@@ -111,21 +101,14 @@ fn unit(deployed: Option<&Deployed>, key: &str) -> Option<Candidate> {
     deployed.and_then(|d| {
         d.unit_env.get(key).map(|v| Candidate {
             value: v.clone(),
-            source: Source::Host {
-                file: d.record.clone(),
-                detail: format!("Environment={key}"),
-            },
+            source: Source::Host { file: d.record.clone(), detail: format!("Environment={key}") },
             lazy: true,
         })
     })
 }
 
 fn default(what: &str, value: String) -> Option<Candidate> {
-    Some(Candidate {
-        value,
-        source: Source::Default(what.into()),
-        lazy: false,
-    })
+    Some(Candidate { value, source: Source::Default(what.into()), lazy: false })
 }
 
 fn abs_path(source: &Source, v: &str) -> Result<String, InvalidInput> {
@@ -139,6 +122,48 @@ fn abs_path(source: &Source, v: &str) -> Result<String, InvalidInput> {
     Ok(v.to_owned())
 }
 
+/// `[services.<unit>.environment]`: known units, plain keys, safe values, never a key hostd sets.
+fn resolve_service_env(config: &Config) -> Result<BTreeMap<String, BTreeMap<String, String>>, InvalidInput> {
+    let mut out = BTreeMap::new();
+    for (unit, vars) in &config.service_env {
+        let Some(svc) = crate::catalog::service(unit) else {
+            let (_, any) = vars.iter().next().expect("a unit entry has at least one key");
+            let known: Vec<&str> = crate::catalog::SERVICES.iter().map(|s| s.unit).collect();
+            return Err(InvalidInput::new(
+                any.source(),
+                format!("{unit:?} is not a managed service ({})", known.join(", ")),
+            ));
+        };
+        let managed = crate::catalog::managed_keys(svc);
+        let mut env = BTreeMap::new();
+        for (key, v) in vars {
+            let good_key = key.bytes().next().is_some_and(|b| b.is_ascii_uppercase() || b == b'_')
+                && key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            if !good_key {
+                return Err(InvalidInput::new(
+                    v.source(),
+                    format!("{key:?} is not an environment variable name (A-Z, 0-9, _)"),
+                ));
+            }
+            if managed.iter().any(|m| m == key || (m.ends_with('_') && key.starts_with(m.as_str()))) {
+                return Err(InvalidInput::new(
+                    v.source(),
+                    format!("{key} is set by hostd for {unit}; use its dedicated setting instead"),
+                ));
+            }
+            if v.value.is_empty() {
+                return Err(InvalidInput::new(
+                    v.source(),
+                    "an empty value would be written as an empty assignment; remove the key instead",
+                ));
+            }
+            env.insert(key.clone(), validate::safe_value(&v.source(), &v.value)?);
+        }
+        out.insert(unit.clone(), env);
+    }
+    Ok(out)
+}
+
 /// An absolute path from configuration, else the built-in default.
 fn config_or_default(
     what: &str,
@@ -146,13 +171,8 @@ fn config_or_default(
     fallback: &str,
     notes: &mut Vec<String>,
 ) -> Result<String, InvalidInput> {
-    let cands = [conf(value), default(what, fallback.into())]
-        .into_iter()
-        .flatten()
-        .collect();
-    Ok(pick(what, cands, abs_path, notes)?
-        .map(|(v, _)| v)
-        .unwrap_or_default())
+    let cands = [conf(value), default(what, fallback.into())].into_iter().flatten().collect();
+    Ok(pick(what, cands, abs_path, notes)?.map(|(v, _)| v).unwrap_or_default())
 }
 
 /// The AWS account id: flag > config > env file > deployed unit > hostd's record.
@@ -166,10 +186,7 @@ pub fn resolve_account_id(
     let recorded = deployed.and_then(|d| {
         d.recorded_account_id.clone().map(|value| Candidate {
             value,
-            source: Source::Host {
-                file: crate::paths::IDENTITY_RECORD.into(),
-                detail: "account_id".into(),
-            },
+            source: Source::Host { file: crate::paths::IDENTITY_RECORD.into(), detail: "account_id".into() },
             lazy: true,
         })
     });
@@ -221,88 +238,62 @@ pub fn resolve(
     .unwrap_or_default();
 
     let chain = identity.stack.chain().to_owned();
-    for c in [conf(&config.chain), envf(env, "AGENTKEYS_CHAIN")]
-        .into_iter()
-        .flatten()
-    {
+    for c in [conf(&config.chain), envf(env, "AGENTKEYS_CHAIN")].into_iter().flatten() {
         if c.value != chain {
             return Err(InvalidInput::new(
                 c.source,
-                format!(
-                    "the {} stack runs on chain {chain}, not {:?}",
-                    identity.stack, c.value
-                ),
+                format!("the {} stack runs on chain {chain}, not {:?}", identity.stack, c.value),
             ));
         }
     }
     let suffix = chains::env_suffix(&chain);
-    let deployed_same_chain = deployed.filter(|d| {
-        d.unit_env
-            .get("AGENTKEYS_CHAIN")
-            .is_none_or(|c| *c == chain)
-    });
+    let deployed_same_chain = deployed.filter(|d| d.unit_env.get("AGENTKEYS_CHAIN").is_none_or(|c| *c == chain));
     let rpc_key = format!("AGENTKEYS_CHAIN_RPC_HTTP_{suffix}");
-    let rpc_default = chains::profile(&chain)
-        .and_then(|p| p.default_rpc_http)
-        .map(|u| u.to_owned());
+    let rpc_default = chains::profile(&chain).and_then(|p| p.default_rpc_http).map(|u| u.to_owned());
     let rpc_http = pick(
         "chain RPC",
-        [conf(&config.rpc_http), envf(env, &rpc_key), unit(deployed_same_chain, "AGENTKEYS_CHAIN_RPC_HTTP"), rpc_default.and_then(|u| default("chain RPC", u))]
-            .into_iter()
-            .flatten()
-            .collect(),
+        [
+            conf(&config.rpc_http),
+            envf(env, &rpc_key),
+            unit(deployed_same_chain, "AGENTKEYS_CHAIN_RPC_HTTP"),
+            rpc_default.and_then(|u| default("chain RPC", u)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         validate::http_url,
         n,
     )?
     .ok_or_else(|| {
         InvalidInput::new(
             Source::Config { file: crate::paths::HOSTD_CONFIG.into(), key: "chain.rpc_http".into() },
-            format!("chain {chain} has no default RPC endpoint; set chain.rpc_http in hostd.toml or {rpc_key} in --env-file"),
+            format!(
+                "chain {chain} has no default RPC endpoint; set chain.rpc_http in hostd.toml or {rpc_key} in --env-file"
+            ),
         )
     })?
     .0;
 
-    let known: Vec<&str> = chains::CORE_CONTRACTS
-        .iter()
-        .chain(chains::OPTIONAL_CONTRACTS.iter())
-        .copied()
-        .collect();
-    if let Some((name, f)) = config
-        .addresses
-        .iter()
-        .find(|(name, _)| !known.contains(&name.as_str()))
-    {
-        return Err(InvalidInput::new(
-            f.source(),
-            format!("unknown contract {name:?}; known: {}", known.join(", ")),
-        ));
+    let known: Vec<&str> = chains::CORE_CONTRACTS.iter().chain(chains::OPTIONAL_CONTRACTS.iter()).copied().collect();
+    if let Some((name, f)) = config.addresses.iter().find(|(name, _)| !known.contains(&name.as_str())) {
+        return Err(InvalidInput::new(f.source(), format!("unknown contract {name:?}; known: {}", known.join(", "))));
     }
     let mut addresses = BTreeMap::new();
     for name in &known {
         let key = chains::address_key(name, &chain);
-        let cands = [
-            conf(&config.addresses.get(*name).cloned()),
-            envf(env, &key),
-            unit(deployed_same_chain, &key),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let cands = [conf(&config.addresses.get(*name).cloned()), envf(env, &key), unit(deployed_same_chain, &key)]
+            .into_iter()
+            .flatten()
+            .collect();
         let check = |s: &Source, v: &str| {
-            if v.is_empty() {
-                Ok(String::new())
-            } else {
-                validate::address(s, v)
-            }
+            if v.is_empty() { Ok(String::new()) } else { validate::address(s, v) }
         };
         match pick(&key, cands, check, n)? {
             Some((v, _)) if !v.is_empty() => {
                 addresses.insert((*name).to_owned(), v);
             }
             _ if chains::CORE_CONTRACTS.contains(name) => {
-                n.push(format!(
-                    "{key} is not set: the stack runs chain-degraded until it is configured"
-                ));
+                n.push(format!("{key} is not set: the stack runs chain-degraded until it is configured"));
             }
             _ => {}
         }
@@ -310,25 +301,12 @@ pub fn resolve(
 
     let mut buckets = BTreeMap::new();
     for class in BUCKET_CLASSES {
-        let env_keys: &[&str] = if class == "mail" {
-            &["MAIL_BUCKET", "BUCKET"]
-        } else {
-            &[]
-        };
+        let env_keys: &[&str] = if class == "mail" { &["MAIL_BUCKET", "BUCKET"] } else { &[] };
         let upper = format!("{}_BUCKET", class.to_ascii_uppercase());
-        let mut cands: Vec<Candidate> = conf(&config.buckets.get(class).cloned())
-            .into_iter()
-            .collect();
-        cands.extend(
-            env_keys
-                .iter()
-                .chain(std::iter::once(&upper.as_str()))
-                .filter_map(|k| envf(env, k)),
-        );
+        let mut cands: Vec<Candidate> = conf(&config.buckets.get(class).cloned()).into_iter().collect();
+        cands.extend(env_keys.iter().chain(std::iter::once(&upper.as_str())).filter_map(|k| envf(env, k)));
         cands.extend(default("bucket", identity.bucket(class, &account_id)));
-        let v = pick(&format!("{class} bucket"), cands, validate::bucket, n)?
-            .map(|(v, _)| v)
-            .unwrap_or_default();
+        let v = pick(&format!("{class} bucket"), cands, validate::bucket, n)?.map(|(v, _)| v).unwrap_or_default();
         buckets.insert(class.to_owned(), v);
     }
 
@@ -349,37 +327,24 @@ pub fn resolve(
     .map(|(v, _)| v)
     .unwrap_or_default();
 
-    let timeout = config
-        .proxy_read_timeout_secs
-        .as_ref()
-        .map_or(Ok(120), |t| {
-            if (1..=3600).contains(&t.value) {
-                Ok(t.value)
-            } else {
-                Err(InvalidInput::new(
-                    t.source(),
-                    "must be between 1 and 3600 seconds",
-                ))
-            }
-        })?;
+    let timeout = config.proxy_read_timeout_secs.as_ref().map_or(Ok(120), |t| {
+        if (1..=3600).contains(&t.value) {
+            Ok(t.value)
+        } else {
+            Err(InvalidInput::new(t.source(), "must be between 1 and 3600 seconds"))
+        }
+    })?;
     let bin_dir = config_or_default("bin dir", &config.bin_dir, "/usr/local/bin", n)?;
-    let hostd_bin = config_or_default(
-        "hostd binary",
-        &config.hostd_bin,
-        "/usr/bin/agentkeys-hostd",
-        n,
-    )?;
+    let hostd_bin = config_or_default("hostd binary", &config.hostd_bin, "/usr/bin/agentkeys-hostd", n)?;
     let http2 = match config.nginx_http2.as_ref() {
         None => Http2Style::Listen,
         Some(f) if f.value == "listen" => Http2Style::Listen,
         Some(f) if f.value == "directive" => Http2Style::Directive,
         Some(f) => {
-            return Err(InvalidInput::new(
-                f.source(),
-                format!("{:?} is not listen or directive", f.value),
-            ));
+            return Err(InvalidInput::new(f.source(), format!("{:?} is not listen or directive", f.value)));
         }
     };
+    let service_env = resolve_service_env(config)?;
     Ok(Settings {
         identity,
         account_id,
@@ -394,6 +359,7 @@ pub fn resolve(
         hostd_bin,
         nginx_ipv6: config.nginx_ipv6.as_ref().is_none_or(|f| f.value),
         nginx_http2: http2,
+        service_env,
         notes,
     })
 }

@@ -35,8 +35,7 @@ pub struct RunLock {
 pub fn lock(root: &Root, wait: Duration, queued: impl FnOnce(&str)) -> anyhow::Result<RunLock> {
     let path = root.path(LOCK_FILE);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("failed to create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
     }
     let mut file = OpenOptions::new()
         .read(true)
@@ -51,20 +50,14 @@ pub fn lock(root: &Root, wait: Duration, queued: impl FnOnce(&str)) -> anyhow::R
         match file.try_lock() {
             Ok(()) => break,
             Err(TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_owned();
+                let holder = std::fs::read_to_string(&path).unwrap_or_default().trim().to_owned();
                 if let Some(tell) = queued.take() {
                     tell(&holder);
                 }
                 if start.elapsed() >= wait {
-                    return Err(LockBusy {
-                        holder,
-                        path: path.display().to_string(),
-                        waited_secs: wait.as_secs(),
-                    }
-                    .into());
+                    return Err(
+                        LockBusy { holder, path: path.display().to_string(), waited_secs: wait.as_secs() }.into()
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -107,9 +100,7 @@ pub struct State {
 }
 
 pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 pub fn read(root: &Root) -> anyhow::Result<State> {
@@ -122,8 +113,7 @@ pub fn read(root: &Root) -> anyhow::Result<State> {
 }
 
 pub fn write(root: &Root, state: &State) -> anyhow::Result<()> {
-    std::fs::create_dir_all(root.path(crate::paths::STATE_DIR))
-        .context("failed to create the state directory")?;
+    std::fs::create_dir_all(root.path(crate::paths::STATE_DIR)).context("failed to create the state directory")?;
     let text = serde_json::to_string_pretty(state)? + "\n";
     root.write_atomic(STATE_FILE, text.as_bytes(), 0o644, 0, 0)
 }

@@ -83,14 +83,8 @@ mod tests {
                     # Environment=BROKER_OIDC_ISSUER=https://broker.litentry.org\n\
                     Environment='A=b c'\nExecStart=/usr/local/bin/x\n[Install]\nEnvironment=X=1\n";
         let env = service_environment(unit);
-        assert_eq!(
-            env.get("BROKER_OIDC_ISSUER").map(String::as_str),
-            Some("https://broker-test-2.litentry.org")
-        );
-        assert_eq!(
-            env.get("ACCOUNT_ID").map(String::as_str),
-            Some("429071895007")
-        );
+        assert_eq!(env.get("BROKER_OIDC_ISSUER").map(String::as_str), Some("https://broker-test-2.litentry.org"));
+        assert_eq!(env.get("ACCOUNT_ID").map(String::as_str), Some("429071895007"));
         assert_eq!(env.get("A").map(String::as_str), Some("b c"));
         assert!(!env.contains_key("NOT_SERVICE") && !env.contains_key("X"));
     }
@@ -99,8 +93,7 @@ mod tests {
     fn last_assignment_wins_and_empty_resets() {
         let env = service_environment("[Service]\nEnvironment=A=1\nEnvironment=A=2\n");
         assert_eq!(env.get("A").map(String::as_str), Some("2"));
-        let env =
-            service_environment("[Service]\nEnvironment=A=1\nEnvironment=\nEnvironment=B=2\n");
+        let env = service_environment("[Service]\nEnvironment=A=1\nEnvironment=\nEnvironment=B=2\n");
         assert!(!env.contains_key("A") && env.contains_key("B"));
     }
 }

@@ -23,31 +23,14 @@ pub fn check_label(label: &str) -> Result<(), String> {
         return Err("empty DNS label (two dots in a row, or a leading/trailing dot)".into());
     }
     if label.len() > MAX_LABEL {
-        return Err(format!(
-            "DNS label {} is {} characters; the limit is {MAX_LABEL}",
-            shown(label),
-            label.len()
-        ));
+        return Err(format!("DNS label {} is {} characters; the limit is {MAX_LABEL}", shown(label), label.len()));
     }
-    if let Some(bad) = label
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        let hint = if bad.is_ascii_uppercase() {
-            " (use lowercase)"
-        } else {
-            ""
-        };
-        return Err(format!(
-            "DNS label {} contains {bad:?}; only a-z, 0-9 and '-' are allowed{hint}",
-            shown(label)
-        ));
+    if let Some(bad) = label.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
+        let hint = if bad.is_ascii_uppercase() { " (use lowercase)" } else { "" };
+        return Err(format!("DNS label {} contains {bad:?}; only a-z, 0-9 and '-' are allowed{hint}", shown(label)));
     }
     if label.starts_with('-') || label.ends_with('-') {
-        return Err(format!(
-            "DNS label {} starts or ends with '-'",
-            shown(label)
-        ));
+        return Err(format!("DNS label {} starts or ends with '-'", shown(label)));
     }
     Ok(())
 }
@@ -55,29 +38,17 @@ pub fn check_label(label: &str) -> Result<(), String> {
 /// A hostname per RFC 1123 with at least `min_labels` labels and a non-numeric last label.
 pub fn check_hostname(name: &str, min_labels: usize) -> Result<(), String> {
     if name.len() > MAX_HOSTNAME {
-        return Err(format!(
-            "hostname is {} characters; the limit is {MAX_HOSTNAME}",
-            name.len()
-        ));
+        return Err(format!("hostname is {} characters; the limit is {MAX_HOSTNAME}", name.len()));
     }
     let labels: Vec<&str> = name.split('.').collect();
     for label in &labels {
         check_label(label)?;
     }
     if labels.len() < min_labels {
-        return Err(format!(
-            "{} needs at least {min_labels} labels (e.g. example.org)",
-            shown(name)
-        ));
+        return Err(format!("{} needs at least {min_labels} labels (e.g. example.org)", shown(name)));
     }
-    if labels
-        .last()
-        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
-    {
-        return Err(format!(
-            "{} ends in a numeric label; an IP address is not a DNS name",
-            shown(name)
-        ));
+    if labels.last().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit())) {
+        return Err(format!("{} ends in a numeric label; an IP address is not a DNS name", shown(name)));
     }
     Ok(())
 }
@@ -93,13 +64,7 @@ pub fn account_id(source: &Source, value: &str) -> Result<String, InvalidInput> 
     if value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit()) {
         Ok(value.to_owned())
     } else {
-        Err(invalid(
-            source,
-            format!(
-                "{} is not an AWS account id (exactly 12 digits)",
-                shown(value)
-            ),
-        ))
+        Err(invalid(source, format!("{} is not an AWS account id (exactly 12 digits)", shown(value))))
     }
 }
 
@@ -109,105 +74,62 @@ pub fn region(source: &Source, value: &str) -> Result<String, InvalidInput> {
     let ok = parts.len() >= 3
         && parts.len() <= 4
         && value.len() <= 32
-        && parts[..parts.len() - 1]
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-        && parts.last().is_some_and(|n| {
-            !n.is_empty() && n.len() <= 2 && n.bytes().all(|b| b.is_ascii_digit())
-        });
+        && parts[..parts.len() - 1].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts.last().is_some_and(|n| !n.is_empty() && n.len() <= 2 && n.bytes().all(|b| b.is_ascii_digit()));
     if ok {
         Ok(value.to_owned())
     } else {
-        Err(invalid(
-            source,
-            format!("{} is not an AWS region (e.g. us-east-1)", shown(value)),
-        ))
+        Err(invalid(source, format!("{} is not an AWS region (e.g. us-east-1)", shown(value))))
     }
 }
 
 /// A contract address: `0x` followed by 40 hex digits. Empty means "not deployed".
 pub fn address(source: &Source, value: &str) -> Result<String, InvalidInput> {
-    let ok = value.len() == 42
-        && value.starts_with("0x")
-        && value[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    let ok = value.len() == 42 && value.starts_with("0x") && value[2..].bytes().all(|b| b.is_ascii_hexdigit());
     if ok {
         Ok(value.to_owned())
     } else {
-        Err(invalid(
-            source,
-            format!(
-                "{} is not a contract address (0x followed by 40 hex digits)",
-                shown(value)
-            ),
-        ))
+        Err(invalid(source, format!("{} is not a contract address (0x followed by 40 hex digits)", shown(value))))
     }
 }
 
 /// An S3 bucket name (3–63 of `a-z0-9.-`, starting and ending alphanumeric).
 pub fn bucket(source: &Source, value: &str) -> Result<String, InvalidInput> {
     let ok = (3..=63).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && value
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && value
-            .bytes()
-            .last()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && value.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && value.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
         && !value.contains("..");
     if ok {
         Ok(value.to_owned())
     } else {
-        Err(invalid(
-            source,
-            format!(
-                "{} is not an S3 bucket name (3-63 of a-z, 0-9, '.', '-')",
-                shown(value)
-            ),
-        ))
+        Err(invalid(source, format!("{} is not an S3 bucket name (3-63 of a-z, 0-9, '.', '-')", shown(value))))
     }
 }
 
 /// An email address whose domain is a valid hostname and whose local part is plain.
 pub fn email(source: &Source, value: &str) -> Result<String, InvalidInput> {
-    let (local, domain) = value
-        .split_once('@')
-        .ok_or_else(|| invalid(source, format!("{} is not an email address", shown(value))))?;
+    let (local, domain) =
+        value.split_once('@').ok_or_else(|| invalid(source, format!("{} is not an email address", shown(value))))?;
     let local_ok = !local.is_empty()
         && local.len() <= 64
-        && local
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
+        && local.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
     if !local_ok {
-        return Err(invalid(
-            source,
-            format!("{} has an unsupported local part", shown(value)),
-        ));
+        return Err(invalid(source, format!("{} has an unsupported local part", shown(value))));
     }
-    check_hostname(domain, 2)
-        .map_err(|r| invalid(source, format!("domain of {}: {r}", shown(value))))?;
+    check_hostname(domain, 2).map_err(|r| invalid(source, format!("domain of {}: {r}", shown(value))))?;
     Ok(value.to_owned())
 }
 
 /// An http(s) URL without credentials, whitespace or characters a unit file would interpret.
 pub fn http_url(source: &Source, value: &str) -> Result<String, InvalidInput> {
     safe_value(source, value)?;
-    let parsed = url::Url::parse(value)
-        .map_err(|e| invalid(source, format!("{} is not a URL: {e}", shown(value))))?;
+    let parsed = url::Url::parse(value).map_err(|e| invalid(source, format!("{} is not a URL: {e}", shown(value))))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(invalid(
-            source,
-            format!("{} must be an http or https URL", shown(value)),
-        ));
+        return Err(invalid(source, format!("{} must be an http or https URL", shown(value))));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(invalid(
-            source,
-            "URLs with embedded credentials are refused (they would be logged)",
-        ));
+        return Err(invalid(source, "URLs with embedded credentials are refused (they would be logged)"));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(invalid(source, format!("{} has no host", shown(value))));
@@ -220,10 +142,7 @@ pub fn http_url(source: &Source, value: &str) -> Result<String, InvalidInput> {
 /// gives it a meaning.
 pub fn safe_value(source: &Source, value: &str) -> Result<String, InvalidInput> {
     const FORBIDDEN: &[u8] = b" \t\"'\\$%`;{}";
-    if let Some(c) = value
-        .chars()
-        .find(|c| !c.is_ascii() || c.is_ascii_control() || FORBIDDEN.contains(&(*c as u8)))
-    {
+    if let Some(c) = value.chars().find(|c| !c.is_ascii() || c.is_ascii_control() || FORBIDDEN.contains(&(*c as u8))) {
         return Err(invalid(
             source,
             format!(
@@ -244,12 +163,7 @@ mod tests {
 
     #[test]
     fn hostnames_follow_rfc_1123() {
-        for good in [
-            "litentry.org",
-            "agents.example.co.uk",
-            "a-b.c0.io",
-            "x1.org",
-        ] {
+        for good in ["litentry.org", "agents.example.co.uk", "a-b.c0.io", "x1.org"] {
             assert!(check_hostname(good, 2).is_ok(), "{good}");
         }
         let long_label = "a".repeat(64);
@@ -279,32 +193,13 @@ mod tests {
     #[test]
     fn account_region_address_bucket() {
         assert!(account_id(&flag(), "429071895007").is_ok());
-        for bad in [
-            "42907189500",
-            "4290718950071",
-            "42907189500a",
-            " 429071895007",
-            "",
-        ] {
+        for bad in ["42907189500", "4290718950071", "42907189500a", " 429071895007", ""] {
             assert!(account_id(&flag(), bad).is_err(), "{bad:?}");
         }
-        for good in [
-            "us-east-1",
-            "eu-central-2",
-            "us-gov-west-1",
-            "ap-southeast-10",
-        ] {
+        for good in ["us-east-1", "eu-central-2", "us-gov-west-1", "ap-southeast-10"] {
             assert!(region(&flag(), good).is_ok(), "{good}");
         }
-        for bad in [
-            "us-east",
-            "US-EAST-1",
-            "us-east-1;",
-            "useast1",
-            "us-east-123",
-            "-us-east-1",
-            "us--1",
-        ] {
+        for bad in ["us-east", "US-EAST-1", "us-east-1;", "useast1", "us-east-123", "-us-east-1", "us--1"] {
             assert!(region(&flag(), bad).is_err(), "{bad:?}");
         }
         assert!(address(&flag(), "0x5FbDB2315678afecb367f032d93F642f64180aa3").is_ok());
@@ -335,9 +230,7 @@ mod tests {
         ] {
             assert!(http_url(&flag(), bad).is_err(), "{bad:?}");
         }
-        for bad in [
-            "a\nb", "a b", "a\"b", "a'b", "a\\b", "a$b", "a%b", "a`b", "a;b", "a{b", "é",
-        ] {
+        for bad in ["a\nb", "a b", "a\"b", "a'b", "a\\b", "a$b", "a%b", "a`b", "a;b", "a{b", "é"] {
             assert!(safe_value(&flag(), bad).is_err(), "{bad:?}");
         }
     }
@@ -345,13 +238,7 @@ mod tests {
     #[test]
     fn emails() {
         assert!(email(&flag(), "noreply-test-2@bots-test-2.litentry.org").is_ok());
-        for bad in [
-            "noreply",
-            "@bots.org",
-            "a b@bots.org",
-            "a@bots",
-            "a@Bots.org",
-        ] {
+        for bad in ["noreply", "@bots.org", "a b@bots.org", "a@bots", "a@Bots.org"] {
             assert!(email(&flag(), bad).is_err(), "{bad:?}");
         }
     }

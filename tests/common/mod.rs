@@ -35,12 +35,8 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(self.stdout.lines().next().unwrap_or_default()).unwrap_or_else(|e| {
-            panic!(
-                "first stdout line is not JSON ({e}): {}\nstderr: {}",
-                self.stdout, self.stderr
-            )
-        })
+        serde_json::from_str(self.stdout.lines().next().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("first stdout line is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
     }
 }
 
@@ -61,13 +57,7 @@ pub fn run_in(dir: &Path, args: &[&str]) -> Run {
 
 /// `agentkeys-hostd reconcile --root ROOT --no-systemd --no-acme ARGS…`
 pub fn reconcile(root: &Path, args: &[&str]) -> Run {
-    let mut all = vec![
-        "reconcile",
-        "--root",
-        root.to_str().unwrap(),
-        "--no-systemd",
-        "--no-acme",
-    ];
+    let mut all = vec!["reconcile", "--root", root.to_str().unwrap(), "--no-systemd", "--no-acme"];
     all.extend_from_slice(args);
     run_in(root, &all)
 }
@@ -96,13 +86,7 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Snap>) {
         let p = entry.unwrap().path();
         let m = std::fs::symlink_metadata(&p).unwrap();
         let (kind, content) = if m.file_type().is_symlink() {
-            (
-                'l',
-                std::fs::read_link(&p)
-                    .unwrap()
-                    .into_os_string()
-                    .into_encoded_bytes(),
-            )
+            ('l', std::fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes())
         } else if m.is_dir() {
             ('d', Vec::new())
         } else {
@@ -174,10 +158,7 @@ pub fn stacks() -> Vec<(&'static str, Vec<&'static str>)> {
     vec![
         ("prod", vec!["--zone", "litentry.org"]),
         ("test-1", vec!["--ci", "--zone", "litentry.org"]),
-        (
-            "test-7",
-            vec!["--ci", "--slot", "7", "--zone", "agents.example.co.uk"],
-        ),
+        ("test-7", vec!["--ci", "--slot", "7", "--zone", "agents.example.co.uk"]),
         ("base", vec!["--base", "--zone", "litentry.org"]),
     ]
 }

@@ -27,11 +27,7 @@ pub struct ExecArgs {
 
 /// A PEM public key: one BEGIN/END block around base64 lines.
 pub fn parse_public_key_pem(text: &str) -> Result<(), String> {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let (Some(first), Some(last)) = (lines.first(), lines.last()) else {
         return Err("empty".into());
     };
@@ -42,12 +38,7 @@ pub fn parse_public_key_pem(text: &str) -> Result<(), String> {
         return Err("no matching END line (file incomplete?)".into());
     }
     let body = &lines[1..lines.len() - 1];
-    if body.is_empty()
-        || !body.iter().all(|l| {
-            l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
-        })
-    {
+    if body.is_empty() || !body.iter().all(|l| l.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))) {
         return Err("body is not base64".into());
     }
     Ok(())
@@ -72,10 +63,7 @@ pub fn run(args: &ExecArgs) -> anyhow::Result<i32> {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let (program, rest) = args
-        .command
-        .split_first()
-        .context("no command given after --")?;
+    let (program, rest) = args.command.split_first().context("no command given after --")?;
     let mut cmd = std::process::Command::new(program);
     cmd.args(rest);
     if let Some(var) = &args.env {
@@ -95,9 +83,6 @@ mod tests {
         assert!(parse_public_key_pem(good).is_ok());
         assert!(parse_public_key_pem("-----BEGIN PUBLIC KEY-----\nMFkw\n").is_err());
         assert!(parse_public_key_pem("").is_err());
-        assert!(
-            parse_public_key_pem("-----BEGIN PRIVATE KEY-----\nMFkw\n-----END PRIVATE KEY-----\n")
-                .is_err()
-        );
+        assert!(parse_public_key_pem("-----BEGIN PRIVATE KEY-----\nMFkw\n-----END PRIVATE KEY-----\n").is_err());
     }
 }

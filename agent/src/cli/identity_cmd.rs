@@ -38,20 +38,14 @@ fn names(id: &Identity, deployed: bool, account_id: Option<String>) -> Names {
         Stack::Test { slot } => ("test", Some(slot)),
         Stack::Base => ("base", None),
     };
-    let mut hosts = BTreeMap::from([
-        ("broker", id.broker_host()),
-        ("signer", id.signer_host()),
-        ("mcp", id.mcp_host()),
-    ]);
+    let mut hosts =
+        BTreeMap::from([("broker", id.broker_host()), ("signer", id.signer_host()), ("mcp", id.mcp_host())]);
     for stem in WORKER_STEMS {
         hosts.insert(stem, id.service_host(stem));
     }
     let (buckets, roles) = match &account_id {
         Some(a) => (
-            BUCKET_CLASSES
-                .iter()
-                .map(|c| (*c, id.bucket(c, a)))
-                .collect(),
+            BUCKET_CLASSES.iter().map(|c| (*c, id.bucket(c, a))).collect(),
             ROLE_STEMS.iter().map(|r| (*r, id.role_arn(r, a))).collect(),
         ),
         None => (BTreeMap::new(), BTreeMap::new()),
@@ -78,10 +72,7 @@ pub fn run(args: &IdentityArgs) -> anyhow::Result<i32> {
     let root = Root::new(&c.root);
     let req = Request {
         selectors: c.selectors(),
-        flags: Flags {
-            account_id: c.account_id.clone(),
-            region: None,
-        },
+        flags: Flags { account_id: c.account_id.clone(), region: None },
         env_file: c.env_file.clone(),
         ..Request::default()
     };
@@ -100,24 +91,12 @@ pub fn run(args: &IdentityArgs) -> anyhow::Result<i32> {
         return Ok(crate::error::exit::OK);
     }
     let mut out = String::new();
-    let state = if n.deployed {
-        "deployed"
-    } else {
-        "declared, not yet deployed"
-    };
-    writeln!(
-        out,
-        "identity: {identity} ({state})\nissuer:   {}\nchain:    {}",
-        n.issuer, n.chain
-    )?;
+    let state = if n.deployed { "deployed" } else { "declared, not yet deployed" };
+    writeln!(out, "identity: {identity} ({state})\nissuer:   {}\nchain:    {}", n.issuer, n.chain)?;
     for (k, v) in &n.hosts {
         writeln!(out, "host {k:<9} {v}")?;
     }
-    writeln!(
-        out,
-        "mail domain    {}\nsender         {}\nEIP Name tag   {}",
-        n.mail_domain, n.sender, n.eip_name
-    )?;
+    writeln!(out, "mail domain    {}\nsender         {}\nEIP Name tag   {}", n.mail_domain, n.sender, n.eip_name)?;
     if n.account_id.is_none() {
         writeln!(out, "(pass --account-id to show bucket and role names)")?;
     }

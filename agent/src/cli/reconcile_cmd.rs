@@ -38,28 +38,28 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
         ));
     }
     let began = Instant::now();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let db = accounts::for_root(&root);
+    let req = Request {
+        selectors: c.selectors(),
+        flags: Flags { account_id: c.account_id.clone(), region: args.region.clone() },
+        env_file: c.env_file.clone(),
+        options: Options { no_systemd: args.no_systemd },
+    };
+    // Decide once before taking the lock, so bad input is refused with nothing written (not even
+    // the lock file); the run itself decides again under the lock.
+    engine::prepare(&root, db.as_ref(), &req, None)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let _lock = if args.dry_run {
         None
     } else {
-        Some(state::lock(
-            &root,
-            Duration::from_secs(args.lock_wait_secs),
-            |holder| {
-                eprintln!(
-                    "queued: another converge (pid {holder}) holds the lock; waiting up to {} s",
-                    args.lock_wait_secs
-                );
-            },
-        )?)
+        Some(state::lock(&root, Duration::from_secs(args.lock_wait_secs), |holder| {
+            eprintln!(
+                "queued: another converge (pid {holder}) holds the lock; waiting up to {} s",
+                args.lock_wait_secs
+            );
+        })?)
     };
-    let sd = if args.no_systemd {
-        None
-    } else {
-        Some(rt.block_on(Systemd::connect())?)
-    };
+    let sd = if args.no_systemd { None } else { Some(rt.block_on(Systemd::connect())?) };
     let mut saved = state::read(&root)?;
     let before = saved.clone();
     if let Some(p) = &saved.pending {
@@ -69,32 +69,10 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
             p.restarts.join(", ")
         );
     }
-    let db = accounts::for_root(&root);
-    let req = Request {
-        selectors: c.selectors(),
-        flags: Flags {
-            account_id: c.account_id.clone(),
-            region: args.region.clone(),
-        },
-        env_file: c.env_file.clone(),
-        options: Options {
-            no_systemd: args.no_systemd,
-        },
-    };
     let probe = |settings: &crate::settings::Settings| {
-        rt.block_on(engine::observe_runtime(
-            sd.as_ref().expect("systemd"),
-            &root,
-            settings,
-            &saved,
-        ))
+        rt.block_on(engine::observe_runtime(sd.as_ref().expect("systemd"), &root, settings, &saved))
     };
-    let prepared = engine::prepare(
-        &root,
-        db.as_ref(),
-        &req,
-        sd.as_ref().map(|_| &probe as engine::RuntimeProbe<'_>),
-    )?;
+    let prepared = engine::prepare(&root, db.as_ref(), &req, sd.as_ref().map(|_| &probe as engine::RuntimeProbe<'_>))?;
     if args.dry_run {
         if c.json {
             emit(&(serde_json::to_string(&report::summary(&prepared, false, None))? + "\n"))?;
@@ -111,22 +89,13 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
         .filter_map(|a| a.started_unit())
         .map(|u| u.trim_end_matches(".service").to_owned())
         .collect();
-    for u in saved
-        .pending
-        .as_ref()
-        .map(|p| p.restarts.clone())
-        .unwrap_or_default()
-    {
+    for u in saved.pending.as_ref().map(|p| p.restarts.clone()).unwrap_or_default() {
         if !pending.contains(&u) {
             pending.push(u);
         }
     }
     if !pending.is_empty() {
-        saved.pending = Some(Pending {
-            started_unix: state::now_unix(),
-            pid: std::process::id(),
-            restarts: pending,
-        });
+        saved.pending = Some(Pending { started_unix: state::now_unix(), pid: std::process::id(), restarts: pending });
         state::write(&root, &saved)?;
     }
 
@@ -138,16 +107,7 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
     let mut summary = report::summary(&prepared, true, error.as_ref().map(|e| format!("{e:#}")));
     summary.health = verdicts
         .iter()
-        .map(|v| {
-            (
-                v.unit.clone(),
-                if v.ok {
-                    v.detail.clone()
-                } else {
-                    format!("failed: {}", v.detail)
-                },
-            )
-        })
+        .map(|v| (v.unit.clone(), if v.ok { v.detail.clone() } else { format!("failed: {}", v.detail) }))
         .collect();
     if error.is_none() {
         saved.pending = None;
@@ -155,12 +115,7 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
             .observed
             .runtime
             .as_ref()
-            .map(|r| {
-                r.services
-                    .iter()
-                    .filter_map(|(u, f)| f.binary_sha256.clone().map(|h| (u.clone(), h)))
-                    .collect()
-            })
+            .map(|r| r.services.iter().filter_map(|(u, f)| f.binary_sha256.clone().map(|h| (u.clone(), h))).collect())
             .unwrap_or_default();
     }
     saved.last_run = Some(LastRun {
@@ -225,9 +180,7 @@ fn converge(
     db: &dyn accounts::AccountDb,
     p: &Prepared,
 ) -> Result<(Vec<String>, Vec<health::Verdict>), Failed> {
-    let mut done = apply::apply(root, db, &p.plan)
-        .map_err(|e| (Vec::new(), Vec::new(), e))?
-        .done;
+    let mut done = apply::apply(root, db, &p.plan).map_err(|e| (Vec::new(), Vec::new(), e))?.done;
     failpoints::hit("after-files");
     let Some(sd) = sd else {
         return Ok((done, Vec::new()));
@@ -244,11 +197,7 @@ fn converge(
     failpoints::hit("after-health");
     if let Some(bad) = verdicts.iter().find(|v| !v.ok) {
         let state = rt.block_on(sd.unit_state(&bad.unit)).ok();
-        let e = execute::unit_failure(
-            &bad.unit,
-            &format!("failed its health check: {}", bad.detail),
-            state.as_ref(),
-        );
+        let e = execute::unit_failure(&bad.unit, &format!("failed its health check: {}", bad.detail), state.as_ref());
         return Err((done, verdicts, e));
     }
     Ok((done, verdicts))

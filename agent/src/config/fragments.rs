@@ -14,6 +14,15 @@ pub struct Fragment {
     pub broker: Option<BrokerFragment>,
     pub paths: Option<PathsFragment>,
     pub nginx: Option<NginxFragment>,
+    /// Per managed service (unit name without `.service`).
+    pub services: Option<BTreeMap<String, ServiceFragment>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceFragment {
+    /// Extra environment for this service (keys hostd sets itself are refused).
+    pub environment: Option<BTreeMap<String, String>>,
 }
 
 /// Identity declared at first bootstrap (later runs self-identify from the deployed issuer).

@@ -19,10 +19,7 @@ pub struct FromFile<T> {
 
 impl<T> FromFile<T> {
     pub fn source(&self) -> Source {
-        Source::Config {
-            file: self.file.clone(),
-            key: self.key.clone(),
-        }
+        Source::Config { file: self.file.clone(), key: self.key.clone() }
     }
 }
 
@@ -45,26 +42,16 @@ pub struct Config {
     pub hostd_bin: Option<FromFile<String>>,
     pub nginx_ipv6: Option<FromFile<bool>>,
     pub nginx_http2: Option<FromFile<String>>,
+    /// unit → key → value.
+    pub service_env: BTreeMap<String, BTreeMap<String, FromFile<String>>>,
 }
 
 /// Parse one file. TOML errors already name the line and key.
 pub fn parse_fragment(file: &str, text: &str) -> Result<Fragment, InvalidInput> {
     toml::from_str(text).map_err(|e| {
-        let (key, line) = e
-            .span()
-            .map_or((String::new(), 0), |s| key_at(text, s.start));
-        let at = if line > 0 {
-            format!(" (line {line})")
-        } else {
-            String::new()
-        };
-        InvalidInput::new(
-            Source::Config {
-                file: file.to_owned(),
-                key,
-            },
-            format!("{}{at}", e.message().trim()),
-        )
+        let (key, line) = e.span().map_or((String::new(), 0), |s| key_at(text, s.start));
+        let at = if line > 0 { format!(" (line {line})") } else { String::new() };
+        InvalidInput::new(Source::Config { file: file.to_owned(), key }, format!("{}{at}", e.message().trim()))
     })
 }
 
@@ -73,11 +60,7 @@ fn key_at(text: &str, pos: usize) -> (String, usize) {
     let pos = pos.min(text.len());
     let line_no = text[..pos].matches('\n').count() + 1;
     let line = text.lines().nth(line_no - 1).unwrap_or_default();
-    let key = line
-        .split_once('=')
-        .map_or(line, |(k, _)| k)
-        .trim()
-        .trim_matches(['[', ']']);
+    let key = line.split_once('=').map_or(line, |(k, _)| k).trim().trim_matches(['[', ']']);
     (key.to_owned(), line_no)
 }
 
@@ -90,11 +73,7 @@ pub fn merge(files: &[(String, Fragment)]) -> Config {
             ($dst:expr, $src:expr, $key:expr) => {
                 if let Some(v) = $src.clone() {
                     let (file, key) = set($key);
-                    $dst = Some(FromFile {
-                        value: v,
-                        file,
-                        key,
-                    });
+                    $dst = Some(FromFile { value: v, file, key });
                 }
             };
         }
@@ -113,51 +92,33 @@ pub fn merge(files: &[(String, Fragment)]) -> Config {
             take!(c.rpc_http, ch.rpc_http, "chain.rpc_http");
             for (name, addr) in ch.addresses.iter().flatten() {
                 let key = format!("chain.addresses.{name}");
-                c.addresses.insert(
-                    name.clone(),
-                    FromFile {
-                        value: addr.clone(),
-                        file: file.clone(),
-                        key,
-                    },
-                );
+                c.addresses.insert(name.clone(), FromFile { value: addr.clone(), file: file.clone(), key });
             }
         }
         if let Some(b) = &frag.buckets {
-            for (class, v) in [
-                ("mail", &b.mail),
-                ("vault", &b.vault),
-                ("memory", &b.memory),
-                ("config", &b.config),
-            ] {
+            for (class, v) in [("mail", &b.mail), ("vault", &b.vault), ("memory", &b.memory), ("config", &b.config)] {
                 if let Some(v) = v {
                     let key = format!("buckets.{class}");
-                    c.buckets.insert(
-                        class.to_owned(),
-                        FromFile {
-                            value: v.clone(),
-                            file: file.clone(),
-                            key,
-                        },
-                    );
+                    c.buckets.insert(class.to_owned(), FromFile { value: v.clone(), file: file.clone(), key });
                 }
             }
         }
         if let Some(b) = &frag.broker {
-            take!(
-                c.email_from_address,
-                b.email_from_address,
-                "broker.email_from_address"
-            );
-            take!(
-                c.proxy_read_timeout_secs,
-                b.proxy_read_timeout_secs,
-                "broker.proxy_read_timeout_secs"
-            );
+            take!(c.email_from_address, b.email_from_address, "broker.email_from_address");
+            take!(c.proxy_read_timeout_secs, b.proxy_read_timeout_secs, "broker.proxy_read_timeout_secs");
         }
         if let Some(p) = &frag.paths {
             take!(c.bin_dir, p.bin_dir, "paths.bin_dir");
             take!(c.hostd_bin, p.hostd_bin, "paths.hostd_bin");
+        }
+        for (unit, svc) in frag.services.iter().flatten() {
+            for (k, v) in svc.environment.iter().flatten() {
+                let key = format!("services.{unit}.environment.{k}");
+                c.service_env
+                    .entry(unit.clone())
+                    .or_default()
+                    .insert(k.clone(), FromFile { value: v.clone(), file: file.clone(), key });
+            }
         }
         if let Some(n) = &frag.nginx {
             take!(c.nginx_ipv6, n.ipv6, "nginx.ipv6");
@@ -169,10 +130,8 @@ pub fn merge(files: &[(String, Fragment)]) -> Config {
 
 /// Parse and merge `(file, text)` pairs in order.
 pub fn load(files: &[(String, String)]) -> Result<Config, InvalidInput> {
-    let frags = files
-        .iter()
-        .map(|(f, t)| parse_fragment(f, t).map(|frag| (f.clone(), frag)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let frags =
+        files.iter().map(|(f, t)| parse_fragment(f, t).map(|frag| (f.clone(), frag))).collect::<Result<Vec<_>, _>>()?;
     Ok(merge(&frags))
 }
 
@@ -185,33 +144,21 @@ mod tests {
         let base = ("hostd.toml".to_owned(), "[aws]\naccount_id = \"429071895007\"\nregion = \"us-east-1\"\n[chain.addresses]\nSCOPE_CONTRACT = \"0x1\"\n".to_owned());
         let drop = (
             "hostd.d/10-region.toml".to_owned(),
-            "[aws]\nregion = \"eu-west-1\"\n[chain.addresses]\nSIDECAR_REGISTRY = \"0x2\"\n"
-                .to_owned(),
+            "[aws]\nregion = \"eu-west-1\"\n[chain.addresses]\nSIDECAR_REGISTRY = \"0x2\"\n".to_owned(),
         );
         let c = load(&[base, drop]).expect("loads");
-        assert_eq!(
-            c.account_id.as_ref().map(|v| v.value.as_str()),
-            Some("429071895007")
-        );
+        assert_eq!(c.account_id.as_ref().map(|v| v.value.as_str()), Some("429071895007"));
         let region = c.region.expect("region");
-        assert_eq!(
-            (region.value.as_str(), region.file.as_str()),
-            ("eu-west-1", "hostd.d/10-region.toml")
-        );
+        assert_eq!((region.value.as_str(), region.file.as_str()), ("eu-west-1", "hostd.d/10-region.toml"));
         assert_eq!(c.addresses.len(), 2);
     }
 
     #[test]
     fn unknown_keys_and_wrong_types_name_the_key_and_line() {
-        let err = load(&[("hostd.toml".into(), "[aws]\nacount_id = \"1\"\n".into())])
-            .expect_err("unknown key");
+        let err = load(&[("hostd.toml".into(), "[aws]\nacount_id = \"1\"\n".into())]).expect_err("unknown key");
         let msg = err.to_string();
-        assert!(
-            msg.contains("acount_id") && msg.contains("hostd.toml") && msg.contains("line 2"),
-            "{msg}"
-        );
-        let err = load(&[("hostd.toml".into(), "[identity]\nslot = \"two\"\n".into())])
-            .expect_err("type");
+        assert!(msg.contains("acount_id") && msg.contains("hostd.toml") && msg.contains("line 2"), "{msg}");
+        let err = load(&[("hostd.toml".into(), "[identity]\nslot = \"two\"\n".into())]).expect_err("type");
         assert!(err.to_string().contains("slot"), "{err}");
     }
 }

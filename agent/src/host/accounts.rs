@@ -23,11 +23,7 @@ pub trait AccountDb: std::fmt::Debug {
 
 /// Pick the database for `root`: the system's on `/`, the root's files otherwise.
 pub fn for_root(root: &Root) -> Box<dyn AccountDb> {
-    if root.is_real_root() {
-        Box::new(SystemDb)
-    } else {
-        Box::new(FileDb { root: root.clone() })
-    }
+    if root.is_real_root() { Box::new(SystemDb) } else { Box::new(FileDb { root: root.clone() }) }
 }
 
 /// `etc/passwd` and `etc/group` inside a fake root (created when absent).
@@ -57,16 +53,12 @@ impl FileDb {
         }
         text.push_str(line);
         text.push('\n');
-        std::fs::create_dir_all(self.root.path("/etc"))
-            .context("failed to create etc/ in the root")?;
+        std::fs::create_dir_all(self.root.path("/etc")).context("failed to create etc/ in the root")?;
         self.root.write_atomic(file, text.as_bytes(), mode, 0, 0)
     }
 
     fn free_id(used: &[u32]) -> anyhow::Result<u32> {
-        SYSTEM_IDS
-            .rev()
-            .find(|id| !used.contains(id))
-            .context("no free system id between 100 and 999")
+        SYSTEM_IDS.rev().find(|id| !used.contains(id)).context("no free system id between 100 and 999")
     }
 }
 
@@ -77,10 +69,7 @@ impl AccountDb for FileDb {
             if let (Some(name), Some(uid), Some(gid)) = (row.first(), row.get(2), row.get(3))
                 && users.contains(&name.as_str())
             {
-                let parse = |v: &str| {
-                    v.parse::<u32>()
-                        .with_context(|| format!("etc/passwd: bad id for {name}"))
-                };
+                let parse = |v: &str| v.parse::<u32>().with_context(|| format!("etc/passwd: bad id for {name}"));
                 out.users.insert(name.clone(), (parse(uid)?, parse(gid)?));
             }
         }
@@ -88,60 +77,33 @@ impl AccountDb for FileDb {
             if let (Some(name), Some(gid)) = (row.first(), row.get(2))
                 && groups.contains(&name.as_str())
             {
-                out.groups.insert(
-                    name.clone(),
-                    gid.parse()
-                        .with_context(|| format!("etc/group: bad gid for {name}"))?,
-                );
+                out.groups.insert(name.clone(), gid.parse().with_context(|| format!("etc/group: bad gid for {name}"))?);
             }
         }
         Ok(out)
     }
 
     fn create_group(&self, name: &str) -> anyhow::Result<()> {
-        let used: Vec<u32> = self
-            .table("/etc/group")?
-            .1
-            .iter()
-            .filter_map(|r| r.get(2)?.parse().ok())
-            .collect();
+        let used: Vec<u32> = self.table("/etc/group")?.1.iter().filter_map(|r| r.get(2)?.parse().ok()).collect();
         let gid = Self::free_id(&used)?;
         self.append("/etc/group", &format!("{name}:x:{gid}:"), 0o644)
             .with_context(|| format!("failed to create group {name}"))
     }
 
     fn create_user(&self, name: &str, home: &str, shell: &str) -> anyhow::Result<()> {
-        let gid = self
-            .lookup(&[], &[name])?
-            .groups
-            .get(name)
-            .copied()
-            .with_context(|| format!("group {name} is missing"))?;
-        let used: Vec<u32> = self
-            .table("/etc/passwd")?
-            .1
-            .iter()
-            .filter_map(|r| r.get(2)?.parse().ok())
-            .collect();
-        let uid = if used.contains(&gid) {
-            Self::free_id(&used)?
-        } else {
-            gid
-        };
-        self.append(
-            "/etc/passwd",
-            &format!("{name}:x:{uid}:{gid}:AgentKeys services:{home}:{shell}"),
-            0o644,
-        )
-        .with_context(|| format!("failed to create user {name}"))?;
+        let gid =
+            self.lookup(&[], &[name])?.groups.get(name).copied().with_context(|| format!("group {name} is missing"))?;
+        let used: Vec<u32> = self.table("/etc/passwd")?.1.iter().filter_map(|r| r.get(2)?.parse().ok()).collect();
+        let uid = if used.contains(&gid) { Self::free_id(&used)? } else { gid };
+        self.append("/etc/passwd", &format!("{name}:x:{uid}:{gid}:AgentKeys services:{home}:{shell}"), 0o644)
+            .with_context(|| format!("failed to create user {name}"))?;
         if self.root.read("/etc/shadow")?.is_some() {
             let (mut text, _) = self.table("/etc/shadow")?;
             if !text.is_empty() && !text.ends_with('\n') {
                 text.push('\n');
             }
             text.push_str(&format!("{name}:!*:::::::\n"));
-            self.root
-                .write_atomic("/etc/shadow", text.as_bytes(), 0o640, 0, 0)?;
+            self.root.write_atomic("/etc/shadow", text.as_bytes(), 0o640, 0, 0)?;
         }
         Ok(())
     }
@@ -153,15 +115,9 @@ pub struct SystemDb;
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let shown = format!("{cmd:?}");
-    let out = cmd
-        .output()
-        .with_context(|| format!("failed to run {shown}"))?;
+    let out = cmd.output().with_context(|| format!("failed to run {shown}"))?;
     if !out.status.success() {
-        bail!(
-            "{shown} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{shown} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
 }
@@ -171,8 +127,7 @@ impl AccountDb for SystemDb {
         let mut out = Accounts::default();
         for name in users {
             if let Some(u) = uzers::get_user_by_name(name) {
-                out.users
-                    .insert((*name).to_owned(), (u.uid(), u.primary_group_id()));
+                out.users.insert((*name).to_owned(), (u.uid(), u.primary_group_id()));
             }
         }
         for name in groups {
@@ -215,22 +170,13 @@ mod tests {
         std::fs::create_dir_all(root.path("/etc")).expect("etc");
         std::fs::write(root.path("/etc/group"), "root:x:0:\nsystemd:x:999:\n").expect("group");
         let db = FileDb { root: root.clone() };
-        assert!(
-            db.lookup(&["agentkeys"], &["agentkeys"])
-                .expect("lookup")
-                .users
-                .is_empty()
-        );
+        assert!(db.lookup(&["agentkeys"], &["agentkeys"]).expect("lookup").users.is_empty());
         db.create_group("agentkeys").expect("group");
-        db.create_user("agentkeys", "/var/lib/agentkeys", "/usr/sbin/nologin")
-            .expect("user");
+        db.create_user("agentkeys", "/var/lib/agentkeys", "/usr/sbin/nologin").expect("user");
         let acc = db.lookup(&["agentkeys"], &["agentkeys"]).expect("lookup");
         assert_eq!(acc.groups["agentkeys"], 998, "highest free system id");
         assert_eq!(acc.users["agentkeys"], (998, 998));
         let passwd = std::fs::read_to_string(root.path("/etc/passwd")).expect("passwd");
-        assert_eq!(
-            passwd,
-            "agentkeys:x:998:998:AgentKeys services:/var/lib/agentkeys:/usr/sbin/nologin\n"
-        );
+        assert_eq!(passwd, "agentkeys:x:998:998:AgentKeys services:/var/lib/agentkeys:/usr/sbin/nologin\n");
     }
 }

@@ -63,18 +63,13 @@ impl Root {
         match fs::read(self.path(abs)) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => {
-                Err(e).with_context(|| format!("failed to read {}", self.path(abs).display()))
-            }
+            Err(e) => Err(e).with_context(|| format!("failed to read {}", self.path(abs).display())),
         }
     }
 
     pub fn read_string(&self, abs: &str) -> anyhow::Result<Option<String>> {
         self.read(abs)?
-            .map(|b| {
-                String::from_utf8(b)
-                    .with_context(|| format!("{} is not UTF-8", self.path(abs).display()))
-            })
+            .map(|b| String::from_utf8(b).with_context(|| format!("{} is not UTF-8", self.path(abs).display())))
             .transpose()
     }
 
@@ -109,26 +104,13 @@ impl Root {
         };
         let ft = meta.file_type();
         Ok(if ft.is_symlink() {
-            let target = fs::read_link(&p)
-                .with_context(|| format!("failed to read link {}", p.display()))?;
-            Entry::Symlink {
-                target: target.to_string_lossy().into_owned(),
-            }
+            let target = fs::read_link(&p).with_context(|| format!("failed to read link {}", p.display()))?;
+            Entry::Symlink { target: target.to_string_lossy().into_owned() }
         } else if ft.is_dir() {
-            Entry::Dir {
-                mode: meta.mode() & 0o7777,
-                uid: meta.uid(),
-                gid: meta.gid(),
-            }
+            Entry::Dir { mode: meta.mode() & 0o7777, uid: meta.uid(), gid: meta.gid() }
         } else if ft.is_file() {
-            let content =
-                fs::read(&p).with_context(|| format!("failed to read {}", p.display()))?;
-            Entry::File {
-                content,
-                mode: meta.mode() & 0o7777,
-                uid: meta.uid(),
-                gid: meta.gid(),
-            }
+            let content = fs::read(&p).with_context(|| format!("failed to read {}", p.display()))?;
+            Entry::File { content, mode: meta.mode() & 0o7777, uid: meta.uid(), gid: meta.gid() }
         } else {
             Entry::Other
         })
@@ -136,23 +118,11 @@ impl Root {
 
     /// Write `content` atomically with `mode` and owner; the old file (if any) stays intact until the
     /// rename, and nobody can read the temp file before its mode is set.
-    pub fn write_atomic(
-        &self,
-        abs: &str,
-        content: &[u8],
-        mode: u32,
-        uid: u32,
-        gid: u32,
-    ) -> anyhow::Result<()> {
+    pub fn write_atomic(&self, abs: &str, content: &[u8], mode: u32, uid: u32, gid: u32) -> anyhow::Result<()> {
         self.check_parents(abs)?;
         let dest = self.path(abs);
-        let dir = dest
-            .parent()
-            .with_context(|| format!("{} has no parent", dest.display()))?;
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let dir = dest.parent().with_context(|| format!("{} has no parent", dest.display()))?;
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = dir.join(format!(".{name}.hostd-tmp-{}", std::process::id()));
         let result = (|| -> anyhow::Result<()> {
             let mut f = OpenOptions::new()
@@ -165,13 +135,10 @@ impl Root {
                 .with_context(|| format!("failed to chown {}", tmp.display()))?;
             f.set_permissions(fs::Permissions::from_mode(mode))
                 .with_context(|| format!("failed to chmod {}", tmp.display()))?;
-            f.write_all(content)
-                .with_context(|| format!("failed to write {}", tmp.display()))?;
-            f.sync_all()
-                .with_context(|| format!("failed to fsync {}", tmp.display()))?;
-            fs::rename(&tmp, &dest).with_context(|| {
-                format!("failed to rename {} to {}", tmp.display(), dest.display())
-            })?;
+            f.write_all(content).with_context(|| format!("failed to write {}", tmp.display()))?;
+            f.sync_all().with_context(|| format!("failed to fsync {}", tmp.display()))?;
+            fs::rename(&tmp, &dest)
+                .with_context(|| format!("failed to rename {} to {}", tmp.display(), dest.display()))?;
             sync_dir(dir)
         })();
         if result.is_err() {
@@ -195,11 +162,9 @@ impl Root {
         self.check_parents(abs)?;
         let p = self.path(abs);
         if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent)
-                .with_context(|| format!("failed to create {}", parent.display()))?;
+            fs::create_dir_all(parent).with_context(|| format!("failed to create {}", parent.display()))?;
         }
-        fs::create_dir(&p)
-            .with_context(|| format!("failed to create directory {}", p.display()))?;
+        fs::create_dir(&p).with_context(|| format!("failed to create directory {}", p.display()))?;
         self.set_meta(abs, mode, uid, gid)?;
         sync_dir(p.parent().unwrap_or(Path::new("/")))
     }
@@ -208,19 +173,15 @@ impl Root {
     pub fn symlink_atomic(&self, abs: &str, target: &str) -> anyhow::Result<()> {
         self.check_parents(abs)?;
         let dest = self.path(abs);
-        let dir = dest
-            .parent()
-            .with_context(|| format!("{} has no parent", dest.display()))?;
+        let dir = dest.parent().with_context(|| format!("{} has no parent", dest.display()))?;
         let tmp = dir.join(format!(
             ".{}.hostd-tmp-{}",
             dest.file_name().unwrap_or_default().to_string_lossy(),
             std::process::id()
         ));
         let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(target, &tmp)
-            .with_context(|| format!("failed to create link {}", tmp.display()))?;
-        fs::rename(&tmp, &dest)
-            .with_context(|| format!("failed to rename {} to {}", tmp.display(), dest.display()))?;
+        std::os::unix::fs::symlink(target, &tmp).with_context(|| format!("failed to create link {}", tmp.display()))?;
+        fs::rename(&tmp, &dest).with_context(|| format!("failed to rename {} to {}", tmp.display(), dest.display()))?;
         sync_dir(dir)
     }
 
@@ -238,20 +199,14 @@ impl Root {
     /// Move whatever is at `abs` aside to `abs.hostd-replaced-<pid>` so a new entry can take its place.
     pub fn move_aside(&self, abs: &str) -> anyhow::Result<PathBuf> {
         let p = self.path(abs);
-        let aside = PathBuf::from(format!(
-            "{}.hostd-replaced-{}",
-            p.display(),
-            std::process::id()
-        ));
+        let aside = PathBuf::from(format!("{}.hostd-replaced-{}", p.display(), std::process::id()));
         fs::rename(&p, &aside).with_context(|| format!("failed to move {} aside", p.display()))?;
         Ok(aside)
     }
 }
 
 fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("failed to fsync directory {}", dir.display()))
+    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("failed to fsync directory {}", dir.display()))
 }
 
 #[cfg(test)]
@@ -263,10 +218,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = Root::new(dir.path());
         fs::create_dir_all(root.path("/etc/agentkeys")).expect("mkdir");
-        root.write_atomic("/etc/agentkeys/x.env", b"A=1\n", 0o600, 0, 0)
-            .expect("write");
-        root.write_atomic("/etc/agentkeys/x.env", b"A=2\n", 0o640, 0, 0)
-            .expect("rewrite");
+        root.write_atomic("/etc/agentkeys/x.env", b"A=1\n", 0o600, 0, 0).expect("write");
+        root.write_atomic("/etc/agentkeys/x.env", b"A=2\n", 0o640, 0, 0).expect("rewrite");
         match root.entry("/etc/agentkeys/x.env").expect("entry") {
             Entry::File { content, mode, .. } => {
                 assert_eq!((content.as_slice(), mode), (&b"A=2\n"[..], 0o640))
@@ -282,9 +235,7 @@ mod tests {
         let outside = tempfile::tempdir().expect("tempdir");
         std::os::unix::fs::symlink(outside.path(), dir.path().join("etc")).expect("link");
         let root = Root::new(dir.path());
-        let err = root
-            .write_atomic("/etc/x", b"x", 0o644, 0, 0)
-            .expect_err("refused");
+        let err = root.write_atomic("/etc/x", b"x", 0o644, 0, 0).expect_err("refused");
         assert!(err.to_string().contains("is a symlink"), "{err}");
         assert!(!outside.path().join("x").exists());
     }

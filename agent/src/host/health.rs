@@ -22,23 +22,13 @@ pub fn request(port: u16, method: &str, path: &str) -> std::io::Result<Answer> {
     let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
     let mut raw = Vec::new();
     s.take(64 * 1024).read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok(Answer {
-        status,
-        body: body.to_owned(),
-    })
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok(Answer { status, body: body.to_owned() })
 }
 
 /// Is this answer healthy for the service's kind? `Err` says why not.
@@ -67,19 +57,22 @@ pub struct Verdict {
 }
 
 fn probe(svc: &Service) -> Result<String, String> {
-    let a = request(svc.port, "GET", "/healthz")
-        .map_err(|e| format!("127.0.0.1:{} /healthz: {e}", svc.port))?;
+    let a = request(svc.port, "GET", "/healthz").map_err(|e| format!("127.0.0.1:{} /healthz: {e}", svc.port))?;
     judge(svc.health, &a)?;
     let mut detail = "healthy".to_owned();
     if svc.health == Health::JsonReady && a.body.replace(' ', "").contains("\"ready\":false") {
         detail = "degraded (ready: false)".into();
     }
     if svc.unit == "agentkeys-broker" {
-        let claim = request(svc.port, "POST", "/v1/agent/pairing/claim")
-            .map_err(|e| format!("pairing-claim probe: {e}"))?;
+        let claim =
+            request(svc.port, "POST", "/v1/agent/pairing/claim").map_err(|e| format!("pairing-claim probe: {e}"))?;
         match claim.status {
             401 => {}
-            404 => return Err("POST /v1/agent/pairing/claim answered 404: a stale broker binary without auth-email-link".into()),
+            404 => {
+                return Err(
+                    "POST /v1/agent/pairing/claim answered 404: a stale broker binary without auth-email-link".into()
+                );
+            }
             s => return Err(format!("POST /v1/agent/pairing/claim answered {s}, expected 401")),
         }
     }
@@ -95,18 +88,10 @@ pub fn gate(budget: Duration) -> Vec<Verdict> {
             loop {
                 match probe(svc) {
                     Ok(detail) => {
-                        break Verdict {
-                            unit: format!("{}.service", svc.unit),
-                            ok: true,
-                            detail,
-                        };
+                        break Verdict { unit: format!("{}.service", svc.unit), ok: true, detail };
                     }
                     Err(e) if Instant::now() >= deadline => {
-                        break Verdict {
-                            unit: format!("{}.service", svc.unit),
-                            ok: false,
-                            detail: e,
-                        };
+                        break Verdict { unit: format!("{}.service", svc.unit), ok: false, detail: e };
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(200)),
                 }
@@ -121,19 +106,13 @@ mod tests {
 
     #[test]
     fn judges_each_kind() {
-        let a = |status, body: &str| Answer {
-            status,
-            body: body.into(),
-        };
+        let a = |status, body: &str| Answer { status, body: body.into() };
         assert!(judge(Health::PlainOk, &a(200, "ok\n")).is_ok());
         assert!(judge(Health::PlainOk, &a(200, "okay")).is_err());
         assert!(judge(Health::PlainOk, &a(500, "ok")).is_err());
         assert!(judge(Health::JsonOk, &a(200, "{\"ok\": true}")).is_ok());
         assert!(judge(Health::JsonOk, &a(200, "{\"ok\": false}")).is_err());
-        assert!(
-            judge(Health::JsonReady, &a(200, "{\"ready\": false}")).is_ok(),
-            "degraded is not down"
-        );
+        assert!(judge(Health::JsonReady, &a(200, "{\"ready\": false}")).is_ok(), "degraded is not down");
         assert!(judge(Health::JsonReady, &a(200, "{}")).is_err());
     }
 }

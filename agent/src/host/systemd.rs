@@ -52,13 +52,8 @@ impl Systemd {
         let conn = zbus::Connection::system().await.context(
             "failed to connect to the systemd system bus (is systemd PID 1 here? DBUS_SYSTEM_BUS_ADDRESS selects another bus)",
         )?;
-        let manager = ManagerProxy::new(&conn)
-            .await
-            .context("failed to reach org.freedesktop.systemd1")?;
-        manager
-            .subscribe()
-            .await
-            .context("failed to subscribe to systemd job signals")?;
+        let manager = ManagerProxy::new(&conn).await.context("failed to reach org.freedesktop.systemd1")?;
+        manager.subscribe().await.context("failed to subscribe to systemd job signals")?;
         Ok(Self { conn, manager })
     }
 
@@ -98,11 +93,7 @@ impl Systemd {
 
     /// Run one job and wait for its `JobRemoved`; an error names the unit and the job result.
     pub async fn run_job(&self, job: Job, unit: &str) -> anyhow::Result<()> {
-        let mut removed = self
-            .manager
-            .receive_job_removed()
-            .await
-            .context("failed to listen for JobRemoved")?;
+        let mut removed = self.manager.receive_job_removed().await.context("failed to listen for JobRemoved")?;
         let name = unit.to_owned();
         let mode = "replace".to_owned();
         let path = match job {
@@ -122,12 +113,7 @@ impl Systemd {
         };
         let result = tokio::time::timeout(JOB_TIMEOUT, wait)
             .await
-            .with_context(|| {
-                format!(
-                    "{job:?} of {unit} did not finish within {} s",
-                    JOB_TIMEOUT.as_secs()
-                )
-            })??;
+            .with_context(|| format!("{job:?} of {unit} did not finish within {} s", JOB_TIMEOUT.as_secs()))??;
         if result != "done" {
             bail!("{job:?} of {unit} ended with result \"{result}\"");
         }
@@ -136,21 +122,9 @@ impl Systemd {
 
     /// The state of `unit` (loaded on demand), read fresh every time.
     pub async fn unit_state(&self, unit: &str) -> anyhow::Result<UnitState> {
-        let path = self
-            .manager
-            .load_unit(unit.to_owned())
-            .await
-            .with_context(|| format!("failed to load {unit}"))?;
-        let u = UnitProxy::builder(&self.conn)
-            .path(path.clone())
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await?;
-        let s = ServiceProxy::builder(&self.conn)
-            .path(path)
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await?;
+        let path = self.manager.load_unit(unit.to_owned()).await.with_context(|| format!("failed to load {unit}"))?;
+        let u = UnitProxy::builder(&self.conn).path(path.clone()).cache_properties(CacheProperties::No).build().await?;
+        let s = ServiceProxy::builder(&self.conn).path(path).cache_properties(CacheProperties::No).build().await?;
         Ok(UnitState {
             active_state: u.active_state().await?,
             sub_state: u.sub_state().await?,

@@ -96,23 +96,11 @@ pub struct DesiredHost {
 const ROOT: &str = "root";
 
 fn dir(path: &str, mode: u32, owner: &'static str, group: &'static str) -> DirSpec {
-    DirSpec {
-        path: path.into(),
-        mode,
-        owner,
-        group,
-        exact: true,
-    }
+    DirSpec { path: path.into(), mode, owner, group, exact: true }
 }
 
 fn parent_only(path: &str) -> DirSpec {
-    DirSpec {
-        path: path.into(),
-        mode: 0o755,
-        owner: ROOT,
-        group: ROOT,
-        exact: false,
-    }
+    DirSpec { path: path.into(), mode: 0o755, owner: ROOT, group: ROOT, exact: false }
 }
 
 /// Render everything. Pure: same inputs, same bytes.
@@ -122,44 +110,14 @@ pub fn render(settings: &Settings, facts: &HostFacts) -> anyhow::Result<DesiredH
         dirs: vec![
             parent_only("/etc/systemd/system"),
             dir(paths::ETC_AGENTKEYS, 0o750, ROOT, paths::SERVICE_USER),
-            dir(
-                paths::SERVICE_HOME,
-                0o700,
-                paths::SERVICE_USER,
-                paths::SERVICE_USER,
-            ),
-            dir(
-                paths::DOT_AGENTKEYS,
-                0o700,
-                paths::SERVICE_USER,
-                paths::SERVICE_USER,
-            ),
-            dir(
-                paths::BROKER_KEY_DIR,
-                0o700,
-                paths::SERVICE_USER,
-                paths::SERVICE_USER,
-            ),
-            dir(
-                paths::AUDIT_LEAVES,
-                0o750,
-                paths::SERVICE_USER,
-                paths::SERVICE_USER,
-            ),
+            dir(paths::SERVICE_HOME, 0o700, paths::SERVICE_USER, paths::SERVICE_USER),
+            dir(paths::DOT_AGENTKEYS, 0o700, paths::SERVICE_USER, paths::SERVICE_USER),
+            dir(paths::BROKER_KEY_DIR, 0o700, paths::SERVICE_USER, paths::SERVICE_USER),
+            dir(paths::AUDIT_LEAVES, 0o750, paths::SERVICE_USER, paths::SERVICE_USER),
             dir(paths::STATE_DIR, 0o755, ROOT, ROOT),
             dir(paths::ACME_WEBROOT, 0o755, ROOT, ROOT),
-            dir(
-                &format!("{}/.well-known", paths::ACME_WEBROOT),
-                0o755,
-                ROOT,
-                ROOT,
-            ),
-            dir(
-                &format!("{}/.well-known/acme-challenge", paths::ACME_WEBROOT),
-                0o755,
-                ROOT,
-                ROOT,
-            ),
+            dir(&format!("{}/.well-known", paths::ACME_WEBROOT), 0o755, ROOT, ROOT),
+            dir(&format!("{}/.well-known/acme-challenge", paths::ACME_WEBROOT), 0o755, ROOT, ROOT),
         ],
         ..DesiredHost::default()
     };

@@ -4,9 +4,7 @@
 use serde::Serialize;
 
 use super::templates::{Engine, PROXY_PARAMS, VHOST};
-use super::{
-    AbsentSpec, DesiredHost, FileKind, FileSpec, HostFacts, LinkSpec, ROOT, Trigger, parent_only,
-};
+use super::{AbsentSpec, DesiredHost, FileKind, FileSpec, HostFacts, LinkSpec, ROOT, Trigger, parent_only};
 use crate::catalog::{SERVICES, Vhost};
 use crate::paths;
 use crate::settings::{Http2Style, Settings};
@@ -65,19 +63,11 @@ struct VhostContext<'a> {
 /// Worker and signer vhosts keep nginx's usual read timeout; the broker's is configurable.
 const DEFAULT_READ_TIMEOUT_SECS: u32 = 60;
 
-pub(super) fn render(
-    engine: &Engine,
-    s: &Settings,
-    facts: &HostFacts,
-    host: &mut DesiredHost,
-) -> anyhow::Result<()> {
+pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mut DesiredHost) -> anyhow::Result<()> {
     let reload = || vec![Trigger::ReloadNginx];
     host.files.push(FileSpec {
         path: PROXY_PARAMS_PATH.into(),
-        content: engine.render(
-            PROXY_PARAMS,
-            &std::collections::BTreeMap::<String, String>::new(),
-        )?,
+        content: engine.render(PROXY_PARAMS, &std::collections::BTreeMap::<String, String>::new())?,
         mode: 0o644,
         owner: ROOT,
         group: ROOT,
@@ -88,17 +78,11 @@ pub(super) fn render(
         Layout::SitesEnabled => {
             host.dirs.push(parent_only(paths::NGINX_SITES_AVAILABLE));
             host.dirs.push(parent_only(paths::NGINX_SITES_ENABLED));
-            (
-                paths::NGINX_SITES_AVAILABLE,
-                format!("{}/default", paths::NGINX_SITES_ENABLED),
-            )
+            (paths::NGINX_SITES_AVAILABLE, format!("{}/default", paths::NGINX_SITES_ENABLED))
         }
         Layout::ConfD => {
             host.dirs.push(parent_only(paths::NGINX_CONF_D));
-            (
-                paths::NGINX_CONF_D,
-                format!("{}/default.conf", paths::NGINX_CONF_D),
-            )
+            (paths::NGINX_CONF_D, format!("{}/default.conf", paths::NGINX_CONF_D))
         }
     };
     host.absent.push(AbsentSpec {
@@ -113,11 +97,7 @@ pub(super) fn render(
             Vhost::Signer => s.identity.signer_host(),
             Vhost::Worker(stem) => s.identity.service_host(stem),
         };
-        let state = facts
-            .tls
-            .get(&name)
-            .cloned()
-            .unwrap_or(TlsState::HttpPlaceholder);
+        let state = facts.tls.get(&name).cloned().unwrap_or(TlsState::HttpPlaceholder);
         let tls = match &state {
             TlsState::HttpPlaceholder => None,
             TlsState::Https { cert, key } => Some(Tls { cert, key }),
@@ -131,11 +111,7 @@ pub(super) fn render(
             webroot: paths::ACME_WEBROOT,
             ipv6: s.nginx_ipv6,
             http2_directive: s.nginx_http2 == Http2Style::Directive,
-            read_timeout: if kind == Vhost::Broker {
-                s.proxy_read_timeout_secs
-            } else {
-                DEFAULT_READ_TIMEOUT_SECS
-            },
+            read_timeout: if kind == Vhost::Broker { s.proxy_read_timeout_secs } else { DEFAULT_READ_TIMEOUT_SECS },
             proxy_params: PROXY_PARAMS_PATH,
         };
         let path = format!("{conf_dir}/{name}.conf");
@@ -164,16 +140,10 @@ pub(super) fn render(
 pub fn tls_state(host: &str, hostd_store_has: bool, letsencrypt_has: bool) -> TlsState {
     if hostd_store_has {
         let dir = format!("{}/{host}/current", paths::TLS_STORE);
-        TlsState::Https {
-            cert: format!("{dir}/fullchain.pem"),
-            key: format!("{dir}/privkey.pem"),
-        }
+        TlsState::Https { cert: format!("{dir}/fullchain.pem"), key: format!("{dir}/privkey.pem") }
     } else if letsencrypt_has {
         let dir = format!("{}/{host}", paths::LETSENCRYPT_LIVE);
-        TlsState::Https {
-            cert: format!("{dir}/fullchain.pem"),
-            key: format!("{dir}/privkey.pem"),
-        }
+        TlsState::Https { cert: format!("{dir}/fullchain.pem"), key: format!("{dir}/privkey.pem") }
     } else {
         TlsState::HttpPlaceholder
     }

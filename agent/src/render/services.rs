@@ -35,8 +35,9 @@ fn value(v: Val, svc: &Service, s: &Settings) -> String {
     match v {
         Val::Lit(l) => l.to_owned(),
         Val::Bind => format!("127.0.0.1:{}", svc.port),
-        Val::UrlOf(unit) => crate::catalog::service(unit)
-            .map_or_else(String::new, |o| format!("http://127.0.0.1:{}", o.port)),
+        Val::UrlOf(unit) => {
+            crate::catalog::service(unit).map_or_else(String::new, |o| format!("http://127.0.0.1:{}", o.port))
+        }
         Val::Bucket(class) => s.buckets.get(class).cloned().unwrap_or_default(),
         Val::RoleArn(stem) => s.identity.role_arn(stem, &s.account_id),
         Val::AccountId => s.account_id.clone(),
@@ -57,31 +58,24 @@ fn environment(svc: &Service, s: &Settings, facts: &HostFacts) -> Vec<Pair> {
     let mut out = Vec::new();
     for e in svc.env {
         match *e {
-            Env::Set(key, v) => out.push(Pair {
-                key: key.into(),
-                value: value(v, svc, s),
-            }),
-            Env::TestOnly(key, v) if s.identity.stack.is_test() => out.push(Pair {
-                key: key.into(),
-                value: value(v, svc, s),
-            }),
+            Env::Set(key, v) => out.push(Pair { key: key.into(), value: value(v, svc, s) }),
+            Env::TestOnly(key, v) if s.identity.stack.is_test() => {
+                out.push(Pair { key: key.into(), value: value(v, svc, s) })
+            }
             Env::TestOnly(..) => {}
             Env::ChainAddresses(names) => {
                 for name in names {
                     let addr = s.addresses.get(*name).cloned().unwrap_or_default();
-                    out.push(Pair {
-                        key: chains::address_key(name, &s.chain),
-                        value: addr,
-                    });
+                    out.push(Pair { key: chains::address_key(name, &s.chain), value: addr });
                 }
             }
             Env::Kek(key) => {
-                out.push(Pair {
-                    key: key.into(),
-                    value: facts.secrets.keks.get(key).cloned().unwrap_or_default(),
-                });
+                out.push(Pair { key: key.into(), value: facts.secrets.keks.get(key).cloned().unwrap_or_default() });
             }
         }
+    }
+    for (key, value) in s.service_env.get(svc.unit).into_iter().flatten() {
+        out.push(Pair { key: key.clone(), value: value.clone() });
     }
     out.retain(|p| !p.value.is_empty());
     out
@@ -118,31 +112,19 @@ fn readers_of(path: &str) -> Vec<Trigger> {
     SERVICES
         .iter()
         .filter(|svc| {
-            svc.env_files.iter().any(|(p, _)| *p == path)
-                || matches!(svc.env_target, EnvTarget::File(p) if p == path)
+            svc.env_files.iter().any(|(p, _)| *p == path) || matches!(svc.env_target, EnvTarget::File(p) if p == path)
         })
         .map(|svc| Trigger::Restart(svc.unit.into()))
         .collect()
 }
 
-pub(super) fn render(
-    engine: &Engine,
-    s: &Settings,
-    facts: &HostFacts,
-    host: &mut DesiredHost,
-) -> anyhow::Result<()> {
+pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mut DesiredHost) -> anyhow::Result<()> {
     for svc in SERVICES {
         let env = environment(svc, s, facts);
         let mut env_files: Vec<String> = svc
             .env_files
             .iter()
-            .map(|(p, optional)| {
-                if *optional {
-                    format!("-{p}")
-                } else {
-                    (*p).to_owned()
-                }
-            })
+            .map(|(p, optional)| if *optional { format!("-{p}") } else { (*p).to_owned() })
             .collect();
         let unit_env = match svc.env_target {
             EnvTarget::Unit => env,
@@ -153,17 +135,9 @@ pub(super) fn render(
                     path: path.into(),
                     content: engine.render(ENV_FILE, &EnvContext { environment: env })?,
                     mode: if has_secret { 0o600 } else { 0o640 },
-                    owner: if has_secret {
-                        paths::SERVICE_USER
-                    } else {
-                        ROOT
-                    },
+                    owner: if has_secret { paths::SERVICE_USER } else { ROOT },
                     group: paths::SERVICE_USER,
-                    kind: if has_secret {
-                        FileKind::Secret
-                    } else {
-                        FileKind::EnvFile
-                    },
+                    kind: if has_secret { FileKind::Secret } else { FileKind::EnvFile },
                     triggers: vec![Trigger::Restart(svc.unit.into())],
                 });
                 Vec::new()
@@ -195,12 +169,7 @@ pub(super) fn render(
         (Some(kept), _) => kept.clone(),
         (None, Some(fresh)) => engine.render(
             ENV_FILE,
-            &EnvContext {
-                environment: vec![Pair {
-                    key: secrets::MASTER_SECRET_KEY.into(),
-                    value: fresh.clone(),
-                }],
-            },
+            &EnvContext { environment: vec![Pair { key: secrets::MASTER_SECRET_KEY.into(), value: fresh.clone() }] },
         )?,
         (None, None) => anyhow::bail!("internal: no dev-key-service master secret resolved"),
     };

@@ -8,22 +8,10 @@ pub const VHOST: &str = "nginx-vhost.conf";
 pub const PROXY_PARAMS: &str = "proxy-params.conf";
 
 const SOURCES: [(&str, &str); 4] = [
-    (
-        UNIT,
-        include_str!("../../../units/agentkeys-service.service.tera"),
-    ),
-    (
-        ENV_FILE,
-        include_str!("../../../templates/env-file.env.tera"),
-    ),
-    (
-        VHOST,
-        include_str!("../../../templates/nginx-vhost.conf.tera"),
-    ),
-    (
-        PROXY_PARAMS,
-        include_str!("../../../templates/proxy-params.conf.tera"),
-    ),
+    (UNIT, include_str!("../../../units/agentkeys-service.service.tera")),
+    (ENV_FILE, include_str!("../../../templates/env-file.env.tera")),
+    (VHOST, include_str!("../../../templates/nginx-vhost.conf.tera")),
+    (PROXY_PARAMS, include_str!("../../../templates/proxy-params.conf.tera")),
 ];
 
 #[derive(Debug)]
@@ -36,17 +24,13 @@ impl Engine {
         let mut tera = tera::Tera::default();
         tera.autoescape_on(Vec::<&str>::new());
         for (name, text) in SOURCES {
-            tera.add_raw_template(name, text)
-                .with_context(|| format!("failed to compile template {name}"))?;
+            tera.add_raw_template(name, text).with_context(|| format!("failed to compile template {name}"))?;
         }
         Ok(Self { tera })
     }
 
     pub fn render(&self, name: &str, ctx: &impl serde::Serialize) -> anyhow::Result<String> {
-        let ctx = tera::Context::from_serialize(ctx)
-            .with_context(|| format!("failed to build context for {name}"))?;
-        self.tera
-            .render(name, &ctx)
-            .with_context(|| format!("failed to render template {name}"))
+        let ctx = tera::Context::from_serialize(ctx).with_context(|| format!("failed to build context for {name}"))?;
+        self.tera.render(name, &ctx).with_context(|| format!("failed to render template {name}"))
     }
 }

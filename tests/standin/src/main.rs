@@ -13,10 +13,7 @@ fn fail(msg: &str) -> ! {
 }
 
 fn arg_after(args: &[String], flag: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == flag)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned()
 }
 
 fn env(name: &str) -> Option<String> {
@@ -42,12 +39,8 @@ fn keygen(args: &[String]) -> ! {
         .mode(0o600)
         .open(&out)
         .unwrap_or_else(|e| fail(&format!("refusing to write {out}: {e}")));
-    writeln!(
-        f,
-        "{{\"purpose\":\"{purpose}\",\"private_key\":\"{}\"}}",
-        random_hex()
-    )
-    .unwrap_or_else(|e| fail(&e.to_string()));
+    writeln!(f, "{{\"purpose\":\"{purpose}\",\"private_key\":\"{}\"}}", random_hex())
+        .unwrap_or_else(|e| fail(&e.to_string()));
     std::process::exit(0);
 }
 
@@ -57,10 +50,7 @@ struct Reply {
 }
 
 fn reply(status: u16, body: impl Into<String>) -> Reply {
-    Reply {
-        status,
-        body: body.into(),
-    }
+    Reply { status, body: body.into() }
 }
 
 #[derive(Clone)]
@@ -83,21 +73,12 @@ impl Service {
                 "agentkeys-bundler" => reply(200, "{\"ready\":true}"),
                 _ => reply(200, "ok"),
             },
-            ("GET", "/.well-known/openid-configuration")
-                if self.name == "agentkeys-broker-server" =>
-            {
-                reply(
-                    200,
-                    format!(
-                        "{{\"issuer\":\"{0}\",\"jwks_uri\":\"{0}/.well-known/jwks.json\"}}",
-                        self.issuer
-                    ),
-                )
+            ("GET", "/.well-known/openid-configuration") if self.name == "agentkeys-broker-server" => {
+                reply(200, format!("{{\"issuer\":\"{0}\",\"jwks_uri\":\"{0}/.well-known/jwks.json\"}}", self.issuer))
             }
-            ("GET", "/.well-known/jwks.json") if self.name == "agentkeys-broker-server" => reply(
-                200,
-                "{\"keys\":[{\"kty\":\"EC\",\"alg\":\"ES256\",\"crv\":\"P-256\",\"kid\":\"standin\"}]}",
-            ),
+            ("GET", "/.well-known/jwks.json") if self.name == "agentkeys-broker-server" => {
+                reply(200, "{\"keys\":[{\"kty\":\"EC\",\"alg\":\"ES256\",\"crv\":\"P-256\",\"kid\":\"standin\"}]}")
+            }
             ("POST", "/v1/agent/pairing/claim") if self.name == "agentkeys-broker-server" => {
                 reply(401, "{\"error\":\"unauthorized\"}")
             }
@@ -114,43 +95,24 @@ fn serve(conn: TcpStream, svc: &Service) {
         return;
     }
     let mut parts = first.split_whitespace();
-    let (method, path) = (
-        parts.next().unwrap_or_default().to_owned(),
-        parts.next().unwrap_or_default().to_owned(),
-    );
+    let (method, path) = (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
     let mut line = String::new();
     while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
         line.clear();
     }
     let r = svc.answer(&method, &path);
-    let head = format!(
-        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        r.status,
-        r.body.len()
-    );
+    let head = format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", r.status, r.body.len());
     let mut w = &conn;
-    let _ = w
-        .write_all(head.as_bytes())
-        .and_then(|()| w.write_all(r.body.as_bytes()));
+    let _ = w.write_all(head.as_bytes()).and_then(|()| w.write_all(r.body.as_bytes()));
 }
 
 fn bind_address(name: &str, args: &[String]) -> String {
     if let Some(port) = arg_after(args, "--port") {
-        let host = arg_after(args, "--bind").unwrap_or_else(|| {
-            if name == "agentkeys-mock-server" {
-                "0.0.0.0".into()
-            } else {
-                "127.0.0.1".into()
-            }
-        });
+        let host = arg_after(args, "--bind")
+            .unwrap_or_else(|| if name == "agentkeys-mock-server" { "0.0.0.0".into() } else { "127.0.0.1".into() });
         return format!("{host}:{port}");
     }
-    for var in [
-        "AGENTKEYS_WORKER_AUDIT_BIND",
-        "AGENTKEYS_WORKER_EMAIL_BIND",
-        "WORKER_BIND",
-        "AGENTKEYS_BUNDLER_BIND",
-    ] {
+    for var in ["AGENTKEYS_WORKER_AUDIT_BIND", "AGENTKEYS_WORKER_EMAIL_BIND", "WORKER_BIND", "AGENTKEYS_BUNDLER_BIND"] {
         if let Some(v) = env(var) {
             return v;
         }
@@ -167,13 +129,9 @@ fn check_inputs(name: &str, args: &[String]) {
     };
     match name {
         "agentkeys-mock-server" => need("DEV_KEY_SERVICE_MASTER_SECRET"),
-        "agentkeys-broker-server" => [
-            "BROKER_OIDC_ISSUER",
-            "ACCOUNT_ID",
-            "AGENTKEYS_CHAIN_RPC_HTTP",
-        ]
-        .iter()
-        .for_each(|v| need(v)),
+        "agentkeys-broker-server" => {
+            ["BROKER_OIDC_ISSUER", "ACCOUNT_ID", "AGENTKEYS_CHAIN_RPC_HTTP"].iter().for_each(|v| need(v))
+        }
         "agentkeys-worker-creds" => need("AGENTKEYS_WORKER_KEK_HEX"),
         "agentkeys-worker-memory" => need("AGENTKEYS_MEMORY_KEK_HEX"),
         "agentkeys-worker-config" => need("AGENTKEYS_CONFIG_KEK_HEX"),
@@ -181,10 +139,7 @@ fn check_inputs(name: &str, args: &[String]) {
     }
     if matches!(
         name,
-        "agentkeys-worker-creds"
-            | "agentkeys-worker-memory"
-            | "agentkeys-worker-config"
-            | "agentkeys-worker-classify"
+        "agentkeys-worker-creds" | "agentkeys-worker-memory" | "agentkeys-worker-config" | "agentkeys-worker-classify"
     ) {
         need("BROKER_CAP_PUBKEY_PEM");
     }
@@ -201,16 +156,9 @@ fn export_pubkey(args: &[String]) {
     let Some(out) = arg_after(args, "--export-session-pubkey-to") else {
         return;
     };
-    let keypair = env("BROKER_SESSION_KEYPAIR_PATH")
-        .unwrap_or_else(|| fail("BROKER_SESSION_KEYPAIR_PATH is not set"));
-    let secret =
-        std::fs::read_to_string(&keypair).unwrap_or_else(|e| fail(&format!("{keypair}: {e}")));
-    let body: String = secret
-        .bytes()
-        .filter(u8::is_ascii_hexdigit)
-        .map(char::from)
-        .take(64)
-        .collect();
+    let keypair = env("BROKER_SESSION_KEYPAIR_PATH").unwrap_or_else(|| fail("BROKER_SESSION_KEYPAIR_PATH is not set"));
+    let secret = std::fs::read_to_string(&keypair).unwrap_or_else(|e| fail(&format!("{keypair}: {e}")));
+    let body: String = secret.bytes().filter(u8::is_ascii_hexdigit).map(char::from).take(64).collect();
     let pem = format!("-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----\n");
     let tmp = format!("{out}.tmp");
     std::fs::write(&tmp, pem)
@@ -221,10 +169,7 @@ fn export_pubkey(args: &[String]) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let exe = PathBuf::from(args.first().cloned().unwrap_or_default());
-    let name = exe
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if args.get(1).is_some_and(|a| a == "keygen") {
         keygen(&args);
     }
@@ -232,19 +177,10 @@ fn main() {
     export_pubkey(&args);
     let resolved = std::fs::canonicalize(&exe).unwrap_or(exe.clone());
     let marker = Path::new(&format!("{}.fail-health", exe.display())).to_path_buf();
-    let marker = if marker.exists() {
-        marker
-    } else {
-        PathBuf::from(format!("{}.fail-health", resolved.display()))
-    };
-    let svc = Service {
-        name: name.clone(),
-        marker,
-        issuer: env("BROKER_OIDC_ISSUER").unwrap_or_default(),
-    };
+    let marker = if marker.exists() { marker } else { PathBuf::from(format!("{}.fail-health", resolved.display())) };
+    let svc = Service { name: name.clone(), marker, issuer: env("BROKER_OIDC_ISSUER").unwrap_or_default() };
     let addr = bind_address(&name, &args);
-    let listener = TcpListener::bind(&addr)
-        .unwrap_or_else(|e| fail(&format!("{name}: cannot listen on {addr}: {e}")));
+    let listener = TcpListener::bind(&addr).unwrap_or_else(|e| fail(&format!("{name}: cannot listen on {addr}: {e}")));
     println!("standin {name} listening on {addr}");
     for conn in listener.incoming().flatten() {
         let svc = svc.clone();
