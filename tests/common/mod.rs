@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests: fake roots, running the real binary, snapshots.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod container;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -162,3 +164,17 @@ pub fn stacks() -> Vec<(&'static str, Vec<&'static str>)> {
         ("base", vec!["--base", "--zone", "litentry.org"]),
     ]
 }
+
+/// The ten managed units, in start order.
+pub const UNITS: [&str; 10] = [
+    "agentkeys-backend",
+    "agentkeys-broker",
+    "agentkeys-signer",
+    "agentkeys-worker-audit",
+    "agentkeys-worker-email",
+    "agentkeys-worker-creds",
+    "agentkeys-worker-memory",
+    "agentkeys-worker-config",
+    "agentkeys-worker-classify",
+    "agentkeys-bundler",
+];

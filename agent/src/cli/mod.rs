@@ -3,6 +3,7 @@
 pub mod exec_pubkey;
 mod identity_cmd;
 mod reconcile_cmd;
+mod status_cmd;
 
 use std::path::PathBuf;
 
@@ -24,6 +25,8 @@ pub enum Command {
     Identity(IdentityArgs),
     /// Converge the host to its desired state (idempotent).
     Reconcile(ReconcileArgs),
+    /// Show the identity, every service's state and the last run.
+    Status(status_cmd::StatusArgs),
     /// Run a service with the broker's session public key (used by the rendered units).
     #[command(hide = true)]
     ExecWithPubkey(exec_pubkey::ExecArgs),
@@ -115,6 +118,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Identity(a) => identity_cmd::run(&a),
         Command::Reconcile(a) => reconcile_cmd::run(&a),
+        Command::Status(a) => status_cmd::run(&a),
         Command::ExecWithPubkey(a) => exec_pubkey::run(&a),
     }
 }

@@ -164,7 +164,11 @@ impl Root {
         if let Some(parent) = p.parent() {
             fs::create_dir_all(parent).with_context(|| format!("failed to create {}", parent.display()))?;
         }
-        fs::create_dir(&p).with_context(|| format!("failed to create directory {}", p.display()))?;
+        match fs::create_dir(&p) {
+            // Created meanwhile (e.g. the state directory by the pending marker): fix its meta.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && p.is_dir() => {}
+            other => other.with_context(|| format!("failed to create directory {}", p.display()))?,
+        }
         self.set_meta(abs, mode, uid, gid)?;
         sync_dir(p.parent().unwrap_or(Path::new("/")))
     }

@@ -1,0 +1,104 @@
+//! `agentkeys-hostd status`: the identity, every managed service's state, the last run's result,
+//! and an unfinished run if there is one.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::emit;
+use crate::catalog::SERVICES;
+use crate::host::fs::Root;
+use crate::host::systemd::{Systemd, UnitState};
+use crate::state::{self, LastRun, Pending};
+use crate::{identity, observe};
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Filesystem root to read instead of /.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: std::path::PathBuf,
+    /// Print JSON (one line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct IdentityView {
+    issuer: String,
+    stack: String,
+    zone: String,
+    record: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    identity: Option<IdentityView>,
+    last_run: Option<LastRun>,
+    pending: Option<Pending>,
+    /// unit → state; empty when systemd is not reachable (`systemd` says why).
+    services: BTreeMap<String, UnitState>,
+    systemd: String,
+}
+
+pub fn run(args: &StatusArgs) -> anyhow::Result<i32> {
+    let root = Root::new(&args.root);
+    let deployed = identity::deployed(&observe::host_records(&root)?)?;
+    let saved = state::read(&root)?;
+    let mut services = BTreeMap::new();
+    let systemd = if root.is_real_root() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        match rt.block_on(async {
+            let sd = Systemd::connect().await?;
+            let mut out = BTreeMap::new();
+            for svc in SERVICES {
+                let unit = format!("{}.service", svc.unit);
+                out.insert(unit.clone(), sd.unit_state(&unit).await?);
+            }
+            anyhow::Ok(out)
+        }) {
+            Ok(s) => {
+                services = s;
+                "connected".to_owned()
+            }
+            Err(e) => format!("unreachable: {e:#}"),
+        }
+    } else {
+        "not queried (--root)".to_owned()
+    };
+    let status = Status {
+        identity: deployed.map(|d| IdentityView {
+            issuer: d.identity.issuer(),
+            stack: d.identity.stack.to_string(),
+            zone: d.identity.zone.clone(),
+            record: d.record,
+        }),
+        last_run: saved.last_run,
+        pending: saved.pending,
+        services,
+        systemd,
+    };
+    if args.json {
+        emit(&(serde_json::to_string(&status)? + "\n"))?;
+        return Ok(crate::error::exit::OK);
+    }
+    let mut t = String::new();
+    match &status.identity {
+        Some(i) => writeln!(t, "identity: {} in zone {} (issuer {}, from {})", i.stack, i.zone, i.issuer, i.record)?,
+        None => writeln!(t, "identity: none deployed yet")?,
+    }
+    match &status.last_run {
+        Some(r) => writeln!(t, "last run: {} ({} ms, finished at unix {})", r.result, r.duration_ms, r.finished_unix)?,
+        None => writeln!(t, "last run: never")?,
+    }
+    if let Some(p) = &status.pending {
+        writeln!(t, "unfinished run (pid {}): will restart {}", p.pid, p.restarts.join(", "))?;
+    }
+    writeln!(t, "systemd: {}", status.systemd)?;
+    for (unit, s) in &status.services {
+        writeln!(t, "  {unit:<36} {}/{} pid {} ({})", s.active_state, s.sub_state, s.main_pid, s.unit_file_state)?;
+    }
+    emit(&t)?;
+    Ok(crate::error::exit::OK)
+}

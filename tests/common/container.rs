@@ -1,0 +1,196 @@
+//! A throwaway host with real systemd as PID 1: the cached Debian rootfs booted in
+//! `systemd-nspawn --volatile=overlay`, its D-Bus socket bound to a private directory.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::Run;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The rootfs, built once by tests/harness/rootfs.sh (cached; rebuilt when missing).
+pub fn rootfs() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/harness/rootfs.sh");
+    let out = Command::new(script).output().expect("run tests/harness/rootfs.sh");
+    assert!(out.status.success(), "rootfs build failed: {}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last().expect("rootfs path").trim())
+}
+
+/// The stand-in service binary, built next to the hostd binary by tests/run.sh.
+pub fn standin() -> PathBuf {
+    let p = Path::new(super::BIN).with_file_name("agentkeys-standin");
+    assert!(
+        p.exists(),
+        "{} is missing: build it with `cargo build -p agentkeys-standin` (tests/run.sh does)",
+        p.display()
+    );
+    p
+}
+
+pub const SERVICE_BINARIES: [&str; 9] = [
+    "agentkeys-mock-server",
+    "agentkeys-broker-server",
+    "agentkeys-worker-audit",
+    "agentkeys-worker-email",
+    "agentkeys-worker-creds",
+    "agentkeys-worker-memory",
+    "agentkeys-worker-config",
+    "agentkeys-worker-classify",
+    "agentkeys-bundler",
+];
+
+pub struct Container {
+    child: Child,
+    pub leader: u32,
+    _bus: tempfile::TempDir,
+}
+
+impl Container {
+    /// Boot, wait for `running`, install hostd, the stand-ins and `config` as hostd.toml.
+    pub fn boot(config: &str) -> Container {
+        let rootfs = rootfs();
+        let bus = tempfile::tempdir().unwrap();
+        let name = format!("hostd-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let child = Command::new("systemd-nspawn")
+            .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
+            .arg("-D")
+            .arg(&rootfs)
+            .args([
+                "-b",
+                "-M",
+                &name,
+                "--register=no",
+                "--keep-unit",
+                "--private-network",
+                "--console=pipe",
+                "--volatile=overlay",
+            ])
+            .arg(format!("--bind={}:/run/dbus", bus.path().display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("systemd-nspawn (package systemd-container)");
+        let mut c = Container { leader: 0, child, _bus: bus };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while c.leader == 0 {
+            assert!(Instant::now() < deadline, "container did not start");
+            let children = std::fs::read_dir(format!("/proc/{}/task", c.child.id()))
+                .map(|tasks| {
+                    tasks
+                        .flatten()
+                        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                        .collect::<String>()
+                })
+                .unwrap_or_default();
+            c.leader = children.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        loop {
+            let state = c.exec(&["systemctl", "is-system-running"]).stdout;
+            if matches!(state.trim(), "running" | "degraded") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "container stuck in state {state:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c.install(super::BIN, "/usr/bin/agentkeys-hostd");
+        let standin = standin();
+        for b in SERVICE_BINARIES {
+            c.install(standin.to_str().unwrap(), &format!("/usr/local/bin/{b}"));
+        }
+        c.write("/etc/agentkeys/hostd.toml", config);
+        c
+    }
+
+    /// A path inside the container, seen from the host.
+    pub fn path(&self, p: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root{p}", self.leader))
+    }
+
+    pub fn write(&self, p: &str, content: &str) {
+        let path = self.path(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    pub fn read(&self, p: &str) -> Vec<u8> {
+        std::fs::read(self.path(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
+    }
+
+    /// Copy a host file to `dest` inside (atomically, as a real deploy would).
+    pub fn install(&self, from: &str, dest: &str) {
+        let tmp = self.path(&format!("{dest}.new"));
+        std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
+        std::fs::copy(from, &tmp).unwrap();
+        std::fs::rename(&tmp, self.path(dest)).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.leader.to_string(), "-a", "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]);
+        cmd.args(args);
+        cmd
+    }
+
+    pub fn exec(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Start a command inside without waiting.
+    pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.leader.to_string(), "-a", "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]);
+        for (k, v) in env {
+            cmd.arg(format!("{k}={v}"));
+        }
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    /// `agentkeys-hostd reconcile --no-acme --json ARGS…` inside the container.
+    pub fn reconcile(&self, args: &[&str]) -> Run {
+        let mut all = vec!["/usr/bin/agentkeys-hostd", "reconcile", "--no-acme", "--json"];
+        all.extend_from_slice(args);
+        self.exec(&all)
+    }
+
+    /// unit → MainPID of every managed unit.
+    pub fn main_pids(&self) -> std::collections::BTreeMap<String, String> {
+        let units: Vec<String> = crate::common::UNITS.iter().map(|u| format!("{u}.service")).collect();
+        let mut args = vec!["systemctl", "show", "-p", "Id,MainPID,ActiveState"];
+        args.extend(units.iter().map(String::as_str));
+        let out = self.exec(&args).stdout;
+        let mut map = std::collections::BTreeMap::new();
+        for block in out.split("\n\n") {
+            let get =
+                |k: &str| block.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or_default().to_owned();
+            if !get("Id").is_empty() {
+                map.insert(get("Id"), format!("{} {}", get("ActiveState"), get("MainPID")));
+            }
+        }
+        map
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,272 @@
+//! Converging a real host: real systemd as PID 1 in a container, stand-in services, hostd driving
+//! systemd over D-Bus. Minimal restarts, the health gate, crash recovery, the lock, adoption.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+
+use common::container::Container;
+use common::{ACCOUNT, BASE_CONFIG, UNITS};
+
+const DECLARE: [&str; 7] = ["--ci", "--slot", "2", "--zone", "litentry.org", "--account-id", ACCOUNT];
+
+fn fresh() -> Container {
+    let c = Container::boot(BASE_CONFIG);
+    let run = c.reconcile(&DECLARE);
+    assert_eq!(run.code, 0, "first converge: {}\n{}", run.stdout, run.stderr);
+    c
+}
+
+fn all_green(run: &common::Run) {
+    let s = run.json();
+    let health = s["health"].as_object().unwrap_or_else(|| panic!("no health in {}", run.stdout));
+    assert_eq!(health.len(), 10, "{health:?}");
+    assert!(health.values().all(|v| v == "healthy"), "{health:?}");
+}
+
+/// Restarted units (in order) from a run's `done:` lines.
+fn restarted(run: &common::Run) -> Vec<String> {
+    run.stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("done: restart ").or_else(|| l.strip_prefix("done: start ")))
+        .map(|l| l.split(':').next().unwrap().trim_end_matches(".service").to_owned())
+        .collect()
+}
+
+fn secrets(c: &Container) -> BTreeMap<String, Option<Vec<u8>>> {
+    [
+        "/etc/agentkeys/dev-key-service.env",
+        "/etc/agentkeys/worker-creds.env",
+        "/etc/agentkeys/worker-memory.env",
+        "/etc/agentkeys/worker-config.env",
+        "/var/lib/agentkeys/.agentkeys/broker/oidc-keypair.json",
+        "/var/lib/agentkeys/.agentkeys/broker/session-keypair.json",
+    ]
+    .into_iter()
+    .map(|p| (p.to_owned(), std::fs::read(c.path(p)).ok()))
+    .collect()
+}
+
+#[test]
+fn fresh_host_converges_green_and_a_rerun_touches_nothing() {
+    let c = Container::boot(BASE_CONFIG);
+    let run = c.reconcile(&DECLARE);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    all_green(&run);
+    assert_eq!(restarted(&run), UNITS, "started in dependency order");
+    let pids = c.main_pids();
+    assert!(pids.values().all(|v| v.starts_with("active ")), "{pids:?}");
+    let uid = c.exec(&["id", "-u", "agentkeys"]).stdout.trim().parse::<u32>().unwrap();
+    for (path, mode, owner) in [
+        ("/etc/agentkeys", 0o750, 0),
+        ("/etc/agentkeys/dev-key-service.env", 0o600, uid),
+        ("/etc/agentkeys/worker-creds.env", 0o600, uid),
+        ("/var/lib/agentkeys", 0o700, uid),
+        ("/var/lib/agentkeys/.agentkeys/broker", 0o700, uid),
+        ("/var/lib/agentkeys/.agentkeys/broker/oidc-keypair.json", 0o600, uid),
+        ("/var/lib/agentkeys/.agentkeys/broker/session-keypair.json", 0o600, uid),
+        ("/var/lib/agentkeys/audit-leaves", 0o750, uid),
+    ] {
+        let m = std::fs::metadata(c.path(path)).unwrap();
+        assert_eq!((m.mode() & 0o7777, m.uid()), (mode, owner), "{path}");
+    }
+    let before = secrets(&c);
+    let again = c.reconcile(&[]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let s = again.json();
+    assert_eq!((s["result"].as_str(), s["changed"].as_u64()), (Some("converged"), Some(0)), "{}", again.stdout);
+    assert!(s["restarts"].as_object().unwrap().is_empty());
+    assert!(!again.stdout.contains("daemon-reload") && restarted(&again).is_empty(), "{}", again.stdout);
+    all_green(&again);
+    assert_eq!(c.main_pids(), pids, "no unit was restarted");
+    assert_eq!(secrets(&c), before);
+    assert!(before.values().all(Option::is_some));
+}
+
+#[test]
+fn one_env_change_restarts_exactly_that_service_with_its_reason() {
+    let c = fresh();
+    let pids = c.main_pids();
+    c.write(
+        "/etc/agentkeys/hostd.d/50-email.toml",
+        "[services.agentkeys-worker-email.environment]\nRUST_LOG = \"debug\"\n",
+    );
+    let run = c.reconcile(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(restarted(&run), ["agentkeys-worker-email"], "{}", run.stdout);
+    let reasons = &run.json()["restarts"]["agentkeys-worker-email.service"];
+    assert_eq!(reasons, &serde_json::json!(["/etc/agentkeys/worker-email.env changed"]));
+    let after = c.main_pids();
+    for (unit, state) in &pids {
+        assert_eq!(
+            after[unit] == *state,
+            unit != "agentkeys-worker-email.service",
+            "{unit}: {state} → {}",
+            after[unit]
+        );
+    }
+}
+
+#[test]
+fn a_new_broker_binary_restarts_the_broker_then_its_key_consumers() {
+    let c = fresh();
+    let pids = c.main_pids();
+    let mut bin = std::fs::read(common::container::standin()).unwrap();
+    bin.extend_from_slice(b"\0release-b");
+    let new = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(new.path(), bin).unwrap();
+    std::fs::set_permissions(new.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    c.install(new.path().to_str().unwrap(), "/usr/local/bin/agentkeys-broker-server");
+    let run = c.reconcile(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let order = restarted(&run);
+    let consumers = [
+        "agentkeys-signer",
+        "agentkeys-worker-creds",
+        "agentkeys-worker-memory",
+        "agentkeys-worker-config",
+        "agentkeys-worker-classify",
+    ];
+    assert_eq!(order[0], "agentkeys-broker", "{}", run.stdout);
+    assert_eq!(order[1..], consumers, "{}", run.stdout);
+    assert!(
+        run.json()["restarts"]["agentkeys-broker.service"]
+            .to_string()
+            .contains("binary agentkeys-broker-server changed")
+    );
+    let after = c.main_pids();
+    for unit in ["agentkeys-backend", "agentkeys-worker-audit", "agentkeys-worker-email", "agentkeys-bundler"] {
+        let u = format!("{unit}.service");
+        assert_eq!(after[&u], pids[&u], "{unit} must keep running");
+    }
+    all_green(&run);
+}
+
+#[test]
+fn a_failing_service_fails_the_run_with_its_state_and_journal() {
+    let c = fresh();
+    std::fs::write(c.path("/usr/local/bin/agentkeys-worker-audit.fail-health"), "").unwrap();
+    let run = c.reconcile(&[]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let s = run.json();
+    assert_eq!(s["result"], "failed");
+    assert!(
+        s["health"]["agentkeys-worker-audit.service"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed: /healthz answered HTTP 500")
+    );
+    assert!(run.stderr.contains("agentkeys-worker-audit.service failed its health check"), "{}", run.stderr);
+    assert!(run.stderr.contains("ActiveState=active"), "{}", run.stderr);
+    assert!(run.stderr.contains("last journal lines of agentkeys-worker-audit.service"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("standin agentkeys-worker-audit listening on 127.0.0.1:9092"),
+        "journal tail: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_run_killed_anywhere_is_completed_by_the_next_one() {
+    for point in ["after-files", "mid-restarts", "before-health"] {
+        let c = Container::boot(BASE_CONFIG);
+        let mut args = vec!["/usr/bin/agentkeys-hostd", "reconcile", "--no-acme", "--json"];
+        args.extend(DECLARE);
+        let child = c.spawn(&args, &[("AGENTKEYS_HOSTD_FAILPOINT", point)]);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !out.status.success(),
+            "{point}: the failpoint did not fire; build with --features agentkeys-hostd/failpoints"
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("failpoint {point}")), "{point}");
+        let before = secrets(&c);
+        let run = c.reconcile(&[]);
+        assert_eq!(run.code, 0, "{point}: {}\n{}", run.stdout, run.stderr);
+        all_green(&run);
+        for (path, after) in secrets(&c) {
+            let after = after.unwrap_or_else(|| panic!("{point}: {path} missing after the completing run"));
+            if let Some(Some(old)) = before.get(&path) {
+                assert_eq!(&after, old, "{point}: {path} changed");
+            }
+        }
+        assert!(c.main_pids().values().all(|v| v.starts_with("active ")));
+        assert_eq!(c.reconcile(&[]).json()["changed"], 0, "{point}: converged");
+    }
+}
+
+#[test]
+fn concurrent_runs_queue_and_both_converge() {
+    let c = Container::boot(BASE_CONFIG);
+    let mut args = vec!["/usr/bin/agentkeys-hostd", "reconcile", "--no-acme", "--json"];
+    args.extend(DECLARE);
+    let a = c.spawn(&args, &[]);
+    let b = c.spawn(&args, &[]);
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success(), "{a:?}\n{b:?}");
+    let stderr = format!("{}{}", String::from_utf8_lossy(&a.stderr), String::from_utf8_lossy(&b.stderr));
+    assert!(stderr.contains("queued: another converge"), "one run waited: {stderr}");
+    for out in [&a, &b] {
+        let first: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+        assert!(matches!(first["result"].as_str(), Some("changed" | "converged")), "{first}");
+    }
+    assert_eq!(c.reconcile(&[]).json()["changed"], 0);
+}
+
+#[test]
+fn an_old_script_host_is_adopted_with_every_secret_and_key_byte_identical() {
+    let c = Container::boot(BASE_CONFIG);
+    c.exec(&["groupadd", "--system", "agentkeys"]);
+    c.exec(&[
+        "useradd",
+        "--system",
+        "--gid",
+        "agentkeys",
+        "--home-dir",
+        "/var/lib/agentkeys",
+        "--shell",
+        "/usr/sbin/nologin",
+        "agentkeys",
+    ]);
+    let old = [
+        ("/etc/agentkeys/dev-key-service.env", format!("DEV_KEY_SERVICE_MASTER_SECRET={}\n", "ab".repeat(32))),
+        ("/etc/agentkeys/worker-creds.env", format!("WORKER_BIND=127.0.0.1:9094\nAGENTKEYS_WORKER_KEK_HEX={}\n", "c1".repeat(32))),
+        ("/etc/agentkeys/worker-memory.env", format!("WORKER_BIND=127.0.0.1:9095\nAGENTKEYS_MEMORY_KEK_HEX={}\n", "c2".repeat(32))),
+        ("/etc/agentkeys/worker-config.env", format!("WORKER_BIND=127.0.0.1:9096\nAGENTKEYS_CONFIG_KEK_HEX={}\n", "c3".repeat(32))),
+        ("/var/lib/agentkeys/.agentkeys/broker/oidc-keypair.json", "{\"old\":\"oidc\"}\n".to_owned()),
+        ("/var/lib/agentkeys/.agentkeys/broker/session-keypair.json", format!("{{\"old\":\"{}\"}}\n", "5e".repeat(32))),
+        (
+            "/etc/systemd/system/agentkeys-broker.service",
+            "[Unit]\nDescription=broker (setup-broker-host.sh)\n[Service]\nUser=agentkeys\n\
+             Environment=BROKER_OIDC_ISSUER=https://broker-test-3.litentry.org\nEnvironment=ACCOUNT_ID=429071895007\n\
+             ExecStart=/usr/local/bin/agentkeys-broker-server --port 8091\nRestart=always\n[Install]\nWantedBy=multi-user.target\n"
+                .to_owned(),
+        ),
+    ];
+    for (p, text) in &old {
+        c.write(p, text);
+    }
+    c.exec(&["chown", "-R", "agentkeys:agentkeys", "/var/lib/agentkeys"]);
+    let run = c.reconcile(&[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    all_green(&run);
+    assert_eq!(run.json()["identity"]["issuer"], "https://broker-test-3.litentry.org");
+    for (p, text) in &old[..1] {
+        assert_eq!(c.read(p), text.as_bytes(), "{p} byte-identical");
+    }
+    for (p, text) in &old[4..6] {
+        assert_eq!(c.read(p), text.as_bytes(), "{p} byte-identical");
+    }
+    for (p, text) in &old[1..4] {
+        let kek = text.lines().nth(1).unwrap();
+        assert!(String::from_utf8(c.read(p)).unwrap().contains(&format!("{kek}\n")), "{p} keeps {kek}");
+    }
+    let status = c.exec(&["/usr/bin/agentkeys-hostd", "status", "--json"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let st: serde_json::Value = serde_json::from_str(status.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(st["identity"]["issuer"], "https://broker-test-3.litentry.org");
+    assert_eq!(st["last_run"]["result"], "changed");
+    assert_eq!(st["services"]["agentkeys-broker.service"]["active_state"], "active");
+}
