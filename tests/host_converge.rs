@@ -270,3 +270,22 @@ fn an_old_script_host_is_adopted_with_every_secret_and_key_byte_identical() {
     assert_eq!(st["last_run"]["result"], "changed");
     assert_eq!(st["services"]["agentkeys-broker.service"]["active_state"], "active");
 }
+
+#[test]
+fn the_backend_and_signer_answer_only_loopback_clients() {
+    let c = fresh();
+    // A non-loopback address inside the container's own network namespace (the test created it).
+    assert_eq!(c.exec(&["ip", "addr", "add", "10.231.0.1/32", "dev", "lo"]).code, 0);
+    let connect = |addr: &str, port: u16| {
+        let script = format!("exec 3<>/dev/tcp/{addr}/{port} && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -c 12 <&3");
+        c.exec(&["timeout", "3", "bash", "-c", &script])
+    };
+    for port in [8090, 8092] {
+        let local = connect("127.0.0.1", port);
+        assert!(local.code == 0 && local.stdout.starts_with("HTTP/1.1 200"), "{port} from loopback: {local:?}");
+        let outside = connect("10.231.0.1", port);
+        assert_ne!(outside.code, 0, "port {port} answered a non-loopback client: {}", outside.stdout);
+    }
+    // The stand-in's socket really is on all interfaces: only systemd's IP filtering stops it.
+    assert!(c.exec(&["ss", "-ltn"]).stdout.contains("0.0.0.0:8090"));
+}

@@ -69,6 +69,8 @@ impl Container {
                 "--volatile=overlay",
             ])
             .arg(format!("--bind={}:/run/dbus", bus.path().display()))
+            // nspawn's seccomp filter blocks bpf(); allow it so systemd's IPAddressDeny= works as on a host.
+            .args(["--system-call-filter=bpf", "--capability=CAP_BPF"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

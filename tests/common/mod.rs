@@ -29,6 +29,7 @@ pub fn fake_root(config: &str) -> tempfile::TempDir {
     dir
 }
 
+#[derive(Debug)]
 pub struct Run {
     pub code: i32,
     pub stdout: String,
