@@ -277,7 +277,9 @@ fn the_backend_and_signer_answer_only_loopback_clients() {
     // A non-loopback address inside the container's own network namespace (the test created it).
     assert_eq!(c.exec(&["ip", "addr", "add", "10.231.0.1/32", "dev", "lo"]).code, 0);
     let connect = |addr: &str, port: u16| {
-        let script = format!("exec 3<>/dev/tcp/{addr}/{port} && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -c 12 <&3");
+        let script = format!(
+            "exec 3<>/dev/tcp/{addr}/{port} && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -c 12 <&3"
+        );
         c.exec(&["timeout", "3", "bash", "-c", &script])
     };
     for port in [8090, 8092] {
@@ -288,4 +290,54 @@ fn the_backend_and_signer_answer_only_loopback_clients() {
     }
     // The stand-in's socket really is on all interfaces: only systemd's IP filtering stops it.
     assert!(c.exec(&["ss", "-ltn"]).stdout.contains("0.0.0.0:8090"));
+}
+
+#[test]
+fn the_login_user_gets_sudo_keys_and_instance_connect_only_through_validation() {
+    let c = Container::boot(BASE_CONFIG);
+    let keys = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpsTestKeyOnly ops@laptop\n";
+    c.write("/home/ubuntu/.ssh/authorized_keys", keys);
+    let run = c.reconcile(&DECLARE);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(c.exec(&["getent", "passwd", "agentkey"]).stdout.trim_end().ends_with(":/home/agentkey:/bin/bash"));
+    let sudoers = std::fs::metadata(c.path("/etc/sudoers.d/agentkey")).unwrap();
+    assert_eq!(sudoers.mode() & 0o7777, 0o440);
+    assert_eq!(c.exec(&["visudo", "-c"]).code, 0);
+    assert!(c.exec(&["sudo", "-l", "-U", "agentkey"]).stdout.contains("NOPASSWD: ALL"));
+    let uid = c.exec(&["id", "-u", "agentkey"]).stdout.trim().parse::<u32>().unwrap();
+    let ak = std::fs::metadata(c.path("/home/agentkey/.ssh/authorized_keys")).unwrap();
+    assert_eq!((ak.mode() & 0o7777, ak.uid()), (0o600, uid));
+    assert_eq!(c.read("/home/agentkey/.ssh/authorized_keys"), keys.as_bytes());
+    assert_eq!(c.exec(&["sshd", "-t"]).code, 0);
+    let eff = c.exec(&["sshd", "-T", "-C", "user=agentkey,host=h,addr=127.0.0.1"]).stdout;
+    assert!(
+        eff.contains("authorizedkeyscommand /usr/share/ec2-instance-connect/eic_run_authorized_keys %u %f"),
+        "{eff}"
+    );
+    assert!(eff.contains("authorizedkeyscommanduser ec2-instance-connect"), "{eff}");
+    // An operator's own key is never overwritten by the seed.
+    c.write("/home/agentkey/.ssh/authorized_keys", "ssh-ed25519 AAAAmine me\n");
+    assert_eq!(c.reconcile(&[]).json()["changed"], 0);
+    assert_eq!(c.read("/home/agentkey/.ssh/authorized_keys"), b"ssh-ed25519 AAAAmine me\n");
+}
+
+#[test]
+fn an_sshd_configuration_that_fails_sshd_t_is_rolled_back() {
+    let c = Container::boot(BASE_CONFIG);
+    c.write("/etc/ssh/sshd_config.d/10-broken.conf", "ThisIsNotAnOption yes\n");
+    let run = c.reconcile(&DECLARE);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("sshd -t rejected /etc/ssh/sshd_config.d/60-agentkeys-ec2-instance-connect.conf"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !c.path("/etc/ssh/sshd_config.d/60-agentkeys-ec2-instance-connect.conf").exists(),
+        "the candidate was removed"
+    );
+    std::fs::remove_file(c.path("/etc/ssh/sshd_config.d/10-broken.conf")).unwrap();
+    let run = c.reconcile(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    all_green(&run);
 }

@@ -1,11 +1,14 @@
 //! Run a plan on a root, in order, stopping at the first failure; return what was done.
 
-use anyhow::Context;
+use std::process::Command;
+
+use anyhow::{Context, bail};
 
 use crate::host::accounts::AccountDb;
 use crate::host::fs::Root;
 use crate::observed::Entry;
 use crate::plan::{Action, Change, Plan};
+use crate::render::Validator;
 
 /// What happened to each action.
 #[derive(Debug, Clone, Default)]
@@ -14,6 +17,49 @@ pub struct Outcome {
     pub done: Vec<String>,
     /// Actions left to other capabilities (systemd, nginx) in this run.
     pub skipped: Vec<String>,
+}
+
+/// Put a file live only if its validator accepts it; otherwise the previous file stays.
+fn validated_write(root: &Root, path: &str, content: &[u8], meta: (u32, u32, u32), v: Validator) -> anyhow::Result<()> {
+    let (mode, uid, gid) = meta;
+    match v {
+        Validator::Visudo => {
+            // sudo ignores names with a dot, so the candidate is never live before it is checked.
+            let candidate = format!("{path}.hostd-candidate");
+            root.write_atomic(&candidate, content, mode, uid, gid)?;
+            let out = Command::new("visudo").args(["-c", "-q", "-f"]).arg(root.path(&candidate)).output();
+            let ok = out.as_ref().is_ok_and(|o| o.status.success());
+            if !ok {
+                root.remove(&candidate)?;
+                let why = out.map_or_else(
+                    |e| format!("visudo could not run: {e}"),
+                    |o| String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+                );
+                bail!("refusing to install {path}: visudo rejected it ({why}); the previous file stays");
+            }
+            root.rename(&candidate, path)
+        }
+        Validator::Sshd => {
+            let previous = root.read(path)?;
+            root.write_atomic(path, content, mode, uid, gid)?;
+            if !root.is_real_root() {
+                return Ok(()); // sshd -t can only check the configuration of the running system
+            }
+            let out = Command::new("sshd").arg("-t").output();
+            if out.as_ref().is_ok_and(|o| o.status.success()) {
+                return Ok(());
+            }
+            match previous {
+                Some(old) => root.write_atomic(path, &old, mode, uid, gid)?,
+                None => root.remove(path)?,
+            }
+            let why = out.map_or_else(
+                |e| format!("sshd could not run: {e}"),
+                |o| String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+            );
+            bail!("sshd -t rejected {path} ({why}); the previous configuration was restored and sshd was not reloaded")
+        }
+    }
 }
 
 fn ids(accounts: &dyn AccountDb, owner: &str, group: &str) -> anyhow::Result<(u32, u32)> {
@@ -32,6 +78,7 @@ pub fn apply(root: &Root, accounts: &dyn AccountDb, plan: &Plan) -> anyhow::Resu
         match action {
             Action::CreateGroup { name } => accounts.create_group(name)?,
             Action::CreateUser { name, home, shell } => accounts.create_user(name, home, shell)?,
+            Action::CreateLoginUser { name, home } => accounts.create_login_user(name, home, "/bin/bash")?,
             Action::Dir { path, mode, owner, group, change } => {
                 let (uid, gid) = ids(accounts, owner, group)?;
                 match change {
@@ -42,6 +89,14 @@ pub fn apply(root: &Root, accounts: &dyn AccountDb, plan: &Plan) -> anyhow::Resu
                         root.mkdir(path, *mode, uid, gid)?;
                     }
                     Change::Create | Change::Update => root.mkdir(path, *mode, uid, gid)?,
+                }
+            }
+            Action::File { path, mode, owner, group, change, content, validate: Some(v), .. } => {
+                let (uid, gid) = ids(accounts, owner, group)?;
+                if let Change::Fix(_) = change {
+                    root.set_meta(path, *mode, uid, gid)?;
+                } else {
+                    validated_write(root, path, content.as_bytes(), (*mode, uid, gid), *v)?;
                 }
             }
             Action::File { path, mode, owner, group, change, content, .. } => {

@@ -126,8 +126,12 @@ pub fn prepare(
         settings::resolve(identity, &req.flags, &inputs.config, inputs.env.as_ref(), inputs.deployed.as_ref())?;
     let keks: Vec<(&str, &str)> = catalog::keks().collect();
     let secrets = secrets::resolve(&observe::existing_secrets(root)?, paths::DEV_KEY_SERVICE_ENV, &keks, &mut csprng)?;
-    let facts =
-        HostFacts { secrets, tls: observe::tls_states(root, &settings.identity), layout: observe::nginx_layout(root) };
+    let facts = HostFacts {
+        secrets,
+        tls: observe::tls_states(root, &settings.identity),
+        layout: observe::nginx_layout(root),
+        login: observe::login_facts(root)?,
+    };
     let desired = render::render(&settings, &facts)?;
     let mut observed = observe::observe(root, accounts, &desired)?;
     observed.runtime = runtime.map(|probe| probe(&settings)).transpose()?;

@@ -136,6 +136,12 @@ pub async fn run(
                 let job = if sd.unit_state("nginx.service").await?.is_active() { Job::Reload } else { Job::Start };
                 sd.run_job(job, "nginx.service").await.context("failed to reload nginx")?;
             }
+            Action::ReloadSshd { .. } => {
+                // Debian and Ubuntu call it ssh.service; a stopped sshd reads the file when it starts.
+                if sd.unit_state("ssh.service").await?.is_active() {
+                    sd.run_job(Job::Reload, "ssh.service").await.context("failed to reload sshd")?;
+                }
+            }
             other => bail!("internal: {other} is not a service effect"),
         }
         tracing::info!(action = %action, "applied");

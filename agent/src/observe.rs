@@ -81,10 +81,23 @@ pub fn nginx_layout(root: &Root) -> Layout {
     }
 }
 
+/// What the login-user setup depends on: sudo and OpenSSH present, and the two authorized_keys.
+pub fn login_facts(root: &Root) -> anyhow::Result<crate::render::LoginFacts> {
+    Ok(crate::render::LoginFacts {
+        sudoers_d: root.is_dir(paths::SUDOERS_D),
+        sshd_config: root.read_string(paths::SSHD_CONFIG)?,
+        agentkey_keys: root.read_string(paths::LOGIN_AUTHORIZED_KEYS)?,
+        ubuntu_keys: root.read_string(paths::UBUNTU_AUTHORIZED_KEYS)?,
+    })
+}
+
+/// The accounts hostd creates, as (users, groups) to look up.
+pub const ACCOUNTS: ([&str; 2], [&str; 2]) =
+    ([paths::SERVICE_USER, paths::LOGIN_USER], [paths::SERVICE_USER, paths::LOGIN_USER]);
+
 /// Observe every path the desired state names, and the accounts.
 pub fn observe(root: &Root, accounts: &dyn AccountDb, desired: &DesiredHost) -> anyhow::Result<Observed> {
-    let mut observed =
-        Observed { accounts: accounts.lookup(&[paths::SERVICE_USER], &[paths::SERVICE_USER])?, ..Observed::default() };
+    let mut observed = Observed { accounts: accounts.lookup(&ACCOUNTS.0, &ACCOUNTS.1)?, ..Observed::default() };
     let paths = desired
         .dirs
         .iter()

@@ -28,3 +28,13 @@ pub const NGINX_CONF_D: &str = "/etc/nginx/conf.d";
 
 pub const SERVICE_USER: &str = "agentkeys";
 pub const LOGIN_USER: &str = "agentkey";
+
+pub const LOGIN_HOME: &str = "/home/agentkey";
+pub const LOGIN_SSH_DIR: &str = "/home/agentkey/.ssh";
+pub const LOGIN_AUTHORIZED_KEYS: &str = "/home/agentkey/.ssh/authorized_keys";
+pub const UBUNTU_AUTHORIZED_KEYS: &str = "/home/ubuntu/.ssh/authorized_keys";
+pub const SUDOERS_D: &str = "/etc/sudoers.d";
+pub const SUDOERS_AGENTKEY: &str = "/etc/sudoers.d/agentkey";
+pub const SSHD_CONFIG: &str = "/etc/ssh/sshd_config";
+pub const SSHD_DROPIN_DIR: &str = "/etc/ssh/sshd_config.d";
+pub const SSHD_DROPIN: &str = "/etc/ssh/sshd_config.d/60-agentkeys-ec2-instance-connect.conf";

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::catalog::{Pubkey, SERVICES};
 use crate::observed::{Entry, Observed, Runtime};
 use crate::paths;
-use crate::render::{DesiredHost, FileKind, Trigger};
+use crate::render::{DesiredHost, FileKind, Trigger, Validator};
 
 /// Why a path is touched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,6 +47,10 @@ pub enum Action {
         home: String,
         shell: String,
     },
+    CreateLoginUser {
+        name: String,
+        home: String,
+    },
     Dir {
         path: String,
         mode: u32,
@@ -63,6 +67,8 @@ pub enum Action {
         change: Change,
         #[serde(skip)]
         content: String,
+        #[serde(skip)]
+        validate: Option<Validator>,
     },
     Link {
         path: String,
@@ -98,6 +104,9 @@ pub enum Action {
     ReloadNginx {
         reasons: Vec<String>,
     },
+    ReloadSshd {
+        reasons: Vec<String>,
+    },
 }
 
 impl Action {
@@ -107,6 +116,7 @@ impl Action {
             self,
             Action::CreateGroup { .. }
                 | Action::CreateUser { .. }
+                | Action::CreateLoginUser { .. }
                 | Action::Dir { .. }
                 | Action::File { .. }
                 | Action::Link { .. }
@@ -138,6 +148,8 @@ impl fmt::Display for Action {
             }
             Action::Link { path, target, change } => write!(f, "{} link {path} -> {target}: {change}", verb(change)),
             Action::Remove { path, reason } => write!(f, "remove {path}: {reason}"),
+            Action::CreateLoginUser { name, home } => write!(f, "create login user {name} (home {home}, bash): absent"),
+            Action::ReloadSshd { reasons } => write!(f, "reload sshd: {}", reasons.join("; ")),
             Action::DaemonReload { reason } => write!(f, "daemon-reload: {reason}"),
             Action::Enable { units } => write!(f, "enable {}: not enabled", units.join(", ")),
             Action::MintKeypair { purpose, path } => {
@@ -170,6 +182,7 @@ fn kind_name(kind: FileKind) -> &'static str {
         FileKind::Secret => "secret file",
         FileKind::Vhost => "nginx config",
         FileKind::State => "state file",
+        FileKind::Login => "login file",
     }
 }
 
@@ -234,6 +247,9 @@ pub fn plan(desired: &DesiredHost, observed: &Observed, opts: Options) -> Plan {
             shell: SERVICE_SHELL.into(),
         });
     }
+    if observed.accounts.uid(paths::LOGIN_USER).is_none() {
+        actions.push(Action::CreateLoginUser { name: paths::LOGIN_USER.into(), home: paths::LOGIN_HOME.into() });
+    }
     let mut dirs: Vec<_> = desired.dirs.iter().collect();
     dirs.sort_by_key(|d| d.path.matches('/').count());
     for d in dirs {
@@ -283,6 +299,7 @@ pub fn plan(desired: &DesiredHost, observed: &Observed, opts: Options) -> Plan {
                 kind: file.kind,
                 change,
                 content: file.content.clone(),
+                validate: file.validate,
             });
         }
     }
@@ -383,6 +400,11 @@ fn service_actions(triggered: &[(Trigger, String)], runtime: &Runtime) -> Vec<Ac
     }
     let nginx: Vec<String> =
         triggered.iter().filter(|(t, _)| *t == Trigger::ReloadNginx).map(|(_, why)| why.clone()).collect();
+    let sshd: Vec<String> =
+        triggered.iter().filter(|(t, _)| *t == Trigger::ReloadSshd).map(|(_, why)| why.clone()).collect();
+    if !sshd.is_empty() {
+        out.push(Action::ReloadSshd { reasons: sshd });
+    }
     if !nginx.is_empty() || !runtime.nginx_active {
         let mut nginx = if nginx.len() > 3 {
             vec![format!("{} nginx configuration changes ({}, …)", nginx.len(), nginx[0])]
@@ -413,6 +435,7 @@ mod tests {
             group: "root",
             kind: FileKind::Unit,
             triggers,
+            validate: None,
         }
     }
 
@@ -428,6 +451,8 @@ mod tests {
         o.runtime = Some(rt);
         o.accounts.users.insert("agentkeys".into(), (999, 999));
         o.accounts.groups.insert("agentkeys".into(), 999);
+        o.accounts.users.insert("agentkey".into(), (1000, 1000));
+        o.accounts.groups.insert("agentkey".into(), 1000);
         o
     }
 

@@ -186,7 +186,7 @@ fn converge(
         return Ok((done, Vec::new()));
     };
     let accounts = db
-        .lookup(&[crate::paths::SERVICE_USER], &[crate::paths::SERVICE_USER])
+        .lookup(&crate::observe::ACCOUNTS.0, &crate::observe::ACCOUNTS.1)
         .map_err(|e| (done.clone(), Vec::new(), e))?;
     match rt.block_on(execute::run(sd, root, &p.settings, &accounts, &p.plan)) {
         Ok(mut more) => done.append(&mut more),

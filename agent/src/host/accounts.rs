@@ -19,7 +19,12 @@ pub trait AccountDb: std::fmt::Debug {
     fn create_group(&self, name: &str) -> anyhow::Result<()>;
     /// Create a system user whose primary group (already existing) has the same name.
     fn create_user(&self, name: &str, home: &str, shell: &str) -> anyhow::Result<()>;
+    /// Create a login user with its own group and a home directory (0700).
+    fn create_login_user(&self, name: &str, home: &str, shell: &str) -> anyhow::Result<()>;
 }
+
+/// First and last id of regular (login) users.
+const LOGIN_IDS: std::ops::RangeInclusive<u32> = 1000..=59999;
 
 /// Pick the database for `root`: the system's on `/`, the root's files otherwise.
 pub fn for_root(root: &Root) -> Box<dyn AccountDb> {
@@ -107,6 +112,22 @@ impl AccountDb for FileDb {
         }
         Ok(())
     }
+
+    fn create_login_user(&self, name: &str, home: &str, shell: &str) -> anyhow::Result<()> {
+        let used_g: Vec<u32> = self.table("/etc/group")?.1.iter().filter_map(|r| r.get(2)?.parse().ok()).collect();
+        let used_u: Vec<u32> = self.table("/etc/passwd")?.1.iter().filter_map(|r| r.get(2)?.parse().ok()).collect();
+        let id = LOGIN_IDS
+            .clone()
+            .find(|id| !used_g.contains(id) && !used_u.contains(id))
+            .context("no free login id between 1000 and 59999")?;
+        self.append("/etc/group", &format!("{name}:x:{id}:"), 0o644)
+            .with_context(|| format!("failed to create group {name}"))?;
+        self.append("/etc/passwd", &format!("{name}:x:{id}:{id}:AgentKeys operator:{home}:{shell}"), 0o644)
+            .with_context(|| format!("failed to create user {name}"))?;
+        let dir = self.root.path(home);
+        std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+        self.root.set_meta(home, 0o700, id, id)
+    }
 }
 
 /// The running system's databases (NSS for lookups, shadow-utils for changes).
@@ -140,6 +161,20 @@ impl AccountDb for SystemDb {
 
     fn create_group(&self, name: &str) -> anyhow::Result<()> {
         run(Command::new("groupadd").args(["--system", name]))
+    }
+
+    fn create_login_user(&self, name: &str, home: &str, shell: &str) -> anyhow::Result<()> {
+        run(Command::new("useradd").args([
+            "--create-home",
+            "--user-group",
+            "--home-dir",
+            home,
+            "--shell",
+            shell,
+            "--comment",
+            "AgentKeys operator",
+            name,
+        ]))
     }
 
     fn create_user(&self, name: &str, home: &str, shell: &str) -> anyhow::Result<()> {

@@ -189,6 +189,14 @@ impl Root {
         sync_dir(dir)
     }
 
+    /// Rename within the root (same directory: atomic), then fsync the directory.
+    pub fn rename(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        self.check_parents(to)?;
+        let (a, b) = (self.path(from), self.path(to));
+        fs::rename(&a, &b).with_context(|| format!("failed to rename {} to {}", a.display(), b.display()))?;
+        sync_dir(b.parent().unwrap_or(Path::new("/")))
+    }
+
     /// Remove a file or link (never a directory tree).
     pub fn remove(&self, abs: &str) -> anyhow::Result<()> {
         self.check_parents(abs)?;

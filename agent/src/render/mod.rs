@@ -1,6 +1,7 @@
 //! Desired host content: every unit, env file, vhost, directory and link, rendered in memory from
 //! `units/` and `templates/` before anything is written (spec §§3–6).
 
+mod login;
 mod nginx;
 mod services;
 mod templates;
@@ -13,6 +14,7 @@ use crate::paths;
 use crate::secrets::Secrets;
 use crate::settings::Settings;
 
+pub use login::{LoginFacts, seeded_keys, with_include};
 pub use nginx::{Layout, PROXY_PARAMS_PATH, TlsState, tls_state};
 
 /// What must happen when a file changes.
@@ -25,6 +27,8 @@ pub enum Trigger {
     Restart(String),
     /// nginx configuration: validate and reload nginx.
     ReloadNginx,
+    /// sshd configuration: reload sshd.
+    ReloadSshd,
 }
 
 /// What a file is, for the report and for modes.
@@ -36,6 +40,17 @@ pub enum FileKind {
     Secret,
     Vhost,
     State,
+    Login,
+}
+
+/// A check a candidate file must pass before it goes live; on failure the previous file stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validator {
+    /// `visudo -c -f <candidate>`.
+    Visudo,
+    /// `sshd -t` with the candidate in place (the old content restored on failure).
+    Sshd,
 }
 
 /// A file with its exact bytes, mode and owner.
@@ -48,6 +63,7 @@ pub struct FileSpec {
     pub group: &'static str,
     pub kind: FileKind,
     pub triggers: Vec<Trigger>,
+    pub validate: Option<Validator>,
 }
 
 /// A directory; `exact` directories get their mode and owner enforced, others only exist.
@@ -82,6 +98,7 @@ pub struct HostFacts {
     pub secrets: Secrets,
     pub tls: BTreeMap<String, TlsState>,
     pub layout: Layout,
+    pub login: LoginFacts,
 }
 
 /// The whole desired state of the host's files.
@@ -122,6 +139,7 @@ pub fn render(settings: &Settings, facts: &HostFacts) -> anyhow::Result<DesiredH
         ..DesiredHost::default()
     };
     services::render(&engine, settings, facts, &mut host)?;
+    login::render(&facts.login, &mut host);
     nginx::render(&engine, settings, facts, &mut host)?;
     host.files.push(FileSpec {
         path: paths::IDENTITY_RECORD.into(),
@@ -134,6 +152,7 @@ pub fn render(settings: &Settings, facts: &HostFacts) -> anyhow::Result<DesiredH
         group: ROOT,
         kind: FileKind::State,
         triggers: vec![],
+        validate: None,
     });
     Ok(host)
 }

@@ -73,6 +73,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
         group: ROOT,
         kind: FileKind::Vhost,
         triggers: reload(),
+        validate: None,
     });
     let (conf_dir, default_site) = match facts.layout {
         Layout::SitesEnabled => {
@@ -123,6 +124,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
             group: ROOT,
             kind: FileKind::Vhost,
             triggers: reload(),
+            validate: None,
         });
         if facts.layout == Layout::SitesEnabled {
             host.links.push(LinkSpec {

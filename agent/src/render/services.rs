@@ -139,6 +139,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
                     group: paths::SERVICE_USER,
                     kind: if has_secret { FileKind::Secret } else { FileKind::EnvFile },
                     triggers: vec![Trigger::Restart(svc.unit.into())],
+                    validate: None,
                 });
                 Vec::new()
             }
@@ -163,6 +164,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
             group: ROOT,
             kind: FileKind::Unit,
             triggers: vec![Trigger::UnitFile(svc.unit.into())],
+            validate: None,
         });
     }
     let master = match (&facts.secrets.master_file, &facts.secrets.new_master) {
@@ -181,6 +183,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
         group: paths::SERVICE_USER,
         kind: FileKind::Secret,
         triggers: readers_of(paths::DEV_KEY_SERVICE_ENV),
+        validate: None,
     });
     Ok(())
 }
