@@ -80,6 +80,7 @@ fn fresh_host_converges_green_and_a_rerun_touches_nothing() {
     assert!(s["restarts"].as_object().unwrap().is_empty());
     assert!(!again.stdout.contains("daemon-reload") && restarted(&again).is_empty(), "{}", again.stdout);
     all_green(&again);
+    assert_eq!(s["ssm_agent"], "not installed", "the SSM agent's state is reported");
     assert_eq!(c.main_pids(), pids, "no unit was restarted");
     assert_eq!(secrets(&c), before);
     assert!(before.values().all(Option::is_some));

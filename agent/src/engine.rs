@@ -110,6 +110,14 @@ pub async fn observe_runtime(
         }
     }
     rt.nginx_active = sd.unit_state("nginx.service").await?.is_active();
+    rt.ssm_agent = "not installed".into();
+    for unit in ["amazon-ssm-agent.service", "snap.amazon-ssm-agent.amazon-ssm-agent.service"] {
+        let s = sd.unit_state(unit).await?;
+        if !s.unit_file_state.is_empty() || s.active_state != "inactive" {
+            rt.ssm_agent = s.active_state;
+            break;
+        }
+    }
     Ok(rt)
 }
 

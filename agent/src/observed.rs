@@ -81,6 +81,8 @@ pub struct Runtime {
     pub missing_keypairs: Vec<(String, String)>,
     /// nginx.service is active.
     pub nginx_active: bool,
+    /// amazon-ssm-agent's ActiveState (CI deploys need it), or `not installed`.
+    pub ssm_agent: String,
 }
 
 /// Everything observed that the planner compares against.

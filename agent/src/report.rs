@@ -34,6 +34,9 @@ pub struct Summary {
     pub secrets_generated: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// amazon-ssm-agent's state (systemd runs only): CI deploys through SSM need it active.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssm_agent: Option<String>,
     /// unit → health verdict (systemd runs only).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub health: BTreeMap<String, String>,
@@ -91,6 +94,7 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
         secrets_generated,
         notes,
         health: BTreeMap::new(),
+        ssm_agent: p.observed.runtime.as_ref().map(|r| r.ssm_agent.clone()),
         error,
     }
 }

@@ -142,7 +142,7 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
         None => {
             writeln!(
                 text,
-                "{}: {} changed, {} unchanged, {} restarted",
+                "{}: {} changed, {} unchanged, {} (re)started",
                 summary.result,
                 summary.changed,
                 summary.unchanged,

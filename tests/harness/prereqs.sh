@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests and the demo need, if missing, without starting services.
+set -euo pipefail
+need=()
+command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+((${#need[@]})) || exit 0
+# Keep package scripts from starting services on this machine while installing.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -q --no-install-recommends --no-upgrade "${need[@]}" ||
+  { apt-get update -q && apt-get install -y -q --no-install-recommends --no-upgrade "${need[@]}"; }
