@@ -44,16 +44,38 @@ pub fn unit_failure(unit: &str, what: &str, state: Option<&UnitState>) -> anyhow
     )
 }
 
-async fn start(sd: &Systemd, job: Job, unit: &str) -> anyhow::Result<()> {
-    if let Err(e) = sd.run_job(job, unit).await {
-        let state = sd.unit_state(unit).await.ok();
-        return Err(unit_failure(unit, &format!("failed to start: {e:#}"), state.as_ref()));
+/// How long a unit whose start failed may take to come up through its own `Restart=` policy.
+const AUTO_RESTART_GRACE: Duration = Duration::from_secs(15);
+
+/// Start or restart `unit`; `Ok(Some(note))` when it only came up after an automatic restart.
+async fn start(sd: &Systemd, job: Job, unit: &str) -> anyhow::Result<Option<String>> {
+    let failed = match sd.run_job(job, unit).await {
+        Ok(()) => None,
+        Err(e) => Some(e),
+    };
+    let mut state = sd.unit_state(unit).await?;
+    let Some(first) = failed else {
+        if !matches!(state.active_state.as_str(), "active" | "reloading") {
+            return Err(unit_failure(unit, "is not active after its start job", Some(&state)));
+        }
+        return Ok(None);
+    };
+    // The start failed, but systemd is restarting it by its own policy: give that a bounded chance.
+    let deadline = Instant::now() + AUTO_RESTART_GRACE;
+    while state.sub_state == "auto-restart" || state.active_state == "activating" {
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        state = sd.unit_state(unit).await?;
     }
-    let state = sd.unit_state(unit).await?;
-    if !matches!(state.active_state.as_str(), "active" | "reloading") {
-        return Err(unit_failure(unit, "is not active after its start job", Some(&state)));
+    if state.is_active() {
+        let note =
+            format!("{unit}: first start failed ({first:#}), up after {} automatic restart(s)", state.n_restarts);
+        tracing::warn!("{note}");
+        return Ok(Some(note));
     }
-    Ok(())
+    Err(unit_failure(unit, &format!("failed to start: {first:#}"), Some(&state)))
 }
 
 async fn await_pubkey(sd: &Systemd, root: &Root, path: &str) -> anyhow::Result<()> {
@@ -120,6 +142,7 @@ pub async fn run(
     plan: &Plan,
 ) -> anyhow::Result<Vec<String>> {
     let mut done = Vec::new();
+    let mut notes = Vec::new();
     let mut started = 0;
     for action in plan.actions.iter().filter(|a| a.is_service_effect()) {
         match action {
@@ -128,8 +151,8 @@ pub async fn run(
                 sd.enable(units).await?;
             }
             Action::MintKeypair { purpose, path } => mint_keypair(settings, accounts, purpose, path)?,
-            Action::Start { unit, .. } => start(sd, Job::Start, unit).await?,
-            Action::Restart { unit, .. } => start(sd, Job::Restart, unit).await?,
+            Action::Start { unit, .. } => notes.extend(start(sd, Job::Start, unit).await?),
+            Action::Restart { unit, .. } => notes.extend(start(sd, Job::Restart, unit).await?),
             Action::AwaitPubkey { path } => await_pubkey(sd, root, path).await?,
             Action::ReloadNginx { .. } => {
                 nginx_test()?;
@@ -153,5 +176,6 @@ pub async fn run(
             }
         }
     }
+    done.extend(notes.into_iter().map(|n| format!("note: {n}")));
     Ok(done)
 }

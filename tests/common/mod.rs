@@ -77,10 +77,12 @@ pub struct Snap {
     pub ino: u64,
 }
 
-/// Every entry under `root`, keyed by its path inside the root.
+/// Every entry under `root`, keyed by its path inside the root; `run/` (the runtime lock, which
+/// holds the pid of the last run, tmpfs on a real host) is left out.
 pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Snap> {
     let mut out = BTreeMap::new();
     walk(root, root, &mut out);
+    out.retain(|p, _| !p.starts_with("run"));
     out
 }
 

@@ -31,19 +31,21 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
             "ACME issuance is not available in this build; pass --no-acme (use --dry-run to see the plan)",
         ));
     }
-    if !args.no_systemd && !root.is_real_root() {
+    if !args.dry_run && !args.no_systemd && !root.is_real_root() {
         return Err(refuse(
             "--root",
             "driving systemd only makes sense on /; add --no-systemd to converge files under another root",
         ));
     }
+    // Under another root systemd is never queried (a dry run there plans the files only).
+    let no_systemd = args.no_systemd || !root.is_real_root();
     let began = Instant::now();
     let db = accounts::for_root(&root);
     let req = Request {
         selectors: c.selectors(),
         flags: Flags { account_id: c.account_id.clone(), region: args.region.clone() },
         env_file: c.env_file.clone(),
-        options: Options { no_systemd: args.no_systemd },
+        options: Options { no_systemd },
     };
     // Decide once before taking the lock, so bad input is refused with nothing written (not even
     // the lock file); the run itself decides again under the lock.
@@ -59,7 +61,7 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
             );
         })?)
     };
-    let sd = if args.no_systemd { None } else { Some(rt.block_on(Systemd::connect())?) };
+    let sd = if no_systemd { None } else { Some(rt.block_on(Systemd::connect())?) };
     let mut saved = state::read(&root)?;
     let before = saved.clone();
     if let Some(p) = &saved.pending {
@@ -124,8 +126,14 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
         duration_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
         summary: serde_json::to_value(&summary)?,
     });
-    if !same_but_timestamps(&before, &saved) {
-        // A no-op run on a converged host writes nothing at all, not even its state file.
+    // A no-op run on a healthy, converged host writes nothing at all, not even its state file:
+    // `status` then shows the last run that changed something.
+    let noop = prepared.plan.is_empty()
+        && error.is_none()
+        && before.pending.is_none()
+        && before.binaries == saved.binaries
+        && before.last_run.as_ref().is_some_and(|r| r.result != "failed");
+    if !noop {
         state::write(&root, &saved)?;
     }
     if c.json {
@@ -156,18 +164,6 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
             Err(e.context("reconcile failed; what was done before the failure stays applied, re-run to finish"))
         }
     }
-}
-
-fn same_but_timestamps(a: &state::State, b: &state::State) -> bool {
-    let strip = |s: &state::State| {
-        let mut s = s.clone();
-        if let Some(r) = s.last_run.as_mut() {
-            r.finished_unix = 0;
-            r.duration_ms = 0;
-        }
-        s
-    };
-    strip(a) == strip(b)
 }
 
 type Failed = (Vec<String>, Vec<health::Verdict>, anyhow::Error);
