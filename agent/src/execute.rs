@@ -49,10 +49,7 @@ const AUTO_RESTART_GRACE: Duration = Duration::from_secs(15);
 
 /// Start or restart `unit`; `Ok(Some(note))` when it only came up after an automatic restart.
 async fn start(sd: &Systemd, job: Job, unit: &str) -> anyhow::Result<Option<String>> {
-    let failed = match sd.run_job(job, unit).await {
-        Ok(()) => None,
-        Err(e) => Some(e),
-    };
+    let failed = sd.run_job(job, unit).await.err();
     let mut state = sd.unit_state(unit).await?;
     let Some(first) = failed else {
         if !matches!(state.active_state.as_str(), "active" | "reloading") {
