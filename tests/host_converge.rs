@@ -171,7 +171,7 @@ fn a_failing_service_fails_the_run_with_its_state_and_journal() {
 
 #[test]
 fn a_run_killed_anywhere_is_completed_by_the_next_one() {
-    for point in ["after-files", "mid-restarts", "before-health"] {
+    for point in ["after-files", "mid-restarts", "mid-health"] {
         let c = Container::boot(BASE_CONFIG);
         let mut args = vec!["/usr/bin/agentkeys-hostd", "reconcile", "--no-acme", "--json"];
         args.extend(DECLARE);

@@ -244,3 +244,20 @@ fn env_file_command_substitution_never_runs() {
         assert!(!canary.exists(), "{line} was executed");
     }
 }
+
+#[test]
+fn a_run_that_cannot_get_the_lock_in_time_exits_75() {
+    let root = common::fake_root(BASE_CONFIG);
+    let r = root.path();
+    assert_eq!(reconcile(r, &SLOT3).code, 0);
+    let lock = std::fs::OpenOptions::new().write(true).open(r.join("run/agentkeys-hostd.lock")).unwrap();
+    lock.lock().unwrap();
+    let t = std::time::Instant::now();
+    let run = reconcile(r, &["--lock-wait-secs", "1"]);
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    assert!(run.stderr.contains("queued: another converge"), "{}", run.stderr);
+    assert!(run.stderr.contains("still holds") && run.stderr.contains("--lock-wait"), "{}", run.stderr);
+    assert!(t.elapsed() < std::time::Duration::from_secs(10), "bounded wait");
+    lock.unlock().unwrap();
+    assert_eq!(reconcile(r, &[]).code, 0, "free again");
+}

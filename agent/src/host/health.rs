@@ -82,22 +82,22 @@ fn probe(svc: &Service) -> Result<String, String> {
 /// Probe every service until healthy or until `budget` runs out, each retried every 200 ms.
 pub fn gate(budget: Duration) -> Vec<Verdict> {
     let deadline = Instant::now() + budget;
-    SERVICES
-        .iter()
-        .map(|svc| {
-            loop {
-                match probe(svc) {
-                    Ok(detail) => {
-                        break Verdict { unit: format!("{}.service", svc.unit), ok: true, detail };
-                    }
-                    Err(e) if Instant::now() >= deadline => {
-                        break Verdict { unit: format!("{}.service", svc.unit), ok: false, detail: e };
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
-                }
+    let mut out = Vec::new();
+    for svc in SERVICES {
+        let unit = format!("{}.service", svc.unit);
+        let verdict = loop {
+            match probe(svc) {
+                Ok(detail) => break Verdict { unit, ok: true, detail },
+                Err(e) if Instant::now() >= deadline => break Verdict { unit, ok: false, detail: e },
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
-        })
-        .collect()
+        };
+        out.push(verdict);
+        if out.len() == 1 {
+            crate::failpoints::hit("mid-health");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
