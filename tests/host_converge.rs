@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 
 use common::container::Container;
-use common::{ACCOUNT, BASE_CONFIG, UNITS};
+use common::{ACCOUNT, BASE_CONFIG};
 
 const DECLARE: [&str; 7] = ["--ci", "--slot", "2", "--zone", "litentry.org", "--account-id", ACCOUNT];
 
@@ -55,7 +55,7 @@ fn fresh_host_converges_green_and_a_rerun_touches_nothing() {
     let run = c.reconcile(&DECLARE);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     all_green(&run);
-    assert_eq!(restarted(&run), UNITS, "started in dependency order");
+    assert_eq!(restarted(&run), common::units(), "started in dependency order");
     let pids = c.main_pids();
     assert!(pids.values().all(|v| v.starts_with("active ")), "{pids:?}");
     let uid = c.exec(&["id", "-u", "agentkeys"]).stdout.trim().parse::<u32>().unwrap();

@@ -42,7 +42,7 @@ fn main() {
     let restarts = run.json()["restarts"].as_object().unwrap().len();
     println!(
         "one-env change: {restarts} restart(s) in {secs:.3} s, versus {} for the old restart-everything script (ratio {:.1}x fewer)",
-        common::UNITS.len(),
-        common::UNITS.len() as f64 / restarts.max(1) as f64
+        common::units().len(),
+        common::units().len() as f64 / restarts.max(1) as f64
     );
 }

@@ -30,18 +30,6 @@ pub fn standin() -> PathBuf {
     p
 }
 
-pub const SERVICE_BINARIES: [&str; 9] = [
-    "agentkeys-mock-server",
-    "agentkeys-broker-server",
-    "agentkeys-worker-audit",
-    "agentkeys-worker-email",
-    "agentkeys-worker-creds",
-    "agentkeys-worker-memory",
-    "agentkeys-worker-config",
-    "agentkeys-worker-classify",
-    "agentkeys-bundler",
-];
-
 pub struct Container {
     child: Child,
     pub leader: u32,
@@ -101,7 +89,7 @@ impl Container {
         }
         c.install(super::BIN, "/usr/bin/agentkeys-hostd");
         let standin = standin();
-        for b in SERVICE_BINARIES {
+        for b in super::service_binaries() {
             c.install(standin.to_str().unwrap(), &format!("/usr/local/bin/{b}"));
         }
         c.write("/etc/agentkeys/hostd.toml", config);
@@ -166,7 +154,7 @@ impl Container {
 
     /// unit → MainPID of every managed unit.
     pub fn main_pids(&self) -> std::collections::BTreeMap<String, String> {
-        let units: Vec<String> = crate::common::UNITS.iter().map(|u| format!("{u}.service")).collect();
+        let units: Vec<String> = super::units().iter().map(|u| format!("{u}.service")).collect();
         let mut args = vec!["systemctl", "show", "-p", "Id,MainPID,ActiveState"];
         args.extend(units.iter().map(String::as_str));
         let out = self.exec(&args).stdout;

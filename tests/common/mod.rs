@@ -138,20 +138,10 @@ pub fn assert_same(before: &BTreeMap<PathBuf, Snap>, after: &BTreeMap<PathBuf, S
 /// Install executable stand-ins for every binary the units reference, so unit linting can check them.
 pub fn stub_binaries(root: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let names = [
-        "usr/local/bin/agentkeys-mock-server",
-        "usr/local/bin/agentkeys-broker-server",
-        "usr/local/bin/agentkeys-worker-audit",
-        "usr/local/bin/agentkeys-worker-email",
-        "usr/local/bin/agentkeys-worker-creds",
-        "usr/local/bin/agentkeys-worker-memory",
-        "usr/local/bin/agentkeys-worker-config",
-        "usr/local/bin/agentkeys-worker-classify",
-        "usr/local/bin/agentkeys-bundler",
-        "usr/bin/agentkeys-hostd",
-    ];
+    let mut names: Vec<String> = service_binaries().iter().map(|b| format!("usr/local/bin/{b}")).collect();
+    names.push("usr/bin/agentkeys-hostd".into());
     for n in names {
-        let p = root.join(n);
+        let p = root.join(&n);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, "#!/bin/sh\nexit 0\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -168,16 +158,15 @@ pub fn stacks() -> Vec<(&'static str, Vec<&'static str>)> {
     ]
 }
 
-/// The ten managed units, in start order.
-pub const UNITS: [&str; 10] = [
-    "agentkeys-backend",
-    "agentkeys-broker",
-    "agentkeys-signer",
-    "agentkeys-worker-audit",
-    "agentkeys-worker-email",
-    "agentkeys-worker-creds",
-    "agentkeys-worker-memory",
-    "agentkeys-worker-config",
-    "agentkeys-worker-classify",
-    "agentkeys-bundler",
-];
+/// The managed units, in start order (from the catalog).
+pub fn units() -> Vec<&'static str> {
+    hostd::catalog::SERVICES.iter().map(|s| s.unit).collect()
+}
+
+/// Every distinct service binary of the catalog.
+pub fn service_binaries() -> Vec<&'static str> {
+    let mut b: Vec<&str> = hostd::catalog::SERVICES.iter().map(|s| s.binary).collect();
+    b.sort_unstable();
+    b.dedup();
+    b
+}
