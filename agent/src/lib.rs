@@ -3,6 +3,7 @@
 //! Deciding (pure): `config`, `envfile`, `naming`, `identity`, `settings`, `secrets`, `catalog`,
 //! `chains`, `render`, `observed`, `plan`. Doing (effects): `host`, `observe`, `apply`, `engine`, `cli`.
 
+pub mod acme_policy;
 pub mod apply;
 pub mod catalog;
 pub mod chains;

@@ -1,0 +1,228 @@
+//! Certificate decisions, pure (spec §7): when a certificate is due for renewal (ARI window when
+//! offered, else a fraction of its lifetime), whether a host may get an order now (failure ledger
+//! with backoff, at most one failed order per host per hour, `Retry-After` honoured), and whether
+//! its DNS points here (otherwise the host is parked). Time is unix seconds, passed in.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+const DAY: i64 = 86_400;
+const HOUR: i64 = 3_600;
+/// Longest backoff between failed orders for one host.
+pub const MAX_BACKOFF: i64 = 7 * DAY;
+
+/// What we know about a certificate in service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cert {
+    pub not_before: i64,
+    pub not_after: i64,
+    /// The CA's suggested renewal window (RFC 9773), when it offers ARI.
+    pub ari: Option<(i64, i64)>,
+}
+
+/// When a certificate should be renewed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Renewal {
+    pub at: i64,
+    pub why: String,
+}
+
+/// The renewal time of `cert`; `jitter` in [0, 1) picks the point inside an ARI window (RFC 9773
+/// asks clients to choose uniformly within it).
+pub fn renewal_time(cert: &Cert, now: i64, jitter: f64) -> Renewal {
+    let lifetime = (cert.not_after - cert.not_before).max(1);
+    let remaining = cert.not_after - now;
+    let short = lifetime <= 10 * DAY;
+    if let Some((start, end)) = cert.ari {
+        // Once less than 1/20 of the lifetime is left the CA's window no longer counts: renew now.
+        if remaining >= lifetime / 20 && start <= end {
+            let span = (end - start) as f64;
+            let at = start + (span * jitter.clamp(0.0, 0.999_999)) as i64;
+            return Renewal { at, why: format!("ARI window {start}..{end}") };
+        }
+        if remaining < lifetime / 20 {
+            return Renewal {
+                at: now.min(cert.not_after),
+                why: "less than 1/20 of the lifetime left: ARI ignored".into(),
+            };
+        }
+    }
+    let (num, den, label) = if short { (1, 2, "1/2") } else { (1, 3, "1/3") };
+    let at = cert.not_after - lifetime * num / den;
+    let kind = if short { "short-lived (<= 10 days)" } else { "lifetime" };
+    Renewal { at, why: format!("{label} of the {kind} certificate left") }
+}
+
+/// Is the certificate due now?
+pub fn is_due(cert: &Cert, now: i64, jitter: f64) -> bool {
+    renewal_time(cert, now, jitter).at <= now
+}
+
+/// Per host: failed orders and when the next one is allowed (persisted, shared by every run).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    pub failures: u32,
+    pub last_failure: i64,
+    pub next_attempt: i64,
+    pub last_error_class: String,
+}
+
+/// Why an order is not allowed now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotYet {
+    pub next_attempt: i64,
+    pub failures: u32,
+    pub last_error_class: String,
+}
+
+/// May this host get an order now?
+pub fn may_order(ledger: Option<&Ledger>, now: i64) -> Result<(), NotYet> {
+    match ledger {
+        Some(l) if now < l.next_attempt => Err(NotYet {
+            next_attempt: l.next_attempt,
+            failures: l.failures,
+            last_error_class: l.last_error_class.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Record a failed order: exponential backoff from one hour (never sooner: Let's Encrypt allows 5
+/// failed validations per host per hour, and every CI deploy runs `reconcile`), capped at
+/// `MAX_BACKOFF`, and never before the CA's `Retry-After`.
+pub fn record_failure(ledger: Option<&Ledger>, now: i64, class: &str, retry_after: Option<i64>) -> Ledger {
+    let failures = ledger.map_or(0, |l| l.failures).saturating_add(1);
+    let backoff = HOUR.saturating_mul(1_i64 << (failures - 1).min(20)).min(MAX_BACKOFF);
+    let next = (now + backoff).max(retry_after.unwrap_or(0));
+    Ledger { failures, last_failure: now, next_attempt: next, last_error_class: class.to_owned() }
+}
+
+/// Whether a host's public DNS points at this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum DnsVerdict {
+    Ready,
+    /// `dns_not_ready`: no order; both addresses in the report; cheap re-check next run.
+    DnsNotReady {
+        expected: String,
+        found: Vec<String>,
+        detail: String,
+    },
+}
+
+/// The outcome of one A lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Addresses(Vec<Ipv4Addr>),
+    NxDomain,
+    Failed(String),
+}
+
+pub fn dns_verdict(public_ip: Ipv4Addr, lookup: &Lookup) -> DnsVerdict {
+    let park = |found: Vec<String>, detail: &str| DnsVerdict::DnsNotReady {
+        expected: public_ip.to_string(),
+        found,
+        detail: detail.to_owned(),
+    };
+    match lookup {
+        Lookup::Addresses(a) if a.contains(&public_ip) && a.len() == 1 => DnsVerdict::Ready,
+        Lookup::Addresses(a) if a.is_empty() => park(vec![], "no A record"),
+        Lookup::Addresses(a) if a.contains(&public_ip) => park(
+            a.iter().map(ToString::to_string).collect(),
+            "A records include other addresses: validation could hit another machine",
+        ),
+        Lookup::Addresses(a) => park(a.iter().map(ToString::to_string).collect(), "A record points elsewhere"),
+        Lookup::NxDomain => park(vec![], "NXDOMAIN"),
+        Lookup::Failed(e) => park(vec![], &format!("lookup failed: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_800_000_000;
+
+    fn cert(days: i64, ari: Option<(i64, i64)>) -> Cert {
+        Cert { not_before: T0, not_after: T0 + days * DAY, ari }
+    }
+
+    #[test]
+    fn renewal_table() {
+        // (lifetime days, ARI window, now offset, jitter, expected renewal offset from T0, reason fragment)
+        let table: &[(i64, Option<(i64, i64)>, i64, f64, i64, &str)] = &[
+            (90, None, 0, 0.5, 60 * DAY, "1/3 of the lifetime"),
+            (64, None, 0, 0.5, 64 * DAY - 64 * DAY / 3, "1/3"),
+            (45, None, 0, 0.5, 30 * DAY, "1/3"),
+            (6, None, 0, 0.5, 3 * DAY, "1/2 of the short-lived"),
+            (10, None, 0, 0.5, 5 * DAY, "1/2"),
+            (11, None, 0, 0.5, 11 * DAY - 11 * DAY / 3, "1/3"),
+            (90, Some((T0 + 40 * DAY, T0 + 42 * DAY)), 0, 0.0, 40 * DAY, "ARI window"),
+            (90, Some((T0 + 40 * DAY, T0 + 42 * DAY)), 0, 0.5, 41 * DAY, "ARI window"),
+            // A revocation-driven ARI window in the past: due immediately.
+            (90, Some((T0 + DAY, T0 + 2 * DAY)), 10 * DAY, 0.5, DAY + DAY / 2, "ARI window"),
+            // Under 1/20 (4.5 days) left: ARI ignored, due now.
+            (90, Some((T0 + 95 * DAY, T0 + 96 * DAY)), 86 * DAY, 0.5, 86 * DAY, "ARI ignored"),
+        ];
+        for &(days, ari, now, jitter, want, why) in table {
+            let r = renewal_time(&cert(days, ari), T0 + now, jitter);
+            assert_eq!(r.at - T0, want, "{days} days, ari {ari:?}: {}", r.why);
+            assert!(r.why.contains(why), "{}", r.why);
+        }
+        assert!(!is_due(&cert(90, None), T0 + 59 * DAY, 0.5));
+        assert!(is_due(&cert(90, None), T0 + 60 * DAY, 0.5));
+        assert!(is_due(&cert(90, None), T0 + 100 * DAY, 0.5), "expired is due");
+    }
+
+    #[test]
+    fn backoff_is_at_least_an_hour_doubles_caps_and_honours_retry_after() {
+        let l1 = record_failure(None, T0, "unauthorized", None);
+        assert_eq!((l1.failures, l1.next_attempt - T0), (1, HOUR));
+        assert!(may_order(Some(&l1), T0 + HOUR - 1).is_err());
+        assert!(may_order(Some(&l1), T0 + HOUR).is_ok());
+        let l2 = record_failure(Some(&l1), T0 + HOUR, "connection", None);
+        assert_eq!(l2.next_attempt - (T0 + HOUR), 2 * HOUR);
+        let mut l = l2;
+        for _ in 0..40 {
+            l = record_failure(Some(&l), T0, "x", None);
+        }
+        assert_eq!(l.next_attempt - T0, MAX_BACKOFF, "capped");
+        let rl = record_failure(None, T0, "rateLimited", Some(T0 + 5 * DAY));
+        assert_eq!(rl.next_attempt, T0 + 5 * DAY, "Retry-After wins when later");
+        assert_eq!(may_order(None, T0), Ok(()));
+        // Ten back-to-back runs within the hour: only the first may order.
+        let mut ledger: Option<Ledger> = None;
+        let mut orders = 0;
+        for run in 0..10 {
+            let now = T0 + run * 60;
+            if may_order(ledger.as_ref(), now).is_ok() {
+                orders += 1;
+                ledger = Some(record_failure(ledger.as_ref(), now, "unauthorized", None));
+            }
+        }
+        assert_eq!(orders, 1);
+    }
+
+    #[test]
+    fn dns_parks_unless_the_only_a_record_is_ours() {
+        let me: Ipv4Addr = "127.0.0.1".parse().expect("ip");
+        let other: Ipv4Addr = "127.0.0.9".parse().expect("ip");
+        assert_eq!(dns_verdict(me, &Lookup::Addresses(vec![me])), DnsVerdict::Ready);
+        for (lookup, detail) in [
+            (Lookup::Addresses(vec![other]), "points elsewhere"),
+            (Lookup::Addresses(vec![me, other]), "other addresses"),
+            (Lookup::Addresses(vec![]), "no A record"),
+            (Lookup::NxDomain, "NXDOMAIN"),
+            (Lookup::Failed("timeout".into()), "timeout"),
+        ] {
+            match dns_verdict(me, &lookup) {
+                DnsVerdict::DnsNotReady { expected, detail: d, .. } => {
+                    assert_eq!(expected, "127.0.0.1");
+                    assert!(d.contains(detail), "{d}");
+                }
+                DnsVerdict::Ready => panic!("{lookup:?} must park"),
+            }
+        }
+    }
+}
