@@ -151,7 +151,8 @@ mod tests {
     #[test]
     fn renewal_table() {
         // (lifetime days, ARI window, now offset, jitter, expected renewal offset from T0, reason fragment)
-        let table: &[(i64, Option<(i64, i64)>, i64, f64, i64, &str)] = &[
+        type Row = (i64, Option<(i64, i64)>, i64, f64, i64, &'static str);
+        let table: &[Row] = &[
             (90, None, 0, 0.5, 60 * DAY, "1/3 of the lifetime"),
             (64, None, 0, 0.5, 64 * DAY - 64 * DAY / 3, "1/3"),
             (45, None, 0, 0.5, 30 * DAY, "1/3"),
