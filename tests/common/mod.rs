@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod container;
+pub mod pebble;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -169,4 +170,10 @@ pub fn service_binaries() -> Vec<&'static str> {
     b.sort_unstable();
     b.dedup();
     b
+}
+
+/// Tests that start Pebble share its fixed ports: one at a time.
+pub fn pebble_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -8,6 +8,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+command -v pebble >/dev/null 2>&1 || need+=(pebble)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 ((${#need[@]})) || exit 0
 # Keep package scripts from starting services on this machine while installing.
 policy=/usr/sbin/policy-rc.d

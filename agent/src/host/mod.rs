@@ -1,6 +1,7 @@
 //! Effects on the host, each behind a small type bound to a filesystem root.
 
 pub mod accounts;
+pub mod acme;
 pub mod fs;
 pub mod health;
 pub mod systemd;

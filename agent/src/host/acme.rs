@@ -1,0 +1,167 @@
+//! ACME HTTP-01 with `instant-acme`: the account is created once and persisted 0600 under hostd's
+//! state directory; challenges are answered from the webroot nginx serves on port 80; every
+//! certificate gets a fresh ECDSA P-256 key; certificate and key are installed as one unit
+//! (a new version directory, then one atomic `current` symlink switch).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
+    RetryPolicy,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::host::fs::Root;
+use crate::paths;
+
+pub const ACCOUNT_DIR: &str = "/var/lib/agentkeys-hostd/acme";
+const ACCOUNT_FILE: &str = "/var/lib/agentkeys-hostd/acme/account.json";
+
+/// Where and how to reach the CA.
+#[derive(Debug, Clone)]
+pub struct AcmeConfig {
+    pub directory_url: String,
+    /// CA bundle for the ACME API itself (Pebble's, a private CA's); system roots when `None`.
+    pub ca_bundle: Option<PathBuf>,
+    pub contact_email: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredAccount {
+    directory_url: String,
+    credentials: AccountCredentials,
+}
+
+/// A failed order, classified for the ledger (`rateLimited`, `unauthorized`, `connection`, …).
+#[derive(Debug, thiserror::Error)]
+#[error("ACME order for {host} failed ({class}): {detail}")]
+pub struct OrderFailed {
+    pub host: String,
+    pub class: String,
+    pub detail: String,
+}
+
+fn builder(cfg: &AcmeConfig) -> anyhow::Result<instant_acme::AccountBuilder> {
+    Ok(match &cfg.ca_bundle {
+        Some(pem) => Account::builder_with_root(pem)
+            .with_context(|| format!("failed to load the ACME CA bundle {}", pem.display()))?,
+        None => Account::builder().context("failed to set up the ACME HTTP client")?,
+    })
+}
+
+/// The account for `cfg.directory_url`: loaded if stored for that directory, else created once.
+pub async fn account(root: &Root, cfg: &AcmeConfig) -> anyhow::Result<Account> {
+    if let Some(text) = root.read_string(ACCOUNT_FILE)? {
+        let stored: StoredAccount = serde_json::from_str(&text)
+            .with_context(|| format!("{ACCOUNT_FILE} is unreadable; move it aside to register a new account"))?;
+        if stored.directory_url == cfg.directory_url {
+            return builder(cfg)?
+                .from_credentials(stored.credentials)
+                .await
+                .with_context(|| format!("failed to restore the ACME account for {}", cfg.directory_url));
+        }
+        bail!(
+            "{ACCOUNT_FILE} belongs to {}, not {}; move it aside deliberately to register with the new CA",
+            stored.directory_url,
+            cfg.directory_url
+        );
+    }
+    let contact: Vec<String> = cfg.contact_email.iter().map(|e| format!("mailto:{e}")).collect();
+    let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
+    let new = NewAccount { contact: &contact, terms_of_service_agreed: true, only_return_existing: false };
+    let (account, credentials) = builder(cfg)?
+        .create(&new, cfg.directory_url.clone(), None)
+        .await
+        .with_context(|| format!("failed to register an ACME account with {}", cfg.directory_url))?;
+    std::fs::create_dir_all(root.path(ACCOUNT_DIR)).context("failed to create the ACME state directory")?;
+    root.set_meta(ACCOUNT_DIR, 0o700, 0, 0)?;
+    let stored = StoredAccount { directory_url: cfg.directory_url.clone(), credentials };
+    root.write_atomic(ACCOUNT_FILE, serde_json::to_string(&stored)?.as_bytes(), 0o600, 0, 0)?;
+    Ok(account)
+}
+
+fn classify(e: &instant_acme::Error) -> String {
+    match e {
+        instant_acme::Error::Api(p) => {
+            p.r#type.as_deref().and_then(|t| t.rsplit(':').next()).unwrap_or("problem").to_owned()
+        }
+        instant_acme::Error::Timeout(_) => "timeout".into(),
+        _ => "connection".into(),
+    }
+}
+
+/// A certificate chain and its private key, PEM.
+#[derive(Clone)]
+pub struct Issued {
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued").field("chain_pem_len", &self.chain_pem.len()).finish_non_exhaustive()
+    }
+}
+
+/// Order a certificate for `host` and answer its HTTP-01 challenge from the webroot.
+pub async fn issue(account: &Account, root: &Root, host: &str) -> Result<Issued, OrderFailed> {
+    let fail = |class: String, detail: String| OrderFailed { host: host.to_owned(), class, detail };
+    let api = |e: instant_acme::Error| fail(classify(&e), e.to_string());
+    let ids = [Identifier::Dns(host.to_owned())];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.map_err(api)?;
+    let mut tokens = Vec::new();
+    let mut authorizations = order.authorizations();
+    while let Some(result) = authorizations.next().await {
+        let mut authz = result.map_err(api)?;
+        if authz.status == AuthorizationStatus::Valid {
+            continue;
+        }
+        let mut challenge = authz
+            .challenge(ChallengeType::Http01)
+            .ok_or_else(|| fail("unsupported".into(), "the CA offered no http-01 challenge".into()))?;
+        let token_path = format!("{}/.well-known/acme-challenge/{}", paths::ACME_WEBROOT, challenge.token);
+        root.write_atomic(&token_path, challenge.key_authorization().as_str().as_bytes(), 0o644, 0, 0)
+            .map_err(|e| fail("local".into(), format!("{e:#}")))?;
+        tokens.push(token_path);
+        challenge.set_ready().await.map_err(api)?;
+    }
+    let retry = RetryPolicy::new().initial_delay(Duration::from_millis(250)).timeout(Duration::from_secs(90));
+    let status = order.poll_ready(&retry).await;
+    for t in &tokens {
+        let _ = root.remove(t);
+    }
+    match status.map_err(api)? {
+        OrderStatus::Ready => {}
+        other => {
+            let mut detail = format!("order ended {other:?}");
+            let mut class = "invalid".to_owned();
+            let mut authorizations = order.authorizations();
+            while let Some(Ok(authz)) = authorizations.next().await {
+                for ch in &authz.challenges {
+                    if let Some(p) = &ch.error {
+                        class = p.r#type.as_deref().and_then(|t| t.rsplit(':').next()).unwrap_or("invalid").to_owned();
+                        detail = p.detail.clone().unwrap_or(detail);
+                    }
+                }
+            }
+            return Err(fail(class, detail));
+        }
+    }
+    let key_pem = order.finalize().await.map_err(api)?;
+    let chain_pem = order.poll_certificate(&retry).await.map_err(api)?;
+    Ok(Issued { chain_pem, key_pem })
+}
+
+/// Install `issued` for `host` as version `version`: key and chain land in a new directory first,
+/// then `current` switches to it atomically, so nginx never reads a new certificate with an old key.
+pub fn install(root: &Root, host: &str, version: &str, issued: &Issued) -> anyhow::Result<()> {
+    let base = format!("{}/{host}", paths::TLS_STORE);
+    let dir = format!("{base}/{version}");
+    std::fs::create_dir_all(root.path(&dir)).with_context(|| format!("failed to create {dir}"))?;
+    root.set_meta(&base, 0o700, 0, 0)?;
+    root.write_atomic(&format!("{dir}/privkey.pem"), issued.key_pem.as_bytes(), 0o600, 0, 0)?;
+    root.write_atomic(&format!("{dir}/fullchain.pem"), issued.chain_pem.as_bytes(), 0o644, 0, 0)?;
+    root.symlink_atomic(&format!("{base}/current"), version)
+}

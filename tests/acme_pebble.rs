@@ -1,0 +1,95 @@
+//! ACME issuance against a real CA: Debian's Pebble (+ challtestsrv DNS) validating HTTP-01
+//! through a real nginx that serves hostd's webroot under a fake root.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+use common::pebble::Pebble;
+use hostd::host::acme::{self, AcmeConfig};
+use hostd::host::fs::Root;
+
+fn key_is_p256(path: &std::path::Path) -> bool {
+    let out = Command::new("openssl").args(["pkey", "-noout", "-text", "-in"]).arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("prime256v1")
+}
+
+#[test]
+fn issues_installs_reuses_the_account_and_reports_failed_validation() {
+    let root_dir = tempfile::tempdir().unwrap();
+    let root = Root::new(root_dir.path());
+    let webroot = root.path(hostd::paths::ACME_WEBROOT);
+    std::fs::create_dir_all(webroot.join(".well-known/acme-challenge")).unwrap();
+    let _guard = common::pebble_lock();
+    let pebble = Pebble::start(&webroot, false);
+    let cfg = AcmeConfig {
+        directory_url: pebble.directory_url.clone(),
+        ca_bundle: Some(pebble.api_ca.clone()),
+        contact_email: None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+
+    // The account is created once, stored 0600 in a 0700 directory, and reused byte-for-byte.
+    let account = rt.block_on(acme::account(&root, &cfg)).unwrap();
+    let stored = root.path("/var/lib/agentkeys-hostd/acme/account.json");
+    assert_eq!(std::fs::metadata(&stored).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(root.path(acme::ACCOUNT_DIR)).unwrap().mode() & 0o777, 0o700);
+    let bytes = std::fs::read(&stored).unwrap();
+    let again = rt.block_on(acme::account(&root, &cfg)).unwrap();
+    assert_eq!(std::fs::read(&stored).unwrap(), bytes);
+    let other = AcmeConfig { directory_url: "https://127.0.0.1:14000/other".into(), ..cfg.clone() };
+    let Err(err) = rt.block_on(acme::account(&root, &other)) else { panic!("another CA needs a deliberate change") };
+    assert!(err.to_string().contains("belongs to https://127.0.0.1:14000/dir"), "{err}");
+
+    // Issue, install as one unit, verify against Pebble's issuing root; a renewal gets a new key.
+    let host = "broker-test-2.litentry.org";
+    let first = rt.block_on(acme::issue(&account, &root, host)).unwrap();
+    acme::install(&root, host, "v1", &first).unwrap();
+    let current = root.path(&format!("/var/lib/agentkeys-hostd/tls/{host}/current"));
+    assert_eq!(std::fs::read_link(&current).unwrap().to_str(), Some("v1"));
+    pebble.verify_chain(&current.join("fullchain.pem")).unwrap();
+    assert!(key_is_p256(&current.join("privkey.pem")));
+    assert_eq!(std::fs::metadata(current.join("privkey.pem")).unwrap().mode() & 0o777, 0o600);
+    let second = rt.block_on(acme::issue(&again, &root, host)).unwrap();
+    acme::install(&root, host, "v2", &second).unwrap();
+    assert_eq!(std::fs::read_link(&current).unwrap().to_str(), Some("v2"));
+    assert_ne!(first.key_pem, second.key_pem, "a fresh key per certificate");
+    pebble.verify_chain(&current.join("fullchain.pem")).unwrap();
+    assert!(
+        std::fs::read_dir(webroot.join(".well-known/acme-challenge")).unwrap().next().is_none(),
+        "tokens cleaned up"
+    );
+
+    // A host whose DNS points elsewhere fails validation with a class the ledger can use.
+    let parked = "email-test-2.litentry.org";
+    pebble.set_a(parked, "127.0.0.9");
+    let failed = rt.block_on(acme::issue(&account, &root, parked)).expect_err("validation must fail");
+    assert_eq!(failed.host, parked);
+    assert!(matches!(failed.class.as_str(), "connection" | "unauthorized" | "dns"), "{failed}");
+    assert!(!root.path(&format!("/var/lib/agentkeys-hostd/tls/{parked}")).exists(), "nothing installed");
+}
+
+#[test]
+fn realistic_pebble_with_nonce_rejections_and_delays_still_issues() {
+    let root_dir = tempfile::tempdir().unwrap();
+    let root = Root::new(root_dir.path());
+    let webroot = root.path(hostd::paths::ACME_WEBROOT);
+    std::fs::create_dir_all(webroot.join(".well-known/acme-challenge")).unwrap();
+    // Same ports as the other test: run one Pebble at a time.
+    let _guard = common::pebble_lock();
+    let pebble = Pebble::start(&webroot, true);
+    let cfg = AcmeConfig {
+        directory_url: pebble.directory_url.clone(),
+        ca_bundle: Some(pebble.api_ca.clone()),
+        contact_email: None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let account = rt.block_on(acme::account(&root, &cfg)).unwrap();
+    for host in ["audit-test-2.litentry.org", "cred-test-2.litentry.org", "memory-test-2.litentry.org"] {
+        let issued = rt.block_on(acme::issue(&account, &root, host)).unwrap_or_else(|e| panic!("{host}: {e}"));
+        acme::install(&root, host, "v1", &issued).unwrap();
+        pebble.verify_chain(&root.path(&format!("/var/lib/agentkeys-hostd/tls/{host}/current/fullchain.pem"))).unwrap();
+    }
+}
