@@ -211,11 +211,11 @@ fn dry_run_writes_nothing_and_prints_the_plan() {
 }
 
 #[test]
-fn what_this_build_cannot_do_is_refused_up_front() {
+fn impossible_combinations_are_refused_up_front() {
     let root = common::fake_root(BASE_CONFIG);
     let r = root.path();
     let before = snapshot(r);
-    for (extra, flag) in [(vec![], "--no-acme"), (vec!["--no-acme"], "--root")] {
+    for (extra, flag) in [(vec![], "--root"), (vec!["--no-acme"], "--root"), (vec!["--no-systemd"], "--no-acme")] {
         let mut args = vec!["reconcile", "--root", r.to_str().unwrap()];
         args.extend(SLOT3);
         args.extend(extra);

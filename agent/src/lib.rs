@@ -26,5 +26,6 @@ pub mod report;
 pub mod secrets;
 pub mod settings;
 pub mod state;
+pub mod tls;
 pub mod unitfile;
 pub mod validate;

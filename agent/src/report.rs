@@ -28,8 +28,8 @@ pub struct Summary {
     pub parked: usize,
     /// unit → reasons.
     pub restarts: BTreeMap<String, Vec<String>>,
-    /// host → TLS state.
-    pub tls: BTreeMap<String, &'static str>,
+    /// host → TLS state (with days left when a certificate is served).
+    pub tls: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub secrets_generated: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -90,7 +90,7 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
         failed: usize::from(error.is_some()),
         parked: 0,
         restarts,
-        tls: p.facts.tls.iter().map(|(h, s)| (h.clone(), s.name())).collect(),
+        tls: p.facts.tls.iter().map(|(h, s)| (h.clone(), s.name().to_owned())).collect(),
         secrets_generated,
         notes,
         health: BTreeMap::new(),

@@ -26,6 +26,48 @@ pub enum Http2Style {
     Directive,
 }
 
+/// Where certificates come from and how a host is checked before ordering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    pub directory_url: String,
+    pub ca_bundle: Option<String>,
+    pub contact_email: Option<String>,
+    pub public_ipv4: Option<std::net::Ipv4Addr>,
+    pub resolver: Option<std::net::SocketAddr>,
+}
+
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+fn resolve_acme(config: &Config) -> Result<AcmeSettings, InvalidInput> {
+    let parse = |f: &Option<crate::config::FromFile<String>>,
+                 what: &str,
+                 ok: &dyn Fn(&str) -> bool|
+     -> Result<Option<String>, InvalidInput> {
+        match f {
+            Some(v) if ok(&v.value) => Ok(Some(v.value.clone())),
+            Some(v) => Err(InvalidInput::new(v.source(), format!("{:?} is not {what}", v.value))),
+            None => Ok(None),
+        }
+    };
+    let directory_url = match &config.acme_directory_url {
+        Some(v) => validate::http_url(&v.source(), &v.value)?,
+        None => LETS_ENCRYPT.to_owned(),
+    };
+    let ca_bundle = match &config.acme_ca_bundle {
+        Some(v) => Some(abs_path(&v.source(), &v.value)?),
+        None => None,
+    };
+    let contact_email = match &config.acme_contact_email {
+        Some(v) => Some(validate::email(&v.source(), &v.value)?),
+        None => None,
+    };
+    let public_ipv4 = parse(&config.acme_public_ipv4, "an IPv4 address", &|s| s.parse::<std::net::Ipv4Addr>().is_ok())?
+        .map(|s| s.parse().expect("checked"));
+    let resolver = parse(&config.acme_resolver, "an IP:PORT address", &|s| s.parse::<std::net::SocketAddr>().is_ok())?
+        .map(|s| s.parse().expect("checked"));
+    Ok(AcmeSettings { directory_url, ca_bundle, contact_email, public_ipv4, resolver })
+}
+
 /// The resolved, validated settings of one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -44,6 +86,7 @@ pub struct Settings {
     pub hostd_bin: String,
     pub nginx_ipv6: bool,
     pub nginx_http2: Http2Style,
+    pub acme: AcmeSettings,
     /// Extra environment per service: unit → key → value.
     pub service_env: BTreeMap<String, BTreeMap<String, String>>,
     /// Overrides between sources and degraded states, reported to the operator.
@@ -345,6 +388,7 @@ pub fn resolve(
         }
     };
     let service_env = resolve_service_env(config)?;
+    let acme = resolve_acme(config)?;
     Ok(Settings {
         identity,
         account_id,
@@ -360,6 +404,7 @@ pub fn resolve(
         nginx_ipv6: config.nginx_ipv6.as_ref().is_none_or(|f| f.value),
         nginx_http2: http2,
         service_env,
+        acme,
         notes,
     })
 }

@@ -152,6 +152,13 @@ impl Container {
         self.exec(&all)
     }
 
+    /// `agentkeys-hostd reconcile --json ARGS…` with certificates (no `--no-acme`).
+    pub fn reconcile_acme(&self, args: &[&str]) -> Run {
+        let mut all = vec!["/usr/bin/agentkeys-hostd", "reconcile", "--json"];
+        all.extend_from_slice(args);
+        self.exec(&all)
+    }
+
     /// unit → MainPID of every managed unit.
     pub fn main_pids(&self) -> std::collections::BTreeMap<String, String> {
         let units: Vec<String> = super::units().iter().map(|u| format!("{u}.service")).collect();

@@ -29,71 +29,84 @@ fn wait_port(port: u16) {
     }
 }
 
+/// Pebble's API certificate (SAN localhost, 127.0.0.1) and its CA, written into `d`
+/// as cert.pem, key.pem and ca.pem.
+pub fn api_certs(d: &Path) {
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=pebble test CA",
+            "-days",
+            "2",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+        d,
+    );
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "req.csr",
+        ],
+        d,
+    );
+    std::fs::write(d.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+        .unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "req.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "cert.pem",
+        ],
+        d,
+    );
+}
+
+/// Pebble's configuration: API on 14000, management on 15000, HTTP-01 validation on `http_port`.
+pub fn config_json(http_port: u16) -> String {
+    format!(
+        r#"{{"pebble":{{"listenAddress":"127.0.0.1:14000","managementListenAddress":"127.0.0.1:15000","certificate":"cert.pem","privateKey":"key.pem","httpPort":{http_port},"tlsPort":5001,"ocspResponderURL":"","externalAccountBindingRequired":false}}}}"#
+    )
+}
+
 impl Pebble {
     /// Start challtestsrv, Pebble (fast mode unless `realistic`), and nginx serving `webroot`.
     pub fn start(webroot: &Path, realistic: bool) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        openssl(
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-subj",
-                "/CN=pebble test CA",
-                "-days",
-                "2",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
-            d,
-        );
-        openssl(
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "req.csr",
-            ],
-            d,
-        );
-        std::fs::write(d.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
-            .unwrap();
-        openssl(
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "req.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "ext.cnf",
-                "-out",
-                "cert.pem",
-            ],
-            d,
-        );
-        let config = r#"{"pebble":{"listenAddress":"127.0.0.1:14000","managementListenAddress":"127.0.0.1:15000","certificate":"cert.pem","privateKey":"key.pem","httpPort":5002,"tlsPort":5001,"ocspResponderURL":"","externalAccountBindingRequired":false}}"#;
+        api_certs(d);
+        let config = config_json(5002);
         std::fs::write(d.join("pebble.json"), config).unwrap();
         let quiet = |c: &mut Command| {
             c.current_dir(d).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());

@@ -25,10 +25,10 @@ fn refuse(flag: &str, why: &str) -> anyhow::Error {
 pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
     let c = &args.common;
     let root = Root::new(&c.root);
-    if !args.dry_run && !args.no_acme {
+    if !args.dry_run && !args.no_acme && args.no_systemd {
         return Err(refuse(
             "--no-acme",
-            "ACME issuance is not available in this build; pass --no-acme (use --dry-run to see the plan)",
+            "certificates are served after an nginx reload through systemd; with --no-systemd add --no-acme",
         ));
     }
     if !args.dry_run && !args.no_systemd && !root.is_real_root() {
@@ -102,11 +102,43 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
     }
 
     let result = converge(&rt, sd.as_ref(), &root, db.as_ref(), &prepared);
-    let (done, verdicts, error) = match result {
+    let (mut done, verdicts, mut error) = match result {
         Ok((done, verdicts)) => (done, verdicts, None),
         Err((done, verdicts, e)) => (done, verdicts, Some(e)),
     };
+    let mut certs = None;
+    if let (None, false, Some(sd)) = (&error, args.no_acme, sd.as_ref()) {
+        match certificates(&rt, sd, &root, db.as_ref(), &req, &saved, &prepared) {
+            Ok((outcomes, more)) => {
+                done.extend(more);
+                let failed: Vec<String> = outcomes
+                    .iter()
+                    .filter(|(_, o)| matches!(o.state.as_str(), "failed" | "self_check_failed"))
+                    .map(|(h, o)| format!("{h}: {}", o.detail))
+                    .collect();
+                if !failed.is_empty() {
+                    error = Some(anyhow::anyhow!(
+                        "certificates could not be obtained for {} host(s); each keeps what it served before:\n{}",
+                        failed.len(),
+                        failed.join("\n")
+                    ));
+                }
+                certs = Some(outcomes);
+            }
+            Err(e) => error = Some(e),
+        }
+    }
     let mut summary = report::summary(&prepared, true, error.as_ref().map(|e| format!("{e:#}")));
+    if let Some(outcomes) = &certs {
+        let now = state::now_unix() as i64;
+        summary.parked = outcomes.values().filter(|o| o.state == "dns_not_ready").count();
+        summary.tls = outcomes
+            .iter()
+            .map(|(h, o)| {
+                (h.clone(), o.days_left(now).map_or_else(|| o.state.clone(), |d| format!("{} {d}d", o.state)))
+            })
+            .collect();
+    }
     summary.health = verdicts
         .iter()
         .map(|v| (v.unit.clone(), if v.ok { v.detail.clone() } else { format!("failed: {}", v.detail) }))
@@ -164,6 +196,43 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
             Err(e.context("reconcile failed; what was done before the failure stays applied, re-run to finish"))
         }
     }
+}
+
+/// The certificate step, then — if any certificate was installed — the vhosts flip to HTTPS
+/// through the same plan/apply path (files, `nginx -t`, reload).
+fn certificates(
+    rt: &tokio::runtime::Runtime,
+    sd: &Systemd,
+    root: &Root,
+    db: &dyn accounts::AccountDb,
+    req: &Request,
+    saved: &state::State,
+    p: &Prepared,
+) -> anyhow::Result<(std::collections::BTreeMap<String, crate::tls::HostOutcome>, Vec<String>)> {
+    let mut jitter = [0u8; 8];
+    getrandom::fill(&mut jitter).map_err(|e| anyhow::anyhow!("failed to read the OS random number generator: {e}"))?;
+    let jitter = (u64::from_le_bytes(jitter) >> 11) as f64 / (1u64 << 53) as f64;
+    let now = state::now_unix() as i64;
+    let (outcomes, installed) = rt.block_on(crate::tls::converge(root, &p.settings, &p.facts.tls, now, jitter))?;
+    let mut done = Vec::new();
+    if installed {
+        let probe =
+            |settings: &crate::settings::Settings| rt.block_on(engine::observe_runtime(sd, root, settings, saved));
+        let again = engine::prepare(root, db, req, Some(&probe))?;
+        done.extend(apply::apply(root, db, &again.plan)?.done);
+        let accounts = db.lookup(&crate::observe::ACCOUNTS.0, &crate::observe::ACCOUNTS.1)?;
+        done.extend(rt.block_on(execute::run(sd, root, &again.settings, &accounts, &again.plan))?);
+        for (host, o) in outcomes.iter().filter(|(_, o)| o.state == "issued") {
+            let path = root.path(&format!("{}/{host}/current/fullchain.pem", crate::paths::TLS_STORE));
+            let leaf = crate::host::certs::read_leaf(&path)?.leaf_der;
+            crate::host::tls_proof::prove(443, host, &leaf, Duration::from_secs(10))?;
+            done.push(format!(
+                "prove {host} serves serial {} on 127.0.0.1:443",
+                o.detail.trim_start_matches("serial ")
+            ));
+        }
+    }
+    Ok((outcomes, done))
 }
 
 type Failed = (Vec<String>, Vec<health::Verdict>, anyhow::Error);

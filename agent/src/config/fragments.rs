@@ -14,8 +14,24 @@ pub struct Fragment {
     pub broker: Option<BrokerFragment>,
     pub paths: Option<PathsFragment>,
     pub nginx: Option<NginxFragment>,
+    pub acme: Option<AcmeFragment>,
     /// Per managed service (unit name without `.service`).
     pub services: Option<BTreeMap<String, ServiceFragment>>,
+}
+
+/// Certificates (spec §7).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeFragment {
+    /// ACME directory (default: Let's Encrypt production).
+    pub directory_url: Option<String>,
+    /// CA bundle for the ACME API (a private CA, Pebble).
+    pub ca_bundle: Option<String>,
+    pub contact_email: Option<String>,
+    /// This machine's public IPv4 (default: asked from EC2 IMDSv2).
+    pub public_ipv4: Option<String>,
+    /// DNS server for the A-record check, `IP:PORT` (default: the first nameserver of resolv.conf).
+    pub resolver: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

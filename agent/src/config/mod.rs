@@ -42,6 +42,11 @@ pub struct Config {
     pub hostd_bin: Option<FromFile<String>>,
     pub nginx_ipv6: Option<FromFile<bool>>,
     pub nginx_http2: Option<FromFile<String>>,
+    pub acme_directory_url: Option<FromFile<String>>,
+    pub acme_ca_bundle: Option<FromFile<String>>,
+    pub acme_contact_email: Option<FromFile<String>>,
+    pub acme_public_ipv4: Option<FromFile<String>>,
+    pub acme_resolver: Option<FromFile<String>>,
     /// unit → key → value.
     pub service_env: BTreeMap<String, BTreeMap<String, FromFile<String>>>,
 }
@@ -110,6 +115,13 @@ pub fn merge(files: &[(String, Fragment)]) -> Config {
         if let Some(p) = &frag.paths {
             take!(c.bin_dir, p.bin_dir, "paths.bin_dir");
             take!(c.hostd_bin, p.hostd_bin, "paths.hostd_bin");
+        }
+        if let Some(a) = &frag.acme {
+            take!(c.acme_directory_url, a.directory_url, "acme.directory_url");
+            take!(c.acme_ca_bundle, a.ca_bundle, "acme.ca_bundle");
+            take!(c.acme_contact_email, a.contact_email, "acme.contact_email");
+            take!(c.acme_public_ipv4, a.public_ipv4, "acme.public_ipv4");
+            take!(c.acme_resolver, a.resolver, "acme.resolver");
         }
         for (unit, svc) in frag.services.iter().flatten() {
             for (k, v) in svc.environment.iter().flatten() {

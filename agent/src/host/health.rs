@@ -18,11 +18,16 @@ pub struct Answer {
 
 /// A tiny HTTP/1.1 request to 127.0.0.1 (loopback only, bounded in time).
 pub fn request(port: u16, method: &str, path: &str) -> std::io::Result<Answer> {
+    request_host(port, method, path, &format!("127.0.0.1:{port}"))
+}
+
+/// The same with an explicit `Host` header (to reach one nginx vhost on loopback).
+pub fn request_host(port: u16, method: &str, path: &str, host: &str) -> std::io::Result<Answer> {
     let timeout = Duration::from_secs(2);
     let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
     let mut raw = Vec::new();
     s.take(64 * 1024).read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);

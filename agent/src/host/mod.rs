@@ -2,6 +2,9 @@
 
 pub mod accounts;
 pub mod acme;
+pub mod certs;
+pub mod dns;
 pub mod fs;
 pub mod health;
 pub mod systemd;
+pub mod tls_proof;

@@ -1,0 +1,96 @@
+//! Proof that nginx serves what was installed (spec §6): a TLS handshake to 127.0.0.1:443 with the
+//! host's SNI, comparing the served leaf with the installed one byte for byte. The handshake checks
+//! the server's signature (it holds the key); trust is not the question here, identity is.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+#[derive(Debug)]
+struct SameBytesLater(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for SameBytesLater {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The leaf certificate nginx serves on 127.0.0.1:`port` for `host`.
+pub fn served_leaf(port: u16, host: &str) -> anyhow::Result<Vec<u8>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS setup")?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(SameBytesLater(provider)))
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.to_owned()).with_context(|| format!("{host} is not a TLS server name"))?;
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name)?;
+    let mut sock = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))
+        .with_context(|| format!("nothing answers on 127.0.0.1:{port}"))?;
+    sock.set_read_timeout(Some(Duration::from_secs(3)))?;
+    sock.set_write_timeout(Some(Duration::from_secs(3)))?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).with_context(|| format!("TLS handshake with SNI {host} failed"))?;
+    }
+    let leaf = conn.peer_certificates().and_then(|c| c.first()).context("no certificate served")?.to_vec();
+    conn.send_close_notify();
+    let _ = conn.complete_io(&mut sock);
+    let _ = (sock.flush(), sock.read(&mut [0u8; 1]));
+    Ok(leaf)
+}
+
+/// Retry the handshake until the served leaf equals `expected` (nginx may still be switching
+/// workers after a reload), or fail after `budget` naming the host.
+pub fn prove(port: u16, host: &str, expected: &[u8], budget: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + budget;
+    loop {
+        let last = match served_leaf(port, host) {
+            Ok(leaf) if leaf == expected => return Ok(()),
+            Ok(_) => "a different certificate".to_owned(),
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() >= deadline {
+            bail!(
+                "after the reload nginx serves {last} for {host} on 127.0.0.1:{port}, not the one just installed; check its vhost and `nginx -T`"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,194 @@
+//! The certificate step of a converge (spec §7): for every public host, keep serving a usable
+//! certificate, or — when none is usable or renewal is due — check DNS, respect the failure
+//! ledger, prove the challenge path through nginx, order, and install. Decisions come from
+//! `acme_policy`; this module only gathers facts and carries them out.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::acme_policy::{self, Cert, DnsVerdict, Ledger};
+use crate::host::acme::{self, AcmeConfig};
+use crate::host::certs::{self, CertInfo};
+use crate::host::fs::Root;
+use crate::host::{dns, health};
+use crate::paths;
+use crate::render::TlsState;
+use crate::settings::Settings;
+
+const LEDGER_FILE: &str = "/var/lib/agentkeys-hostd/acme/ledger.json";
+
+/// What happened to one host's certificate in this run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostOutcome {
+    /// `https`, `issued`, `dns_not_ready`, `backoff`, `failed`, `self_check_failed`.
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<i64>,
+    pub detail: String,
+}
+
+impl HostOutcome {
+    fn new(state: &str, detail: impl Into<String>) -> Self {
+        Self { state: state.into(), not_after: None, renew_at: None, detail: detail.into() }
+    }
+
+    /// Whole days until the certificate expires (negative when expired).
+    pub fn days_left(&self, now: i64) -> Option<i64> {
+        self.not_after.map(|t| (t - now).div_euclid(86_400))
+    }
+}
+
+pub fn read_ledger(root: &Root) -> anyhow::Result<BTreeMap<String, Ledger>> {
+    match root.read_string(LEDGER_FILE)? {
+        Some(t) => serde_json::from_str(&t).with_context(|| format!("{LEDGER_FILE} is unreadable; move it aside")),
+        None => Ok(BTreeMap::new()),
+    }
+}
+
+fn write_ledger(root: &Root, ledger: &BTreeMap<String, Ledger>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(root.path(acme::ACCOUNT_DIR)).context("failed to create the ACME state directory")?;
+    root.set_meta(acme::ACCOUNT_DIR, 0o700, 0, 0)?;
+    root.write_atomic(LEDGER_FILE, (serde_json::to_string_pretty(ledger)? + "\n").as_bytes(), 0o600, 0, 0)
+}
+
+/// Fetch a probe token through nginx on port 80 with the host's `Host` header.
+fn self_check(root: &Root, host: &str) -> Result<(), String> {
+    let token = format!("hostd-probe-{}", std::process::id());
+    let path = format!("{}/.well-known/acme-challenge/{token}", paths::ACME_WEBROOT);
+    root.write_atomic(&path, token.as_bytes(), 0o644, 0, 0).map_err(|e| format!("{e:#}"))?;
+    // nginx may still be switching workers after a reload: retry briefly before judging.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let answer = loop {
+        let a = health::request_host(80, "GET", &format!("/.well-known/acme-challenge/{token}"), host);
+        let good = a.as_ref().is_ok_and(|a| a.status == 200 && a.body == token);
+        if good || std::time::Instant::now() >= deadline {
+            break a;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = root.remove(&path);
+    match answer {
+        Ok(a) if a.status == 200 && a.body == token => Ok(()),
+        Ok(a) => Err(format!(
+            "nginx answered HTTP {} for the probe token: the {host} vhost does not serve the challenge path",
+            a.status
+        )),
+        Err(e) => Err(format!("nginx on 127.0.0.1:80 is unreachable: {e}")),
+    }
+}
+
+/// The certificate in service for `state`, if it parses.
+fn in_service(root: &Root, state: &TlsState) -> Option<CertInfo> {
+    match state {
+        TlsState::Https { cert, .. } => certs::read_leaf(&root.path(cert)).ok(),
+        TlsState::HttpPlaceholder => None,
+    }
+}
+
+/// Converge every host's certificate; `jitter` picks the point in ARI windows. Returns per-host
+/// outcomes and whether any certificate was installed (the vhosts must then be re-rendered).
+pub async fn converge(
+    root: &Root,
+    settings: &Settings,
+    tls: &BTreeMap<String, TlsState>,
+    now: i64,
+    jitter: f64,
+) -> anyhow::Result<(BTreeMap<String, HostOutcome>, bool)> {
+    let mut ledger = read_ledger(root)?;
+    let before = ledger.clone();
+    let mut out = BTreeMap::new();
+    let mut installed = false;
+    let a = &settings.acme;
+    let resolver: Option<SocketAddr> = a.resolver.or_else(|| {
+        std::fs::read_to_string(root.path("/etc/resolv.conf")).ok().and_then(|t| dns::resolv_conf_server(&t))
+    });
+    let mut account = None;
+    for (host, state) in tls {
+        let current = in_service(root, state);
+        if let Some(c) = &current {
+            let cert = Cert { not_before: c.not_before, not_after: c.not_after, ari: None };
+            let r = acme_policy::renewal_time(&cert, now, jitter);
+            if r.at > now {
+                let mut o = HostOutcome::new("https", format!("renewal due at {} ({})", r.at, r.why));
+                (o.not_after, o.renew_at) = (Some(c.not_after), Some(r.at));
+                out.insert(host.clone(), o);
+                continue;
+            }
+        }
+        // Keep serving what we have (even expired) whatever happens below.
+        let keep = |mut o: HostOutcome| {
+            o.not_after = current.as_ref().map(|c| c.not_after);
+            o
+        };
+        let Some(public_ip) = a.public_ipv4 else {
+            out.insert(
+                host.clone(),
+                keep(HostOutcome::new("failed", "no public IPv4: set acme.public_ipv4 in hostd.toml")),
+            );
+            continue;
+        };
+        let Some(resolver) = resolver else {
+            out.insert(
+                host.clone(),
+                keep(HostOutcome::new(
+                    "failed",
+                    "no DNS resolver: set acme.resolver or a nameserver in /etc/resolv.conf",
+                )),
+            );
+            continue;
+        };
+        let lookup = dns::lookup_a(resolver, host);
+        if let DnsVerdict::DnsNotReady { expected, found, detail } = acme_policy::dns_verdict(public_ip, &lookup) {
+            let msg = format!("{detail}: expected {expected}, found [{}]", found.join(", "));
+            out.insert(host.clone(), keep(HostOutcome::new("dns_not_ready", msg)));
+            continue;
+        }
+        if let Err(not_yet) = acme_policy::may_order(ledger.get(host), now) {
+            let msg = format!(
+                "{} failed order(s), last {}; next attempt at {}",
+                not_yet.failures, not_yet.last_error_class, not_yet.next_attempt
+            );
+            out.insert(host.clone(), keep(HostOutcome::new("backoff", msg)));
+            continue;
+        }
+        if let Err(e) = self_check(root, host) {
+            out.insert(host.clone(), keep(HostOutcome::new("self_check_failed", e)));
+            continue;
+        }
+        if account.is_none() {
+            let cfg = AcmeConfig {
+                directory_url: a.directory_url.clone(),
+                ca_bundle: a.ca_bundle.as_ref().map(|p| root.path(p)),
+                contact_email: a.contact_email.clone(),
+            };
+            account = Some(acme::account(root, &cfg).await?);
+        }
+        let Some(acct) = account.as_ref() else { continue };
+        match acme::issue(acct, root, host).await {
+            Ok(issued) => {
+                let info =
+                    certs::leaf_of_pem(&issued.chain_pem).context("the CA returned an unreadable certificate")?;
+                acme::install(root, host, &info.serial.replace(':', ""), &issued)?;
+                ledger.remove(host);
+                installed = true;
+                let mut o = HostOutcome::new("issued", format!("serial {}", info.serial));
+                o.not_after = Some(info.not_after);
+                out.insert(host.clone(), o);
+            }
+            Err(failed) => {
+                tracing::warn!(host = %host, class = %failed.class, "certificate order failed");
+                ledger.insert(host.clone(), acme_policy::record_failure(ledger.get(host), now, &failed.class, None));
+                out.insert(host.clone(), keep(HostOutcome::new("failed", failed.to_string())));
+            }
+        }
+    }
+    if ledger != before {
+        write_ledger(root, &ledger)?;
+    }
+    Ok((out, installed))
+}

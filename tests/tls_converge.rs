@@ -1,0 +1,156 @@
+//! Certificates on a real host: Pebble and challtestsrv run inside the container (its own network
+//! namespace), nginx is the container's real unit, and `reconcile` orders, installs, flips the
+//! vhosts to HTTPS and reloads nginx through systemd. Served certificates are checked with an SNI
+//! handshake from inside that namespace.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+
+use common::container::Container;
+use common::{ACCOUNT, BASE_CONFIG};
+
+const ACME: &str = "[acme]\ndirectory_url = \"https://127.0.0.1:14000/dir\"\nca_bundle = \"/etc/pebble/ca.pem\"\n\
+                    public_ipv4 = \"127.0.0.1\"\nresolver = \"127.0.0.1:8053\"\n";
+
+/// Run a host tool inside the container's network namespace only.
+fn in_netns(c: &Container, args: &[&str]) -> std::process::Output {
+    Command::new("nsenter").args(["-t", &c.leader.to_string(), "-n"]).args(args).output().unwrap()
+}
+
+fn start_pebble(c: &Container, dir: &std::path::Path) {
+    common::pebble::api_certs(dir);
+    for f in ["cert.pem", "key.pem", "ca.pem"] {
+        c.install(dir.join(f).to_str().unwrap(), &format!("/etc/pebble/{f}"));
+    }
+    c.write("/etc/pebble/pebble.json", &common::pebble::config_json(80));
+    c.install("/usr/bin/pebble", "/usr/local/sbin/pebble");
+    c.install("/usr/bin/pebble-challtestsrv", "/usr/local/sbin/pebble-challtestsrv");
+    let dns = [
+        "systemd-run",
+        "--unit",
+        "challtestsrv",
+        "/usr/local/sbin/pebble-challtestsrv",
+        "-dns01",
+        "127.0.0.1:8053",
+        "-defaultIPv4",
+        "127.0.0.1",
+        "-defaultIPv6",
+        "",
+        "-http01",
+        "",
+        "-https01",
+        "",
+        "-tlsalpn01",
+        "",
+        "-management",
+        "127.0.0.1:8055",
+    ];
+    assert_eq!(c.exec(&dns).code, 0);
+    let ca = [
+        "systemd-run",
+        "--unit",
+        "pebble",
+        "-p",
+        "WorkingDirectory=/etc/pebble",
+        "-E",
+        "PEBBLE_VA_NOSLEEP=1",
+        "-E",
+        "PEBBLE_WFE_NONCEREJECT=0",
+        "/usr/local/sbin/pebble",
+        "-config",
+        "pebble.json",
+        "-dnsserver",
+        "127.0.0.1:8053",
+    ];
+    assert_eq!(c.exec(&ca).code, 0);
+    for port in [8055, 14000, 15000] {
+        let probe =
+            format!("for i in $(seq 100); do exec 3<>/dev/tcp/127.0.0.1/{port} && exit 0; sleep 0.1; done; exit 1");
+        assert_eq!(c.exec(&["bash", "-c", &probe]).code, 0, "port {port}");
+    }
+}
+
+fn set_a(c: &Container, host: &str, addr: &str) {
+    let body = format!(r#"{{"host":"{host}.","addresses":["{addr}"]}}"#);
+    let out = in_netns(c, &["curl", "-sf", "-X", "POST", "-d", &body, "http://127.0.0.1:8055/add-a"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn clear_a(c: &Container, host: &str) {
+    let body = format!(r#"{{"host":"{host}."}}"#);
+    let out = in_netns(c, &["curl", "-sf", "-X", "POST", "-d", &body, "http://127.0.0.1:8055/clear-a"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// The serial nginx serves for `host` on 127.0.0.1:443, verified against `root`.
+fn served_serial(c: &Container, host: &str, root: &std::path::Path) -> String {
+    let connect = format!(
+        "echo | openssl s_client -connect 127.0.0.1:443 -servername {host} -CAfile {} -verify_return_error 2>/dev/null | openssl x509 -noout -serial",
+        root.display()
+    );
+    let out = in_netns(c, &["bash", "-c", &connect]);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn installed_serial(c: &Container, host: &str) -> String {
+    let path = c.path(&format!("/var/lib/agentkeys-hostd/tls/{host}/current/fullchain.pem"));
+    let out = Command::new("openssl").args(["x509", "-noout", "-serial", "-in"]).arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn hosts_are_issued_served_and_a_parked_host_follows_its_dns() {
+    let c = Container::boot(&format!("{BASE_CONFIG}\n{ACME}"));
+    let dir = tempfile::tempdir().unwrap();
+    start_pebble(&c, dir.path());
+    let parked = "email-test-2.litentry.org";
+    set_a(&c, parked, "127.0.0.9");
+    let run = c.reconcile_acme(&["--ci", "--slot", "2", "--zone", "litentry.org", "--account-id", ACCOUNT]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let s = run.json();
+    let tls = s["tls"].as_object().unwrap();
+    assert_eq!(tls.len(), 8);
+    assert_eq!(s["parked"], 1, "{}", run.stdout);
+    assert!(tls[parked].as_str().unwrap().starts_with("dns_not_ready"), "{tls:?}");
+    let issuing = dir.path().join("issuing-root.pem");
+    let out = in_netns(
+        &c,
+        &["curl", "-sf", "--cacert", dir.path().join("ca.pem").to_str().unwrap(), "https://127.0.0.1:15000/roots/0"],
+    );
+    std::fs::write(&issuing, &out.stdout).unwrap();
+    for (host, state) in tls {
+        if host == parked {
+            continue;
+        }
+        assert!(state.as_str().unwrap().starts_with("issued"), "{host}: {state}");
+        let served = served_serial(&c, host, &issuing);
+        assert!(served.starts_with("serial="), "{host}: handshake failed or not verified: {served:?}");
+        assert_eq!(served, installed_serial(&c, host), "{host} serves the certificate just installed");
+        let vhost = String::from_utf8(c.read(&format!("/etc/nginx/sites-available/{host}.conf"))).unwrap();
+        assert!(vhost.contains("(https)") && vhost.contains("listen 443 ssl"), "{host}");
+    }
+    let ledger = std::fs::read_to_string(c.path("/var/lib/agentkeys-hostd/acme/ledger.json")).unwrap_or_default();
+    assert!(!ledger.contains(parked), "no order, so no failure, for a parked host: {ledger}");
+    assert!(!c.path(&format!("/var/lib/agentkeys-hostd/tls/{parked}")).exists());
+    let vhost = String::from_utf8(c.read(&format!("/etc/nginx/sites-available/{parked}.conf"))).unwrap();
+    assert!(vhost.contains("(http-placeholder)"), "the parked host keeps its placeholder");
+
+    // DNS fixed: the next run issues it and flips its vhost; the others are left alone.
+    clear_a(&c, parked); // back to challtestsrv's default answer, 127.0.0.1
+    let before: Vec<String> = tls.keys().filter(|h| *h != parked).map(|h| installed_serial(&c, h)).collect();
+    let run = c.reconcile_acme(&[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let s = run.json();
+    assert!(s["tls"][parked].as_str().unwrap().starts_with("issued"), "{}", run.stdout);
+    assert_eq!(served_serial(&c, parked, &issuing), installed_serial(&c, parked));
+    let after: Vec<String> = tls.keys().filter(|h| *h != parked).map(|h| installed_serial(&c, h)).collect();
+    assert_eq!(before, after, "no other host was re-issued");
+    assert!(s["tls"].as_object().unwrap().values().filter(|v| v.as_str().unwrap().starts_with("https")).count() == 7);
+
+    // Converged: nothing to order, nothing to write.
+    let run = c.reconcile_acme(&[]);
+    assert_eq!((run.code, run.json()["changed"].as_u64()), (0, Some(0)), "{}", run.stdout);
+    assert!(!run.stdout.contains("issued"), "{}", run.stdout);
+}
