@@ -19,12 +19,13 @@ fn in_netns(c: &Container, args: &[&str]) -> std::process::Output {
     Command::new("nsenter").args(["-t", &c.leader.to_string(), "-n"]).args(args).output().unwrap()
 }
 
-fn start_pebble(c: &Container, dir: &std::path::Path) {
+/// Start Pebble validating HTTP-01 on `http_port` (80: nginx answers; anything else: nobody does).
+fn start_pebble(c: &Container, dir: &std::path::Path, http_port: u16) {
     common::pebble::api_certs(dir);
     for f in ["cert.pem", "key.pem", "ca.pem"] {
         c.install(dir.join(f).to_str().unwrap(), &format!("/etc/pebble/{f}"));
     }
-    c.write("/etc/pebble/pebble.json", &common::pebble::config_json(80));
+    c.write("/etc/pebble/pebble.json", &common::pebble::config_json(http_port));
     c.install("/usr/bin/pebble", "/usr/local/sbin/pebble");
     c.install("/usr/bin/pebble-challtestsrv", "/usr/local/sbin/pebble-challtestsrv");
     let dns = [
@@ -104,7 +105,7 @@ fn installed_serial(c: &Container, host: &str) -> String {
 fn hosts_are_issued_served_and_a_parked_host_follows_its_dns() {
     let c = Container::boot(&format!("{BASE_CONFIG}\n{ACME}"));
     let dir = tempfile::tempdir().unwrap();
-    start_pebble(&c, dir.path());
+    start_pebble(&c, dir.path(), 80);
     let parked = "email-test-2.litentry.org";
     set_a(&c, parked, "127.0.0.9");
     let run = c.reconcile_acme(&["--ci", "--slot", "2", "--zone", "litentry.org", "--account-id", ACCOUNT]);
@@ -153,4 +154,39 @@ fn hosts_are_issued_served_and_a_parked_host_follows_its_dns() {
     let run = c.reconcile_acme(&[]);
     assert_eq!((run.code, run.json()["changed"].as_u64()), (0, Some(0)), "{}", run.stdout);
     assert!(!run.stdout.contains("issued"), "{}", run.stdout);
+}
+
+#[test]
+fn ten_runs_against_failing_validation_make_one_failed_order_per_host() {
+    let c = Container::boot(&format!("{BASE_CONFIG}\n{ACME}"));
+    let dir = tempfile::tempdir().unwrap();
+    start_pebble(&c, dir.path(), 5002); // nothing listens there: every validation fails
+    let declare = ["--ci", "--slot", "2", "--zone", "litentry.org", "--account-id", ACCOUNT];
+    for run_no in 0..10 {
+        let t = std::time::Instant::now();
+        let run = c.reconcile_acme(if run_no == 0 { &declare } else { &[] });
+        let took = t.elapsed();
+        assert!(took < std::time::Duration::from_secs(60), "run {run_no} took {took:?}");
+        let s = run.json();
+        let states: Vec<String> =
+            s["tls"].as_object().unwrap().values().map(|v| v.as_str().unwrap().to_owned()).collect();
+        if run_no == 0 {
+            assert_eq!(run.code, 1, "failed orders fail the run: {}", run.stderr);
+            assert!(states.iter().all(|v| v == "failed"), "{states:?}");
+            assert!(run.stderr.contains("certificates could not be obtained for 8 host(s)"), "{}", run.stderr);
+        } else {
+            assert_eq!(run.code, 0, "waiting out a backoff is not a failure: {}", run.stderr);
+            assert!(states.iter().all(|v| v == "backoff"), "run {run_no}: {states:?}");
+        }
+    }
+    let ledger: serde_json::Value =
+        serde_json::from_slice(&c.read("/var/lib/agentkeys-hostd/acme/ledger.json")).unwrap();
+    let hosts = ledger.as_object().unwrap();
+    assert_eq!(hosts.len(), 8);
+    for (host, entry) in hosts {
+        assert_eq!(entry["failures"], 1, "{host}: one failed order in ten runs");
+        assert_eq!(entry["next_attempt"].as_i64().unwrap() - entry["last_failure"].as_i64().unwrap(), 3600, "{host}");
+    }
+    let meta = std::fs::metadata(c.path("/var/lib/agentkeys-hostd/acme/ledger.json")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::mode(&meta) & 0o777, 0o600);
 }
