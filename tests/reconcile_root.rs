@@ -261,3 +261,36 @@ fn a_run_that_cannot_get_the_lock_in_time_exits_75() {
     lock.unlock().unwrap();
     assert_eq!(reconcile(r, &[]).code, 0, "free again");
 }
+
+#[test]
+fn template_overrides_apply_and_unknown_or_broken_ones_are_refused() {
+    let root = common::fake_root(BASE_CONFIG);
+    let r = root.path();
+    std::fs::create_dir_all(r.join("etc/agentkeys/templates")).unwrap();
+    let env = include_str!("../templates/env-file.env.tera")
+        .replace("# Managed by agentkeys-hostd", "# Managed by agentkeys-hostd (site override)");
+    std::fs::write(r.join("etc/agentkeys/templates/env-file.env.tera"), env).unwrap();
+    assert_eq!(reconcile(r, &SLOT3).code, 0);
+    assert!(std::fs::read_to_string(r.join("etc/agentkeys/worker-email.env")).unwrap().contains("(site override)"));
+    let before = snapshot(r);
+    std::fs::write(r.join("etc/agentkeys/templates/vhost.tera"), "x").unwrap();
+    let run = reconcile(r, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("/etc/agentkeys/templates/vhost.tera") && run.stderr.contains("nginx-vhost.conf.tera"),
+        "{}",
+        run.stderr
+    );
+    std::fs::remove_file(r.join("etc/agentkeys/templates/vhost.tera")).unwrap();
+    std::fs::write(r.join("etc/agentkeys/templates/nginx-vhost.conf.tera"), "{% if %}").unwrap();
+    let run = reconcile(r, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("/etc/agentkeys/templates/nginx-vhost.conf.tera"), "{}", run.stderr);
+    std::fs::remove_file(r.join("etc/agentkeys/templates/nginx-vhost.conf.tera")).unwrap();
+    let after = snapshot(r);
+    for (p, s) in &after {
+        if !p.starts_with("etc/agentkeys/templates") {
+            assert_eq!(before.get(p), Some(s), "{}", p.display());
+        }
+    }
+}

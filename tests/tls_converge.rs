@@ -190,3 +190,43 @@ fn ten_runs_against_failing_validation_make_one_failed_order_per_host() {
     let meta = std::fs::metadata(c.path("/var/lib/agentkeys-hostd/acme/ledger.json")).unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::mode(&meta) & 0o777, 0o600);
 }
+
+#[test]
+fn a_template_that_breaks_nginx_is_rolled_back_and_the_old_config_keeps_serving() {
+    let c = Container::boot(&format!("{BASE_CONFIG}\n{ACME}"));
+    let dir = tempfile::tempdir().unwrap();
+    start_pebble(&c, dir.path(), 80);
+    let run = c.reconcile_acme(&["--ci", "--slot", "2", "--zone", "litentry.org", "--account-id", ACCOUNT]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let host = "broker-test-2.litentry.org";
+    let vhost_path = format!("/etc/nginx/sites-available/{host}.conf");
+    let vhost = c.read(&vhost_path);
+    let serial = installed_serial(&c, host);
+    let issuing = dir.path().join("issuing-root.pem");
+    let out = in_netns(
+        &c,
+        &["curl", "-sf", "--cacert", dir.path().join("ca.pem").to_str().unwrap(), "https://127.0.0.1:15000/roots/0"],
+    );
+    std::fs::write(&issuing, &out.stdout).unwrap();
+    assert_eq!(served_serial(&c, host, &issuing), serial);
+
+    // An operator override with a directive nginx does not know.
+    let template =
+        include_str!("../templates/nginx-vhost.conf.tera").replacen("server {", "server {\n    bogus_directive on;", 1);
+    c.write("/etc/agentkeys/templates/nginx-vhost.conf.tera", &template);
+    let run = c.reconcile_acme(&[]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("nginx -t rejected the new configuration"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("bogus_directive") && run.stderr.contains(&format!("{host}.conf")),
+        "names the file: {}",
+        run.stderr
+    );
+    assert_eq!(c.read(&vhost_path), vhost, "the previous vhost is back on disk");
+    assert_eq!(served_serial(&c, host, &issuing), serial, "the previous configuration keeps serving");
+    assert!(!run.stdout.contains("done: reload nginx"), "{}", run.stdout);
+
+    std::fs::remove_file(c.path("/etc/agentkeys/templates/nginx-vhost.conf.tera")).unwrap();
+    let run = c.reconcile_acme(&[]);
+    assert_eq!((run.code, run.json()["changed"].as_u64()), (0, Some(0)), "{}", run.stdout);
+}

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 
 use crate::host::accounts::AccountDb;
 use crate::host::fs::Root;
-use crate::observed::Entry;
+use crate::observed::{Entry, Observed};
 use crate::plan::{Action, Change, Plan};
 use crate::render::Validator;
 
@@ -17,6 +17,49 @@ pub struct Outcome {
     pub done: Vec<String>,
     /// Actions left to other capabilities (systemd, nginx) in this run.
     pub skipped: Vec<String>,
+}
+
+/// The nginx paths this plan wrote, linked or removed.
+fn nginx_paths(plan: &Plan) -> Vec<&str> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::File { path, .. } | Action::Link { path, .. } | Action::Remove { path, .. } => Some(path.as_str()),
+            _ => None,
+        })
+        .filter(|p| p.starts_with("/etc/nginx/"))
+        .collect()
+}
+
+/// `nginx -t` on the configuration now on disk (a `[warn]` fails too). On failure every nginx file
+/// this run changed is put back as it was, so the next reload serves the previous configuration.
+fn check_nginx(root: &Root, plan: &Plan, observed: &Observed) -> anyhow::Result<()> {
+    let changed = nginx_paths(plan);
+    if changed.is_empty() || !root.is_real_root() {
+        return Ok(());
+    }
+    let out = Command::new("nginx").arg("-t").output().context("failed to run nginx -t")?;
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    if out.status.success() && !stderr.contains("[warn]") && !stderr.contains("[emerg]") {
+        return Ok(());
+    }
+    for path in &changed {
+        restore(root, path, observed.entry(path))
+            .with_context(|| format!("failed to restore {path} after nginx -t failed"))?;
+    }
+    bail!(
+        "nginx -t rejected the new configuration ({stderr}); restored the previous {} and did not reload nginx",
+        changed.join(", ")
+    )
+}
+
+fn restore(root: &Root, path: &str, entry: &Entry) -> anyhow::Result<()> {
+    match entry {
+        Entry::Missing => root.remove(path),
+        Entry::File { content, mode, uid, gid } => root.write_atomic(path, content, *mode, *uid, *gid),
+        Entry::Symlink { target } => root.symlink_atomic(path, target),
+        Entry::Dir { .. } | Entry::Other => Ok(()),
+    }
 }
 
 /// Put a file live only if its validator accepts it; otherwise the previous file stays.
@@ -71,7 +114,7 @@ fn ids(accounts: &dyn AccountDb, owner: &str, group: &str) -> anyhow::Result<(u3
 
 /// Execute the file and account actions of `plan`. Service effects are returned as skipped: the
 /// systemd executor (`execute`) runs them.
-pub fn apply(root: &Root, accounts: &dyn AccountDb, plan: &Plan) -> anyhow::Result<Outcome> {
+pub fn apply(root: &Root, accounts: &dyn AccountDb, plan: &Plan, observed: &Observed) -> anyhow::Result<Outcome> {
     let mut out = Outcome::default();
     for action in &plan.actions {
         let line = action.to_string();
@@ -122,5 +165,6 @@ pub fn apply(root: &Root, accounts: &dyn AccountDb, plan: &Plan) -> anyhow::Resu
         tracing::info!(action = %line, "applied");
         out.done.push(line);
     }
+    check_nginx(root, plan, observed)?;
     Ok(out)
 }

@@ -139,6 +139,7 @@ pub fn prepare(
         tls: observe::tls_states(root, &settings.identity),
         layout: observe::nginx_layout(root),
         login: observe::login_facts(root)?,
+        template_overrides: observe::template_overrides(root)?,
     };
     let desired = render::render(&settings, &facts)?;
     let mut observed = observe::observe(root, accounts, &desired)?;

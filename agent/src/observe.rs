@@ -81,6 +81,27 @@ pub fn nginx_layout(root: &Root) -> Layout {
     }
 }
 
+/// Operator overrides in `/etc/agentkeys/templates/<name>.tera`; an unknown name is an error.
+pub fn template_overrides(root: &Root) -> anyhow::Result<Vec<(String, String, String)>> {
+    let dir = "/etc/agentkeys/templates";
+    let mut out = Vec::new();
+    for file in root.list(dir)? {
+        let Some(name) = file.strip_suffix(".tera") else { continue };
+        let path = format!("{dir}/{file}");
+        if !crate::render::TemplateEngine::names().any(|n| n == name) {
+            let known: Vec<String> = crate::render::TemplateEngine::names().map(|n| format!("{n}.tera")).collect();
+            return Err(crate::error::InvalidInput::new(
+                crate::error::Source::Host { file: path, detail: "template override".into() },
+                format!("no template is called {name}; overrides can be: {}", known.join(", ")),
+            )
+            .into());
+        }
+        let text = root.read_string(&path)?.unwrap_or_default();
+        out.push((name.to_owned(), path, text));
+    }
+    Ok(out)
+}
+
 /// What the login-user setup depends on: sudo and OpenSSH present, and the two authorized_keys.
 pub fn login_facts(root: &Root) -> anyhow::Result<crate::render::LoginFacts> {
     Ok(crate::render::LoginFacts {

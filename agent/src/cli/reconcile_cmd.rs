@@ -219,7 +219,7 @@ fn certificates(
         let probe =
             |settings: &crate::settings::Settings| rt.block_on(engine::observe_runtime(sd, root, settings, saved));
         let again = engine::prepare(root, db, req, Some(&probe))?;
-        done.extend(apply::apply(root, db, &again.plan)?.done);
+        done.extend(apply::apply(root, db, &again.plan, &again.observed)?.done);
         let accounts = db.lookup(&crate::observe::ACCOUNTS.0, &crate::observe::ACCOUNTS.1)?;
         done.extend(rt.block_on(execute::run(sd, root, &again.settings, &accounts, &again.plan))?);
         for (host, o) in outcomes.iter().filter(|(_, o)| o.state == "issued") {
@@ -245,7 +245,7 @@ fn converge(
     db: &dyn accounts::AccountDb,
     p: &Prepared,
 ) -> Result<(Vec<String>, Vec<health::Verdict>), Failed> {
-    let mut done = apply::apply(root, db, &p.plan).map_err(|e| (Vec::new(), Vec::new(), e))?.done;
+    let mut done = apply::apply(root, db, &p.plan, &p.observed).map_err(|e| (Vec::new(), Vec::new(), e))?.done;
     failpoints::hit("after-files");
     let Some(sd) = sd else {
         return Ok((done, Vec::new()));

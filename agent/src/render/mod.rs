@@ -16,6 +16,7 @@ use crate::settings::Settings;
 
 pub use login::{LoginFacts, seeded_keys, with_include};
 pub use nginx::{Layout, PROXY_PARAMS_PATH, TlsState, tls_state};
+pub use templates::Engine as TemplateEngine;
 
 /// What must happen when a file changes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -99,6 +100,8 @@ pub struct HostFacts {
     pub tls: BTreeMap<String, TlsState>,
     pub layout: Layout,
     pub login: LoginFacts,
+    /// Operator template overrides: (template name, file, text).
+    pub template_overrides: Vec<(String, String, String)>,
 }
 
 /// The whole desired state of the host's files.
@@ -122,7 +125,7 @@ fn parent_only(path: &str) -> DirSpec {
 
 /// Render everything. Pure: same inputs, same bytes.
 pub fn render(settings: &Settings, facts: &HostFacts) -> anyhow::Result<DesiredHost> {
-    let engine = templates::Engine::new()?;
+    let engine = templates::Engine::new(&facts.template_overrides)?;
     let mut host = DesiredHost {
         dirs: vec![
             parent_only("/etc/systemd/system"),

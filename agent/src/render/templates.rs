@@ -2,6 +2,8 @@
 
 use anyhow::Context as _;
 
+use crate::error::{InvalidInput, Source};
+
 pub const UNIT: &str = "agentkeys-service.service";
 pub const ENV_FILE: &str = "env-file.env";
 pub const VHOST: &str = "nginx-vhost.conf";
@@ -20,13 +22,27 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new() -> anyhow::Result<Self> {
+    /// The built-in templates, each replaced by an operator override when one is given
+    /// (`/etc/agentkeys/templates/<name>.tera`, as `(name, file, text)`).
+    pub fn new(overrides: &[(String, String, String)]) -> anyhow::Result<Self> {
         let mut tera = tera::Tera::default();
         tera.autoescape_on(Vec::<&str>::new());
         for (name, text) in SOURCES {
-            tera.add_raw_template(name, text).with_context(|| format!("failed to compile template {name}"))?;
+            match overrides.iter().find(|(n, _, _)| n == name) {
+                Some((_, file, text)) => tera.add_raw_template(name, text).map_err(|e| {
+                    InvalidInput::new(Source::Host { file: file.clone(), detail: "template".into() }, format!("{e}"))
+                })?,
+                None => {
+                    tera.add_raw_template(name, text).with_context(|| format!("failed to compile template {name}"))?
+                }
+            }
         }
         Ok(Self { tera })
+    }
+
+    /// Names an override file may have.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        SOURCES.iter().map(|(n, _)| *n)
     }
 
     pub fn render(&self, name: &str, ctx: &impl serde::Serialize) -> anyhow::Result<String> {
