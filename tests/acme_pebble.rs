@@ -87,7 +87,9 @@ fn realistic_pebble_with_nonce_rejections_and_delays_still_issues() {
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let account = rt.block_on(acme::account(&root, &cfg)).unwrap();
-    for host in ["audit-test-2.litentry.org", "cred-test-2.litentry.org", "memory-test-2.litentry.org"] {
+    let id = hostd::naming::Identity { stack: hostd::naming::Stack::Test { slot: 2 }, zone: "litentry.org".into() };
+    for host in id.public_hosts() {
+        let host = host.as_str();
         let issued = rt.block_on(acme::issue(&account, &root, host)).unwrap_or_else(|e| panic!("{host}: {e}"));
         acme::install(&root, host, "v1", &issued).unwrap();
         pebble.verify_chain(&root.path(&format!("/var/lib/agentkeys-hostd/tls/{host}/current/fullchain.pem"))).unwrap();

@@ -108,6 +108,23 @@ fn hosts_are_issued_served_and_a_parked_host_follows_its_dns() {
     start_pebble(&c, dir.path(), 80);
     let parked = "email-test-2.litentry.org";
     set_a(&c, parked, "127.0.0.9");
+    // A certificate the old tooling left behind: adopted and served as-is, not re-issued.
+    let adopted = "audit-test-2.litentry.org";
+    let le = dir.path().join("le");
+    std::fs::create_dir_all(&le).unwrap();
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "90"])
+        .args(["-subj", &format!("/CN={adopted}"), "-addext", &format!("subjectAltName=DNS:{adopted}")])
+        .arg("-keyout")
+        .arg(le.join("privkey.pem"))
+        .arg("-out")
+        .arg(le.join("fullchain.pem"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for f in ["fullchain.pem", "privkey.pem"] {
+        c.install(le.join(f).to_str().unwrap(), &format!("/etc/letsencrypt/live/{adopted}/{f}"));
+    }
     let run = c.reconcile_acme(&["--ci", "--slot", "2", "--zone", "litentry.org", "--account-id", ACCOUNT]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let s = run.json();
@@ -121,8 +138,19 @@ fn hosts_are_issued_served_and_a_parked_host_follows_its_dns() {
         &["curl", "-sf", "--cacert", dir.path().join("ca.pem").to_str().unwrap(), "https://127.0.0.1:15000/roots/0"],
     );
     std::fs::write(&issuing, &out.stdout).unwrap();
+    let adopted_pem = le.join("fullchain.pem");
+    let le_serial =
+        Command::new("openssl").args(["x509", "-noout", "-serial", "-in"]).arg(&adopted_pem).output().unwrap();
+    let connect = format!(
+        "echo | openssl s_client -connect 127.0.0.1:443 -servername {adopted} 2>/dev/null | openssl x509 -noout -serial"
+    );
+    let served = in_netns(&c, &["bash", "-c", &connect]);
+    assert_eq!(served.stdout, le_serial.stdout, "the adopted certificate is served");
+    assert!(tls[adopted].as_str().unwrap().starts_with("https 8"), "adopted, not re-issued: {}", tls[adopted]);
+    let vhost = String::from_utf8(c.read(&format!("/etc/nginx/sites-available/{adopted}.conf"))).unwrap();
+    assert!(vhost.contains(&format!("ssl_certificate /etc/letsencrypt/live/{adopted}/fullchain.pem;")));
     for (host, state) in tls {
-        if host == parked {
+        if host == parked || host == adopted {
             continue;
         }
         assert!(state.as_str().unwrap().starts_with("issued"), "{host}: {state}");
@@ -133,6 +161,10 @@ fn hosts_are_issued_served_and_a_parked_host_follows_its_dns() {
         assert!(vhost.contains("(https)") && vhost.contains("listen 443 ssl"), "{host}");
     }
     let ledger = std::fs::read_to_string(c.path("/var/lib/agentkeys-hostd/acme/ledger.json")).unwrap_or_default();
+    let status = c.exec(&["/usr/bin/agentkeys-hostd", "status", "--json"]);
+    let st: serde_json::Value = serde_json::from_str(status.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(st["certificates"]["broker-test-2.litentry.org"]["state"], "https", "{}", status.stdout);
+    assert!(st["certificates"]["broker-test-2.litentry.org"]["not_after"].as_i64().is_some());
     assert!(!ledger.contains(parked), "no order, so no failure, for a parked host: {ledger}");
     assert!(!c.path(&format!("/var/lib/agentkeys-hostd/tls/{parked}")).exists());
     let vhost = String::from_utf8(c.read(&format!("/etc/nginx/sites-available/{parked}.conf"))).unwrap();
@@ -140,13 +172,14 @@ fn hosts_are_issued_served_and_a_parked_host_follows_its_dns() {
 
     // DNS fixed: the next run issues it and flips its vhost; the others are left alone.
     clear_a(&c, parked); // back to challtestsrv's default answer, 127.0.0.1
-    let before: Vec<String> = tls.keys().filter(|h| *h != parked).map(|h| installed_serial(&c, h)).collect();
+    let others = || tls.keys().filter(|h| *h != parked && *h != adopted);
+    let before: Vec<String> = others().map(|h| installed_serial(&c, h)).collect();
     let run = c.reconcile_acme(&[]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let s = run.json();
     assert!(s["tls"][parked].as_str().unwrap().starts_with("issued"), "{}", run.stdout);
     assert_eq!(served_serial(&c, parked, &issuing), installed_serial(&c, parked));
-    let after: Vec<String> = tls.keys().filter(|h| *h != parked).map(|h| installed_serial(&c, h)).collect();
+    let after: Vec<String> = others().map(|h| installed_serial(&c, h)).collect();
     assert_eq!(before, after, "no other host was re-issued");
     assert!(s["tls"].as_object().unwrap().values().filter(|v| v.as_str().unwrap().starts_with("https")).count() == 7);
 
@@ -179,6 +212,9 @@ fn ten_runs_against_failing_validation_make_one_failed_order_per_host() {
             assert!(states.iter().all(|v| v == "backoff"), "run {run_no}: {states:?}");
         }
     }
+    let status = c.exec(&["/usr/bin/agentkeys-hostd", "status", "--json"]);
+    let st: serde_json::Value = serde_json::from_str(status.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(st["acme_ledger"].as_object().map(|l| l.len()), Some(8), "status shows the ledger: {}", status.stdout);
     let ledger: serde_json::Value =
         serde_json::from_slice(&c.read("/var/lib/agentkeys-hostd/acme/ledger.json")).unwrap();
     let hosts = ledger.as_object().unwrap();

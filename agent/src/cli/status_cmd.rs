@@ -40,6 +40,21 @@ struct Status {
     /// unit → state; empty when systemd is not reachable (`systemd` says why).
     services: BTreeMap<String, UnitState>,
     systemd: String,
+    /// host → certificate in service (not-after, serial, where it lives).
+    certificates: BTreeMap<String, CertView>,
+    /// host → failed orders and the next allowed attempt.
+    acme_ledger: BTreeMap<String, crate::acme_policy::Ledger>,
+}
+
+#[derive(Debug, Serialize)]
+struct CertView {
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_after: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
 }
 
 pub fn run(args: &StatusArgs) -> anyhow::Result<i32> {
@@ -67,6 +82,30 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<i32> {
     } else {
         "not queried (--root)".to_owned()
     };
+    let certificates = deployed
+        .as_ref()
+        .map(|d| {
+            observe::tls_states(&root, &d.identity)
+                .into_iter()
+                .map(|(host, s)| {
+                    let (path, info) = match &s {
+                        crate::render::TlsState::Https { cert, .. } => {
+                            (Some(cert.clone()), crate::host::certs::read_leaf(&root.path(cert)).ok())
+                        }
+                        crate::render::TlsState::HttpPlaceholder => (None, None),
+                    };
+                    let view = CertView {
+                        state: s.name(),
+                        not_after: info.as_ref().map(|i| i.not_after),
+                        serial: info.map(|i| i.serial),
+                        path,
+                    };
+                    (host, view)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let acme_ledger = crate::tls::read_ledger(&root)?;
     let status = Status {
         identity: deployed.map(|d| IdentityView {
             issuer: d.identity.issuer(),
@@ -78,6 +117,8 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<i32> {
         pending: saved.pending,
         services,
         systemd,
+        certificates,
+        acme_ledger,
     };
     if args.json {
         emit(&(serde_json::to_string(&status)? + "\n"))?;
@@ -98,6 +139,17 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<i32> {
     writeln!(t, "systemd: {}", status.systemd)?;
     for (unit, s) in &status.services {
         writeln!(t, "  {unit:<36} {}/{} pid {} ({})", s.active_state, s.sub_state, s.main_pid, s.unit_file_state)?;
+    }
+    for (host, c) in &status.certificates {
+        let until = c.not_after.map(|t| format!(", not after unix {t}")).unwrap_or_default();
+        writeln!(t, "  {host:<36} {}{until}", c.state)?;
+    }
+    for (host, l) in &status.acme_ledger {
+        writeln!(
+            t,
+            "  {host:<36} {} failed order(s), last {}; next attempt at unix {}",
+            l.failures, l.last_error_class, l.next_attempt
+        )?;
     }
     emit(&t)?;
     Ok(crate::error::exit::OK)
