@@ -34,6 +34,7 @@ pub struct AcmeSettings {
     pub contact_email: Option<String>,
     pub public_ipv4: Option<std::net::Ipv4Addr>,
     pub resolver: Option<std::net::SocketAddr>,
+    pub imds_endpoint: Option<String>,
 }
 
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -65,7 +66,11 @@ fn resolve_acme(config: &Config) -> Result<AcmeSettings, InvalidInput> {
         .map(|s| s.parse().expect("checked"));
     let resolver = parse(&config.acme_resolver, "an IP:PORT address", &|s| s.parse::<std::net::SocketAddr>().is_ok())?
         .map(|s| s.parse().expect("checked"));
-    Ok(AcmeSettings { directory_url, ca_bundle, contact_email, public_ipv4, resolver })
+    let imds_endpoint = match &config.acme_imds_endpoint {
+        Some(v) => Some(validate::http_url(&v.source(), &v.value)?),
+        None => None,
+    };
+    Ok(AcmeSettings { directory_url, ca_bundle, contact_email, public_ipv4, resolver, imds_endpoint })
 }
 
 /// The resolved, validated settings of one host.

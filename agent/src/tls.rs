@@ -108,6 +108,7 @@ pub async fn converge(
         std::fs::read_to_string(root.path("/etc/resolv.conf")).ok().and_then(|t| dns::resolv_conf_server(&t))
     });
     let mut account = None;
+    let mut public_ip: Option<Result<std::net::Ipv4Addr, String>> = a.public_ipv4.map(Ok);
     for (host, state) in tls {
         let current = in_service(root, state);
         if let Some(c) = &current {
@@ -125,12 +126,16 @@ pub async fn converge(
             o.not_after = current.as_ref().map(|c| c.not_after);
             o
         };
-        let Some(public_ip) = a.public_ipv4 else {
-            out.insert(
-                host.clone(),
-                keep(HostOutcome::new("failed", "no public IPv4: set acme.public_ipv4 in hostd.toml")),
-            );
-            continue;
+        if public_ip.is_none() {
+            public_ip =
+                Some(crate::host::imds::public_ipv4(a.imds_endpoint.as_deref()).await.map_err(|e| format!("{e:#}")));
+        }
+        let public_ip = match public_ip.clone().expect("set above") {
+            Ok(ip) => ip,
+            Err(e) => {
+                out.insert(host.clone(), keep(HostOutcome::new("failed", e)));
+                continue;
+            }
         };
         let Some(resolver) = resolver else {
             out.insert(

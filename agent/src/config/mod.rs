@@ -47,6 +47,7 @@ pub struct Config {
     pub acme_contact_email: Option<FromFile<String>>,
     pub acme_public_ipv4: Option<FromFile<String>>,
     pub acme_resolver: Option<FromFile<String>>,
+    pub acme_imds_endpoint: Option<FromFile<String>>,
     /// unit → key → value.
     pub service_env: BTreeMap<String, BTreeMap<String, FromFile<String>>>,
 }
@@ -122,6 +123,7 @@ pub fn merge(files: &[(String, Fragment)]) -> Config {
             take!(c.acme_contact_email, a.contact_email, "acme.contact_email");
             take!(c.acme_public_ipv4, a.public_ipv4, "acme.public_ipv4");
             take!(c.acme_resolver, a.resolver, "acme.resolver");
+            take!(c.acme_imds_endpoint, a.imds_endpoint, "acme.imds_endpoint");
         }
         for (unit, svc) in frag.services.iter().flatten() {
             for (k, v) in svc.environment.iter().flatten() {

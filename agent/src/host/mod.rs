@@ -6,5 +6,6 @@ pub mod certs;
 pub mod dns;
 pub mod fs;
 pub mod health;
+pub mod imds;
 pub mod systemd;
 pub mod tls_proof;

@@ -53,7 +53,7 @@ impl ServerCertVerifier for SameBytesLater {
 
 /// The leaf certificate nginx serves on 127.0.0.1:`port` for `host`.
 pub fn served_leaf(port: u16, host: &str) -> anyhow::Result<Vec<u8>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("TLS setup")?
