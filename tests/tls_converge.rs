@@ -170,6 +170,32 @@ fn hosts_are_issued_served_and_a_parked_host_follows_its_dns() {
     let vhost = String::from_utf8(c.read(&format!("/etc/nginx/sites-available/{parked}.conf"))).unwrap();
     assert!(vhost.contains("(http-placeholder)"), "the parked host keeps its placeholder");
 
+    // The OIDC helper: discovery verified through nginx, thumbprint of the chain's top certificate.
+    let oidc = c.exec(&["/usr/bin/agentkeys-hostd", "oidc", "--json"]);
+    assert_eq!(oidc.code, 0, "{}\n{}", oidc.stdout, oidc.stderr);
+    let o: serde_json::Value = serde_json::from_str(oidc.stdout.lines().next().unwrap()).unwrap();
+    let chain =
+        String::from_utf8(c.read("/var/lib/agentkeys-hostd/tls/broker-test-2.litentry.org/current/fullchain.pem"))
+            .unwrap();
+    let top = &chain[chain.rfind("-----BEGIN CERTIFICATE-----").unwrap()..];
+    let top_file = dir.path().join("top.pem");
+    std::fs::write(&top_file, top).unwrap();
+    let fp = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha1", "-in"])
+        .arg(&top_file)
+        .output()
+        .unwrap();
+    let fp =
+        String::from_utf8_lossy(&fp.stdout).trim().rsplit('=').next().unwrap().replace(':', "").to_ascii_lowercase();
+    assert_eq!(o["thumbprint"], fp.as_str());
+    assert_eq!(o["discovery_issuer_matches"], true);
+    assert_eq!(
+        o["command"],
+        format!(
+            "aws iam create-open-id-connect-provider --url https://broker-test-2.litentry.org --client-id-list sts.amazonaws.com --thumbprint-list {fp}"
+        )
+    );
+
     // DNS fixed: the next run issues it and flips its vhost; the others are left alone.
     clear_a(&c, parked); // back to challtestsrv's default answer, 127.0.0.1
     let others = || tls.keys().filter(|h| *h != parked && *h != adopted);

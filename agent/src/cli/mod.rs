@@ -2,6 +2,7 @@
 
 pub mod exec_pubkey;
 mod identity_cmd;
+mod oidc_cmd;
 mod reconcile_cmd;
 mod status_cmd;
 
@@ -25,6 +26,8 @@ pub enum Command {
     Identity(IdentityArgs),
     /// Converge the host to its desired state (idempotent).
     Reconcile(ReconcileArgs),
+    /// Verify the broker's OIDC discovery and print the IAM provider command with its thumbprint.
+    Oidc(oidc_cmd::OidcArgs),
     /// Show the identity, every service's state and the last run.
     Status(status_cmd::StatusArgs),
     /// Run a service with the broker's session public key (used by the rendered units).
@@ -119,6 +122,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Identity(a) => identity_cmd::run(&a),
         Command::Reconcile(a) => reconcile_cmd::run(&a),
         Command::Status(a) => status_cmd::run(&a),
+        Command::Oidc(a) => oidc_cmd::run(&a),
         Command::ExecWithPubkey(a) => exec_pubkey::run(&a),
     }
 }

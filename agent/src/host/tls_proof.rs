@@ -51,8 +51,8 @@ impl ServerCertVerifier for SameBytesLater {
     }
 }
 
-/// The leaf certificate nginx serves on 127.0.0.1:`port` for `host`.
-pub fn served_leaf(port: u16, host: &str) -> anyhow::Result<Vec<u8>> {
+/// A TLS session to 127.0.0.1:`port` with SNI `host`.
+fn connect(port: u16, host: &str) -> anyhow::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -69,11 +69,36 @@ pub fn served_leaf(port: u16, host: &str) -> anyhow::Result<Vec<u8>> {
     while conn.is_handshaking() {
         conn.complete_io(&mut sock).with_context(|| format!("TLS handshake with SNI {host} failed"))?;
     }
-    let leaf = conn.peer_certificates().and_then(|c| c.first()).context("no certificate served")?.to_vec();
-    conn.send_close_notify();
-    let _ = conn.complete_io(&mut sock);
-    let _ = (sock.flush(), sock.read(&mut [0u8; 1]));
-    Ok(leaf)
+    Ok(rustls::StreamOwned::new(conn, sock))
+}
+
+/// The certificate chain nginx serves on 127.0.0.1:`port` for `host`, leaf first (DER).
+pub fn served_chain(port: u16, host: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut s = connect(port, host)?;
+    let chain: Vec<Vec<u8>> =
+        s.conn.peer_certificates().context("no certificate served")?.iter().map(|c| c.to_vec()).collect();
+    s.conn.send_close_notify();
+    let _ = s.conn.complete_io(&mut s.sock);
+    Ok(chain)
+}
+
+/// The leaf certificate nginx serves on 127.0.0.1:`port` for `host`.
+pub fn served_leaf(port: u16, host: &str) -> anyhow::Result<Vec<u8>> {
+    served_chain(port, host)?.into_iter().next().context("no certificate served")
+}
+
+/// `GET https://host/path` through 127.0.0.1:`port` (the local nginx), bounded; returns the body
+/// of a 200 answer.
+pub fn get(port: u16, host: &str, path: &str) -> anyhow::Result<String> {
+    let mut s = connect(port, host)?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    let _ = (&mut s).take(1 << 20).read_to_end(&mut raw); // a close without notify still ends the body
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").context("malformed HTTP answer")?;
+    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    anyhow::ensure!(status == "200", "https://{host}{path} answered HTTP {status}");
+    Ok(body.to_owned())
 }
 
 /// Retry the handshake until the served leaf equals `expected` (nginx may still be switching
