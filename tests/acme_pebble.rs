@@ -45,14 +45,14 @@ fn issues_installs_reuses_the_account_and_reports_failed_validation() {
 
     // Issue, install as one unit, verify against Pebble's issuing root; a renewal gets a new key.
     let host = "broker-test-2.litentry.org";
-    let first = rt.block_on(acme::issue(&account, &root, host)).unwrap();
+    let first = rt.block_on(acme::issue(&account, &root, host, None)).unwrap();
     acme::install(&root, host, "v1", &first).unwrap();
     let current = root.path(&format!("/var/lib/agentkeys-hostd/tls/{host}/current"));
     assert_eq!(std::fs::read_link(&current).unwrap().to_str(), Some("v1"));
     pebble.verify_chain(&current.join("fullchain.pem")).unwrap();
     assert!(key_is_p256(&current.join("privkey.pem")));
     assert_eq!(std::fs::metadata(current.join("privkey.pem")).unwrap().mode() & 0o777, 0o600);
-    let second = rt.block_on(acme::issue(&again, &root, host)).unwrap();
+    let second = rt.block_on(acme::issue(&again, &root, host, None)).unwrap();
     acme::install(&root, host, "v2", &second).unwrap();
     assert_eq!(std::fs::read_link(&current).unwrap().to_str(), Some("v2"));
     assert_ne!(first.key_pem, second.key_pem, "a fresh key per certificate");
@@ -65,7 +65,7 @@ fn issues_installs_reuses_the_account_and_reports_failed_validation() {
     // A host whose DNS points elsewhere fails validation with a class the ledger can use.
     let parked = "email-test-2.litentry.org";
     pebble.set_a(parked, "127.0.0.9");
-    let failed = rt.block_on(acme::issue(&account, &root, parked)).expect_err("validation must fail");
+    let failed = rt.block_on(acme::issue(&account, &root, parked, None)).expect_err("validation must fail");
     assert_eq!(failed.host, parked);
     assert!(matches!(failed.class.as_str(), "connection" | "unauthorized" | "dns"), "{failed}");
     assert!(!root.path(&format!("/var/lib/agentkeys-hostd/tls/{parked}")).exists(), "nothing installed");
@@ -90,7 +90,7 @@ fn realistic_pebble_with_nonce_rejections_and_delays_still_issues() {
     let id = hostd::naming::Identity { stack: hostd::naming::Stack::Test { slot: 2 }, zone: "litentry.org".into() };
     for host in id.public_hosts() {
         let host = host.as_str();
-        let issued = rt.block_on(acme::issue(&account, &root, host)).unwrap_or_else(|e| panic!("{host}: {e}"));
+        let issued = rt.block_on(acme::issue(&account, &root, host, None)).unwrap_or_else(|e| panic!("{host}: {e}"));
         acme::install(&root, host, "v1", &issued).unwrap();
         pebble.verify_chain(&root.path(&format!("/var/lib/agentkeys-hostd/tls/{host}/current/fullchain.pem"))).unwrap();
     }

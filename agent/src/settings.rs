@@ -35,6 +35,7 @@ pub struct AcmeSettings {
     pub public_ipv4: Option<std::net::Ipv4Addr>,
     pub resolver: Option<std::net::SocketAddr>,
     pub imds_endpoint: Option<String>,
+    pub profile: Option<String>,
 }
 
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -70,7 +71,10 @@ fn resolve_acme(config: &Config) -> Result<AcmeSettings, InvalidInput> {
         Some(v) => Some(validate::http_url(&v.source(), &v.value)?),
         None => None,
     };
-    Ok(AcmeSettings { directory_url, ca_bundle, contact_email, public_ipv4, resolver, imds_endpoint })
+    let profile = parse(&config.acme_profile, "a profile name (letters, digits, -, _)", &|s| {
+        !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })?;
+    Ok(AcmeSettings { directory_url, ca_bundle, contact_email, public_ipv4, resolver, imds_endpoint, profile })
 }
 
 /// The resolved, validated settings of one host.

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::acme_policy::{self, Cert, DnsVerdict, Ledger};
 use crate::host::acme::{self, AcmeConfig};
+
 use crate::host::certs::{self, CertInfo};
 use crate::host::fs::Root;
 use crate::host::{dns, health};
@@ -19,6 +20,62 @@ use crate::render::TlsState;
 use crate::settings::Settings;
 
 const LEDGER_FILE: &str = "/var/lib/agentkeys-hostd/acme/ledger.json";
+const ARI_FILE: &str = "/var/lib/agentkeys-hostd/acme/renewal-info.json";
+
+/// The CA's renewal window for one certificate, and when to ask again (its Retry-After).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+struct AriEntry {
+    serial: String,
+    window: Option<(i64, i64)>,
+    next_check: i64,
+}
+
+async fn ensure_account<'a>(
+    slot: &'a mut Option<acme::Account>,
+    root: &Root,
+    settings: &Settings,
+) -> anyhow::Result<&'a acme::Account> {
+    if slot.is_none() {
+        let a = &settings.acme;
+        let cfg = AcmeConfig {
+            directory_url: a.directory_url.clone(),
+            ca_bundle: a.ca_bundle.as_ref().map(|p| root.path(p)),
+            contact_email: a.contact_email.clone(),
+        };
+        *slot = Some(acme::account(root, &cfg).await?);
+    }
+    Ok(slot.as_ref().expect("set above"))
+}
+
+/// The ARI window of `cert`, from the cache while fresh, else asked from the CA (a CA without ARI,
+/// or one that cannot be reached, leaves the lifetime rule in charge).
+async fn ari_window(
+    cache: &mut BTreeMap<String, AriEntry>,
+    account: &mut Option<acme::Account>,
+    root: &Root,
+    settings: &Settings,
+    host: &str,
+    cert: &CertInfo,
+    now: i64,
+) -> Option<(i64, i64)> {
+    if let Some(e) = cache.get(host).filter(|e| e.serial == cert.serial && now < e.next_check) {
+        return e.window;
+    }
+    let asked = match ensure_account(account, root, settings).await {
+        Ok(acct) => acme::renewal_window(acct, &cert.leaf_der).await,
+        Err(e) => Err(e),
+    };
+    let (window, next_check) = match asked {
+        Ok(Some((w, retry))) => (Some(w), now + retry),
+        Ok(None) => (None, now + 86_400),
+        Err(e) => {
+            tracing::warn!(host, error = %format!("{e:#}"), "renewal information unavailable; using the lifetime rule");
+            (None, now + 3_600)
+        }
+    };
+    cache.insert(host.to_owned(), AriEntry { serial: cert.serial.clone(), window, next_check });
+    window
+}
 
 /// What happened to one host's certificate in this run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -101,6 +158,11 @@ pub async fn converge(
 ) -> anyhow::Result<(BTreeMap<String, HostOutcome>, bool)> {
     let mut ledger = read_ledger(root)?;
     let before = ledger.clone();
+    let mut ari: BTreeMap<String, AriEntry> = match root.read_string(ARI_FILE)? {
+        Some(t) => serde_json::from_str(&t).unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    let ari_before = ari.clone();
     let mut out = BTreeMap::new();
     let mut installed = false;
     let a = &settings.acme;
@@ -112,7 +174,8 @@ pub async fn converge(
     for (host, state) in tls {
         let current = in_service(root, state);
         if let Some(c) = &current {
-            let cert = Cert { not_before: c.not_before, not_after: c.not_after, ari: None };
+            let window = ari_window(&mut ari, &mut account, root, settings, host, c, now).await;
+            let cert = Cert { not_before: c.not_before, not_after: c.not_after, ari: window };
             let r = acme_policy::renewal_time(&cert, now, jitter);
             if r.at > now {
                 let mut o = HostOutcome::new("https", format!("renewal due at {} ({})", r.at, r.why));
@@ -165,16 +228,9 @@ pub async fn converge(
             out.insert(host.clone(), keep(HostOutcome::new("self_check_failed", e)));
             continue;
         }
-        if account.is_none() {
-            let cfg = AcmeConfig {
-                directory_url: a.directory_url.clone(),
-                ca_bundle: a.ca_bundle.as_ref().map(|p| root.path(p)),
-                contact_email: a.contact_email.clone(),
-            };
-            account = Some(acme::account(root, &cfg).await?);
-        }
-        let Some(acct) = account.as_ref() else { continue };
-        match acme::issue(acct, root, host).await {
+        let acct = ensure_account(&mut account, root, settings).await?;
+        let (profile, note) = acme::pick_profile(acct, a.profile.as_deref());
+        match acme::issue(acct, root, host, profile).await {
             Ok(issued) => {
                 let info =
                     certs::leaf_of_pem(&issued.chain_pem).context("the CA returned an unreadable certificate")?;
@@ -182,18 +238,28 @@ pub async fn converge(
                 ledger.remove(host);
                 installed = true;
                 let mut o = HostOutcome::new("issued", format!("serial {}", info.serial));
+                if let Some(n) = note {
+                    o.detail = format!("{}; {n}", o.detail);
+                }
                 o.not_after = Some(info.not_after);
                 out.insert(host.clone(), o);
             }
             Err(failed) => {
                 tracing::warn!(host = %host, class = %failed.class, "certificate order failed");
-                ledger.insert(host.clone(), acme_policy::record_failure(ledger.get(host), now, &failed.class, None));
+                ledger.insert(
+                    host.clone(),
+                    acme_policy::record_failure(ledger.get(host), now, &failed.class, failed.retry_after),
+                );
                 out.insert(host.clone(), keep(HostOutcome::new("failed", failed.to_string())));
             }
         }
     }
     if ledger != before {
         write_ledger(root, &ledger)?;
+    }
+    if ari != ari_before {
+        std::fs::create_dir_all(root.path(acme::ACCOUNT_DIR)).context("failed to create the ACME state directory")?;
+        root.write_atomic(ARI_FILE, (serde_json::to_string_pretty(&ari)? + "\n").as_bytes(), 0o600, 0, 0)?;
     }
     Ok((out, installed))
 }

@@ -30,6 +30,8 @@ pub struct AcmeFragment {
     pub contact_email: Option<String>,
     /// This machine's public IPv4 (default: asked from EC2 IMDSv2).
     pub public_ipv4: Option<String>,
+    /// Certificate profile to request when the CA offers it (e.g. `tlsserver`); else its default.
+    pub profile: Option<String>,
     /// EC2 metadata endpoint (default: IMDS' own address); tests use a loopback stand-in.
     pub imds_endpoint: Option<String>,
     /// DNS server for the A-record check, `IP:PORT` (default: the first nameserver of resolv.conf).

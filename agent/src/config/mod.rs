@@ -48,6 +48,7 @@ pub struct Config {
     pub acme_public_ipv4: Option<FromFile<String>>,
     pub acme_resolver: Option<FromFile<String>>,
     pub acme_imds_endpoint: Option<FromFile<String>>,
+    pub acme_profile: Option<FromFile<String>>,
     /// unit → key → value.
     pub service_env: BTreeMap<String, BTreeMap<String, FromFile<String>>>,
 }
@@ -124,6 +125,7 @@ pub fn merge(files: &[(String, Fragment)]) -> Config {
             take!(c.acme_public_ipv4, a.public_ipv4, "acme.public_ipv4");
             take!(c.acme_resolver, a.resolver, "acme.resolver");
             take!(c.acme_imds_endpoint, a.imds_endpoint, "acme.imds_endpoint");
+            take!(c.acme_profile, a.profile, "acme.profile");
         }
         for (unit, svc) in frag.services.iter().flatten() {
             for (k, v) in svc.environment.iter().flatten() {

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+pub use instant_acme::Account;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
-    RetryPolicy,
+    AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +41,37 @@ pub struct OrderFailed {
     pub host: String,
     pub class: String,
     pub detail: String,
+    /// When the CA said to try again (unix seconds), if it did.
+    pub retry_after: Option<i64>,
+}
+
+/// The time in a CA's "retry after 2026-11-30 10:00:00 UTC" (Let's Encrypt's rate-limit wording).
+pub fn retry_after_in(detail: &str) -> Option<i64> {
+    let lower = detail.to_ascii_lowercase();
+    let at = lower.find("retry after ")? + "retry after ".len();
+    let stamp = detail.get(at..at + 19)?;
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    let t = time::PrimitiveDateTime::parse(stamp, &format).ok()?;
+    Some(t.assume_utc().unix_timestamp())
+}
+
+/// The CA's suggested renewal window for `leaf_der` (RFC 9773) and how long to wait before asking
+/// again; `None` when the CA offers no ARI.
+pub async fn renewal_window(account: &Account, leaf_der: &[u8]) -> anyhow::Result<Option<((i64, i64), i64)>> {
+    let der = rustls::pki_types::CertificateDer::from(leaf_der.to_vec());
+    let id = instant_acme::CertificateIdentifier::try_from(&der)
+        .map_err(|e| anyhow::anyhow!("certificate identifier: {e}"))?;
+    match account.renewal_info(&id).await {
+        Ok((info, retry)) => {
+            let w = info.suggested_window;
+            // Round up: never ask again before the CA said to.
+            let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
+            let retry = i64::try_from(secs).unwrap_or(i64::MAX).max(60);
+            Ok(Some(((w.start.unix_timestamp(), w.end.unix_timestamp()), retry)))
+        }
+        Err(instant_acme::Error::Unsupported(_)) => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("renewal information: {e}")),
+    }
 }
 
 fn builder(cfg: &AcmeConfig) -> anyhow::Result<instant_acme::AccountBuilder> {
@@ -53,11 +84,20 @@ fn builder(cfg: &AcmeConfig) -> anyhow::Result<instant_acme::AccountBuilder> {
 
 /// The account for `cfg.directory_url`: loaded if stored for that directory, else created once.
 pub async fn account(root: &Root, cfg: &AcmeConfig) -> anyhow::Result<Account> {
+    account_with(root, cfg, || builder(cfg)).await
+}
+
+/// The same with the HTTP client chosen by the caller (tests talk to an in-process CA).
+pub async fn account_with(
+    root: &Root,
+    cfg: &AcmeConfig,
+    builder: impl Fn() -> anyhow::Result<instant_acme::AccountBuilder>,
+) -> anyhow::Result<Account> {
     if let Some(text) = root.read_string(ACCOUNT_FILE)? {
         let stored: StoredAccount = serde_json::from_str(&text)
             .with_context(|| format!("{ACCOUNT_FILE} is unreadable; move it aside to register a new account"))?;
         if stored.directory_url == cfg.directory_url {
-            return builder(cfg)?
+            return builder()?
                 .from_credentials(stored.credentials)
                 .await
                 .with_context(|| format!("failed to restore the ACME account for {}", cfg.directory_url));
@@ -71,7 +111,7 @@ pub async fn account(root: &Root, cfg: &AcmeConfig) -> anyhow::Result<Account> {
     let contact: Vec<String> = cfg.contact_email.iter().map(|e| format!("mailto:{e}")).collect();
     let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
     let new = NewAccount { contact: &contact, terms_of_service_agreed: true, only_return_existing: false };
-    let (account, credentials) = builder(cfg)?
+    let (account, credentials) = builder()?
         .create(&new, cfg.directory_url.clone(), None)
         .await
         .with_context(|| format!("failed to register an ACME account with {}", cfg.directory_url))?;
@@ -105,12 +145,28 @@ impl std::fmt::Debug for Issued {
     }
 }
 
+/// The profile to request: `wanted` when the CA offers it, else none (the CA's default) and a note.
+pub fn pick_profile<'a>(account: &Account, wanted: Option<&'a str>) -> (Option<&'a str>, Option<String>) {
+    match wanted {
+        Some(p) if account.profiles().any(|m| m.name == p) => (Some(p), None),
+        Some(p) => (None, Some(format!("the CA does not offer profile {p:?}; ordered with its default"))),
+        None => (None, None),
+    }
+}
+
 /// Order a certificate for `host` and answer its HTTP-01 challenge from the webroot.
-pub async fn issue(account: &Account, root: &Root, host: &str) -> Result<Issued, OrderFailed> {
-    let fail = |class: String, detail: String| OrderFailed { host: host.to_owned(), class, detail };
+pub async fn issue(account: &Account, root: &Root, host: &str, profile: Option<&str>) -> Result<Issued, OrderFailed> {
+    let fail = |class: String, detail: String| {
+        let retry_after = retry_after_in(&detail);
+        OrderFailed { host: host.to_owned(), class, detail, retry_after }
+    };
     let api = |e: instant_acme::Error| fail(classify(&e), e.to_string());
     let ids = [Identifier::Dns(host.to_owned())];
-    let mut order = account.new_order(&NewOrder::new(&ids)).await.map_err(api)?;
+    let new = match profile {
+        Some(p) => NewOrder::new(&ids).profile(p),
+        None => NewOrder::new(&ids),
+    };
+    let mut order = account.new_order(&new).await.map_err(api)?;
     let mut tokens = Vec::new();
     let mut authorizations = order.authorizations();
     while let Some(result) = authorizations.next().await {
