@@ -254,23 +254,30 @@ fn ten_runs_against_failing_validation_make_one_failed_order_per_host() {
 }
 
 #[test]
-fn a_template_that_breaks_nginx_is_rolled_back_and_the_old_config_keeps_serving() {
+fn all_eight_hosts_are_served_and_a_template_that_breaks_nginx_is_rolled_back() {
     let c = Container::boot(&format!("{BASE_CONFIG}\n{ACME}"));
     let dir = tempfile::tempdir().unwrap();
     start_pebble(&c, dir.path(), 80);
     let run = c.reconcile_acme(&["--ci", "--slot", "2", "--zone", "litentry.org", "--account-id", ACCOUNT]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let issuing = dir.path().join("issuing-root.pem");
+    let ca = dir.path().join("ca.pem");
+    let out = in_netns(&c, &["curl", "-sf", "--cacert", ca.to_str().unwrap(), "https://127.0.0.1:15000/roots/0"]);
+    std::fs::write(&issuing, &out.stdout).unwrap();
+    let tls = run.json()["tls"].as_object().unwrap().clone();
+    assert_eq!(tls.len(), 8);
+    for (h, state) in &tls {
+        assert!(state.as_str().unwrap().starts_with("issued"), "{h}: {state}");
+        assert_eq!(
+            served_serial(&c, h, &issuing),
+            installed_serial(&c, h),
+            "{h}: verified against Pebble's root, same serial"
+        );
+    }
     let host = "broker-test-2.litentry.org";
     let vhost_path = format!("/etc/nginx/sites-available/{host}.conf");
     let vhost = c.read(&vhost_path);
     let serial = installed_serial(&c, host);
-    let issuing = dir.path().join("issuing-root.pem");
-    let out = in_netns(
-        &c,
-        &["curl", "-sf", "--cacert", dir.path().join("ca.pem").to_str().unwrap(), "https://127.0.0.1:15000/roots/0"],
-    );
-    std::fs::write(&issuing, &out.stdout).unwrap();
-    assert_eq!(served_serial(&c, host, &issuing), serial);
 
     // An operator override with a directive nginx does not know.
     let template =

@@ -147,6 +147,11 @@ fn in_service(root: &Root, state: &TlsState) -> Option<CertInfo> {
     }
 }
 
+/// Errors worth one immediate retry (nonce errors are retried inside instant-acme already).
+fn is_transient(class: &str) -> bool {
+    matches!(class, "connection" | "timeout" | "serverInternal")
+}
+
 /// Converge every host's certificate; `jitter` picks the point in ARI windows. Returns per-host
 /// outcomes and whether any certificate was installed (the vhosts must then be re-rendered).
 pub async fn converge(
@@ -230,7 +235,17 @@ pub async fn converge(
         }
         let acct = ensure_account(&mut account, root, settings).await?;
         let (profile, note) = acme::pick_profile(acct, a.profile.as_deref());
-        match acme::issue(acct, root, host, profile).await {
+        let mut attempt = acme::issue(acct, root, host, profile).await;
+        if let Err(f) = &attempt
+            && is_transient(&f.class)
+        {
+            // A dropped connection or a CA hiccup is worth one more try in this run; a validation
+            // failure is not (it would burn the CA's failed-validation limit).
+            tracing::warn!(host = %host, class = %f.class, "transient ACME failure; retrying once");
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            attempt = acme::issue(acct, root, host, profile).await;
+        }
+        match attempt {
             Ok(issued) => {
                 let info =
                     certs::leaf_of_pem(&issued.chain_pem).context("the CA returned an unreadable certificate")?;
