@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: boot a throwaway host with real systemd as PID 1 (a cached
-# Debian rootfs in systemd-nspawn, stand-in service binaries), converge it with
-# `agentkeys-hostd reconcile`, print `status`, show that a re-run changes nothing and that a
-# cross-wired re-deploy is refused. Everything is removed at the end.
+# Debian rootfs in systemd-nspawn, stand-in service binaries) and a local ACME CA (Pebble and its
+# DNS, inside the host's private network), converge it with `agentkeys-hostd reconcile`, print
+# `status` and the OIDC helper, show that a re-run changes nothing and that a cross-wired re-deploy
+# is refused. Everything is removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./tests/harness/prereqs.sh
@@ -39,16 +40,49 @@ for b in agentkeys-mock-server agentkeys-broker-server agentkeys-worker-audit ag
   agentkeys-worker-creds agentkeys-worker-memory agentkeys-worker-config agentkeys-worker-classify agentkeys-bundler; do
   cp target/debug/agentkeys-standin "$root/usr/local/bin/$b"
 done
-mkdir -p "$root/etc/agentkeys"
+mkdir -p "$root/etc/agentkeys" "$root/etc/pebble"
 cp packaging/examples/hostd.toml "$root/etc/agentkeys/hostd.toml"
+mkdir -p "$root/etc/agentkeys/hostd.d"
+cat >"$root/etc/agentkeys/hostd.d/50-local-ca.toml" <<'TOML'
+# The throwaway host's local CA (Pebble) and DNS (challtestsrv), both on its private loopback.
+[acme]
+directory_url = "https://127.0.0.1:14000/dir"
+ca_bundle = "/etc/pebble/ca.pem"
+public_ipv4 = "127.0.0.1"
+resolver = "127.0.0.1:8053"
+TOML
 
-echo; echo "== agentkeys-hostd reconcile --ci --slot 2 --zone example.org --account-id 123456789012 --no-acme"
-inside agentkeys-hostd reconcile --ci --slot 2 --zone example.org --account-id 123456789012 --no-acme |
-  grep -E '^(done: (start|mint|wait|daemon|enable)|changed|converged|note)'
+# Pebble's API certificate, then Pebble and its DNS as transient units inside the host.
+pki=$(mktemp -d /tmp/agentkeys-demo-pki.XXXXXX)
+trap 'cleanup; rm -rf "$pki"' EXIT
+(
+  cd "$pki"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=demo CA" -days 2 -keyout ca.key -out ca.pem
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost -keyout key.pem -out req.csr
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >ext.cnf
+  openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out cert.pem
+) >/dev/null 2>&1
+cp "$pki/ca.pem" "$pki/cert.pem" "$pki/key.pem" "$root/etc/pebble/"
+printf '{"pebble":{"listenAddress":"127.0.0.1:14000","managementListenAddress":"127.0.0.1:15000","certificate":"cert.pem","privateKey":"key.pem","httpPort":80,"tlsPort":5001,"ocspResponderURL":"","externalAccountBindingRequired":false}}' \
+  >"$root/etc/pebble/pebble.json"
+cp /usr/bin/pebble /usr/bin/pebble-challtestsrv "$root/usr/local/sbin/"
+inside systemd-run -q --unit challtestsrv /usr/local/sbin/pebble-challtestsrv -dns01 127.0.0.1:8053 -defaultIPv4 127.0.0.1 \
+  -defaultIPv6 "" -http01 "" -https01 "" -tlsalpn01 "" -management 127.0.0.1:8055
+inside systemd-run -q --unit pebble -p WorkingDirectory=/etc/pebble -E PEBBLE_VA_NOSLEEP=1 -E PEBBLE_WFE_NONCEREJECT=0 \
+  /usr/local/sbin/pebble -config pebble.json -dnsserver 127.0.0.1:8053
+inside bash -c 'for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/14000) 2>/dev/null && exit 0; sleep 0.1; done; exit 1'
+echo "== local ACME CA (Pebble) and DNS (challtestsrv) running inside the host"
+
+echo; echo "== agentkeys-hostd reconcile --ci --slot 2 --zone example.org --account-id 123456789012 --json"
+inside agentkeys-hostd reconcile --ci --slot 2 --zone example.org --account-id 123456789012 --json >"$pki/run.txt"
+head -n 1 "$pki/run.txt"
+grep -E '^(done: (start|mint|wait|daemon|enable|reload|prove)|changed|converged|note)' "$pki/run.txt"
 echo; echo "== agentkeys-hostd status"
 inside agentkeys-hostd status
+echo; echo "== agentkeys-hostd oidc (thumbprint computed from the served chain)"
+inside agentkeys-hostd oidc
 echo; echo "== a second, flagless run (identity read back from the deployed broker unit)"
-inside agentkeys-hostd reconcile --no-acme | tail -n 1
+inside agentkeys-hostd reconcile | tail -n 1
 echo; echo "== a cross-wired re-deploy (--base on this test-slot-2 host) is refused"
-set +e; inside agentkeys-hostd reconcile --base --no-acme; code=$?; set -e
+set +e; inside agentkeys-hostd reconcile --base; code=$?; set -e
 echo "exit code: $code"

@@ -130,8 +130,11 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<i32> {
         None => writeln!(t, "identity: none deployed yet")?,
     }
     match &status.last_run {
-        Some(r) => writeln!(t, "last run: {} ({} ms, finished at unix {})", r.result, r.duration_ms, r.finished_unix)?,
-        None => writeln!(t, "last run: never")?,
+        // No-op runs write nothing, so this is the last run that changed something or failed.
+        Some(r) => {
+            writeln!(t, "last change: {} ({} ms, finished at unix {})", r.result, r.duration_ms, r.finished_unix)?
+        }
+        None => writeln!(t, "last change: never")?,
     }
     if let Some(p) = &status.pending {
         writeln!(t, "unfinished run (pid {}): will restart {}", p.pid, p.restarts.join(", "))?;
