@@ -114,14 +114,15 @@ fn one_env_change_restarts_exactly_that_service_with_its_reason() {
 fn a_new_broker_binary_restarts_the_broker_then_its_key_consumers() {
     let c = fresh();
     let pids = c.main_pids();
-    let mut bin = std::fs::read(common::container::standin()).unwrap();
-    bin.extend_from_slice(b"\0release-b");
-    let new = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(new.path(), bin).unwrap();
-    std::fs::set_permissions(new.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    c.install(new.path().to_str().unwrap(), "/usr/local/bin/agentkeys-broker-server");
-    let run = c.reconcile(&[]);
+    common::bundle::write(
+        &c.path("/root/release-b"),
+        "2.0.0",
+        "b0b0b0b0b0b0b0",
+        &[("agentkeys-broker-server", b"\0release-b")],
+    );
+    let run = c.reconcile(&["--release", "/root/release-b"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["release"], "2.0.0-b0b0b0b0b0b0");
     let order = restarted(&run);
     let consumers = [
         "agentkeys-signer",
@@ -148,7 +149,7 @@ fn a_new_broker_binary_restarts_the_broker_then_its_key_consumers() {
 #[test]
 fn a_failing_service_fails_the_run_with_its_state_and_journal() {
     let c = fresh();
-    std::fs::write(c.path("/usr/local/bin/agentkeys-worker-audit.fail-health"), "").unwrap();
+    std::fs::write(c.path("/opt/agentkeys/current/bin/agentkeys-worker-audit.fail-health"), "").unwrap();
     let run = c.reconcile(&[]);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     let s = run.json();

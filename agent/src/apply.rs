@@ -1,7 +1,5 @@
 //! Run a plan on a root, in order, stopping at the first failure; return what was done.
 
-use std::process::Command;
-
 use anyhow::{Context, bail};
 
 use crate::host::accounts::AccountDb;
@@ -38,7 +36,7 @@ fn check_nginx(root: &Root, plan: &Plan, observed: &Observed) -> anyhow::Result<
     if changed.is_empty() || !root.is_real_root() {
         return Ok(());
     }
-    let out = Command::new("nginx").arg("-t").output().context("failed to run nginx -t")?;
+    let out = crate::host::system_command("nginx").arg("-t").output().context("failed to run nginx -t")?;
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
     if out.status.success() && !stderr.contains("[warn]") && !stderr.contains("[emerg]") {
         return Ok(());
@@ -70,7 +68,8 @@ fn validated_write(root: &Root, path: &str, content: &[u8], meta: (u32, u32, u32
             // sudo ignores names with a dot, so the candidate is never live before it is checked.
             let candidate = format!("{path}.hostd-candidate");
             root.write_atomic(&candidate, content, mode, uid, gid)?;
-            let out = Command::new("visudo").args(["-c", "-q", "-f"]).arg(root.path(&candidate)).output();
+            let out =
+                crate::host::system_command("visudo").args(["-c", "-q", "-f"]).arg(root.path(&candidate)).output();
             let ok = out.as_ref().is_ok_and(|o| o.status.success());
             if !ok {
                 root.remove(&candidate)?;
@@ -88,7 +87,7 @@ fn validated_write(root: &Root, path: &str, content: &[u8], meta: (u32, u32, u32
             if !root.is_real_root() {
                 return Ok(()); // sshd -t can only check the configuration of the running system
             }
-            let out = Command::new("sshd").arg("-t").output();
+            let out = crate::host::system_command("sshd").arg("-t").output();
             if out.as_ref().is_ok_and(|o| o.status.success()) {
                 return Ok(());
             }

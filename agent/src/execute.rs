@@ -20,7 +20,7 @@ const PUBKEY_WAIT: Duration = Duration::from_secs(60);
 
 /// The last lines the journal holds for `unit`.
 pub fn journal_tail(unit: &str, lines: usize) -> String {
-    Command::new("journalctl")
+    crate::host::system_command("journalctl")
         .args(["-u", unit, "-n", &lines.to_string(), "--no-pager", "-o", "short-iso"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_owned())
@@ -122,7 +122,7 @@ fn mint_keypair(settings: &Settings, accounts: &Accounts, purpose: &str, path: &
 }
 
 fn nginx_test() -> anyhow::Result<()> {
-    let out = Command::new("nginx").arg("-t").output().context("failed to run nginx -t")?;
+    let out = crate::host::system_command("nginx").arg("-t").output().context("failed to run nginx -t")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() || stderr.contains("[warn]") || stderr.contains("[emerg]") {
         bail!("nginx -t rejected the configuration: {}", stderr.trim());

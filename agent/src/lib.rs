@@ -21,6 +21,7 @@ pub mod observe;
 pub mod observed;
 pub mod paths;
 pub mod plan;
+pub mod release;
 pub mod render;
 pub mod report;
 pub mod secrets;

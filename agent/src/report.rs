@@ -37,6 +37,9 @@ pub struct Summary {
     /// amazon-ssm-agent's state (systemd runs only): CI deploys through SSM need it active.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssm_agent: Option<String>,
+    /// The release `current` points at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
     /// unit → health verdict (systemd runs only).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub health: BTreeMap<String, String>,
@@ -95,6 +98,7 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
         notes,
         health: BTreeMap::new(),
         ssm_agent: p.observed.runtime.as_ref().map(|r| r.ssm_agent.clone()),
+        release: None,
         error,
     }
 }

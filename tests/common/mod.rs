@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests: fake roots, running the real binary, snapshots.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bundle;
 pub mod container;
 pub mod pebble;
 

@@ -101,6 +101,15 @@ pub struct ReconcileArgs {
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Install and switch to this release: a directory, a .tar.gz/.tar.zst file, or an https:// URL.
+    #[arg(long, value_name = "SRC")]
+    pub release: Option<String>,
+    /// SHA-256 of the release archive (required for URLs).
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Releases to keep on disk besides the current one.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub keep_releases: usize,
     /// Wait this long for another converge to finish before giving up (exit 75).
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub lock_wait_secs: u64,

@@ -9,7 +9,7 @@ use crate::engine::{self, Prepared, Request};
 use crate::error::{InvalidInput, Source, exit};
 use crate::host::health;
 use crate::host::systemd::Systemd;
-use crate::host::{accounts, fs::Root};
+use crate::host::{accounts, fs::Root, releases};
 use crate::plan::Options;
 use crate::settings::Flags;
 use crate::state::{self, LastRun, Pending};
@@ -48,8 +48,18 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
         options: Options { no_systemd },
     };
     // Decide once before taking the lock, so bad input is refused with nothing written (not even
-    // the lock file); the run itself decides again under the lock.
+    // the lock file); the run itself decides again under the lock. A release is verified here too.
     engine::prepare(&root, db.as_ref(), &req, None)?;
+    let bundle = match &args.release {
+        Some(src) if src.starts_with("https://") => {
+            let Some(sha) = &args.sha256 else {
+                return Err(refuse("--sha256", "a release URL needs --sha256: nothing downloaded is trusted unpinned"));
+            };
+            Some(crate::host::download::release(src, sha)?)
+        }
+        Some(src) => Some(releases::load(src, args.sha256.as_deref())?),
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let _lock = if args.dry_run {
         None
@@ -62,6 +72,24 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
         })?)
     };
     let sd = if no_systemd { None } else { Some(rt.block_on(Systemd::connect())?) };
+    // Releases: switch to the requested one, or adopt the old script's binaries when none exists.
+    let mut release_notes = Vec::new();
+    let mut switched: Option<(String, Option<String>)> = None;
+    if !args.dry_run {
+        if let Some(b) = &bundle {
+            let id = releases::install(&root, b)?;
+            if releases::current(&root).as_deref() != Some(id.as_str()) {
+                let previous = releases::switch(&root, &id)?;
+                release_notes
+                    .push(format!("switched to release {id} (previous: {})", previous.as_deref().unwrap_or("none")));
+                switched = Some((id, previous));
+            }
+        } else if releases::current(&root).is_none()
+            && let Some(id) = releases::adopt(&root)?
+        {
+            release_notes.push(format!("adopted the binaries in /usr/local/bin as release {id}"));
+        }
+    }
     let mut saved = state::read(&root)?;
     let before = saved.clone();
     if let Some(p) = &saved.pending {
@@ -106,6 +134,19 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
         Ok((done, verdicts)) => (done, verdicts, None),
         Err((done, verdicts, e)) => (done, verdicts, Some(e)),
     };
+    if let (Some(e), Some((id, Some(previous))), Some(sd)) = (&error, &switched, sd.as_ref()) {
+        // Health-gated rollback: back to the previous release, restart what changed again, verify.
+        let why = format!("{e:#}");
+        let back = rollback(&rt, sd, &root, db.as_ref(), &req, &saved, previous);
+        done.extend(back.as_ref().map(Clone::clone).unwrap_or_default());
+        error = Some(match back {
+            Ok(_) => {
+                anyhow::anyhow!("rolled_back: release {id} failed and {previous} is serving again, healthy\n{why}")
+            }
+            Err(b) => anyhow::anyhow!("release {id} failed ({why}) and the rollback to {previous} failed too: {b:#}"),
+        });
+        release_notes.push(format!("rolled back from {id} to {previous}"));
+    }
     let mut certs = None;
     if let (None, false, Some(sd)) = (&error, args.no_acme, sd.as_ref()) {
         match certificates(&rt, sd, &root, db.as_ref(), &req, &saved, &prepared) {
@@ -129,6 +170,25 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
         }
     }
     let mut summary = report::summary(&prepared, true, error.as_ref().map(|e| format!("{e:#}")));
+    summary.notes.extend(release_notes);
+    summary.release = releases::current(&root);
+    if error.as_ref().is_some_and(|e| format!("{e}").starts_with("rolled_back")) {
+        summary.result = "rolled_back";
+    }
+    if error.is_none() && !args.dry_run {
+        let current = releases::current(&root);
+        let mut keep: Vec<String> = current.iter().cloned().collect();
+        if let Some((_, Some(p))) = &switched {
+            keep.push(p.clone());
+        }
+        let mut others: Vec<String> = releases::list_by_age(&root)?.into_iter().filter(|r| !keep.contains(r)).collect();
+        others.truncate(args.keep_releases.saturating_sub(keep.len().saturating_sub(1)));
+        keep.extend(others);
+        let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+        for r in releases::clean(&root, &keep)? {
+            summary.notes.push(format!("removed old release {r}"));
+        }
+    }
     if let Some(outcomes) = &certs {
         let now = state::now_unix() as i64;
         summary.parked = outcomes.values().filter(|o| o.state == "dns_not_ready").count();
@@ -233,6 +293,28 @@ fn certificates(
         }
     }
     Ok((outcomes, done))
+}
+
+/// Switch back to `previous` and converge again (only the services whose binary changed restart).
+fn rollback(
+    rt: &tokio::runtime::Runtime,
+    sd: &Systemd,
+    root: &Root,
+    db: &dyn accounts::AccountDb,
+    req: &Request,
+    saved: &state::State,
+    previous: &str,
+) -> anyhow::Result<Vec<String>> {
+    releases::switch(root, previous)?;
+    let probe = |settings: &crate::settings::Settings| rt.block_on(engine::observe_runtime(sd, root, settings, saved));
+    let again = engine::prepare(root, db, req, Some(&probe))?;
+    match converge(rt, Some(sd), root, db, &again) {
+        Ok((mut done, _)) => {
+            done.insert(0, format!("rollback: switched back to release {previous}"));
+            Ok(done)
+        }
+        Err((_, _, e)) => Err(e),
+    }
 }
 
 type Failed = (Vec<String>, Vec<health::Verdict>, anyhow::Error);

@@ -160,11 +160,11 @@ impl AccountDb for SystemDb {
     }
 
     fn create_group(&self, name: &str) -> anyhow::Result<()> {
-        run(Command::new("groupadd").args(["--system", name]))
+        run(crate::host::system_command("groupadd").args(["--system", name]))
     }
 
     fn create_login_user(&self, name: &str, home: &str, shell: &str) -> anyhow::Result<()> {
-        run(Command::new("useradd").args([
+        run(crate::host::system_command("useradd").args([
             "--create-home",
             "--user-group",
             "--home-dir",
@@ -178,7 +178,7 @@ impl AccountDb for SystemDb {
     }
 
     fn create_user(&self, name: &str, home: &str, shell: &str) -> anyhow::Result<()> {
-        run(Command::new("useradd").args([
+        run(crate::host::system_command("useradd").args([
             "--system",
             "--gid",
             name,

@@ -1,7 +1,8 @@
 //! Stand-in for the AgentKeys service binaries in container tests. Installed under each service's
 //! binary name; behaves per catalog entry: binds its port, answers `/healthz`, and for the broker
 //! also `keygen`, OIDC discovery, JWKS and the pairing-claim 401. A file `<binary>.fail-health`
-//! next to the binary makes `/healthz` answer 500 (a release whose service is broken).
+//! next to the binary, or the bytes `standin:fail-health` appended to the executable itself (a
+//! release whose service is broken), make `/healthz` answer 500.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -57,12 +58,13 @@ fn reply(status: u16, body: impl Into<String>) -> Reply {
 struct Service {
     name: String,
     marker: PathBuf,
+    broken_build: bool,
     issuer: String,
 }
 
 impl Service {
     fn answer(&self, method: &str, path: &str) -> Reply {
-        let healthy = !self.marker.exists();
+        let healthy = !self.marker.exists() && !self.broken_build;
         match (method, path) {
             ("GET", "/healthz") if !healthy => reply(500, "broken on purpose"),
             ("GET", "/healthz") => match self.name.as_str() {
@@ -178,7 +180,9 @@ fn main() {
     let resolved = std::fs::canonicalize(&exe).unwrap_or(exe.clone());
     let marker = Path::new(&format!("{}.fail-health", exe.display())).to_path_buf();
     let marker = if marker.exists() { marker } else { PathBuf::from(format!("{}.fail-health", resolved.display())) };
-    let svc = Service { name: name.clone(), marker, issuer: env("BROKER_OIDC_ISSUER").unwrap_or_default() };
+    let broken_build = std::fs::read("/proc/self/exe").is_ok_and(|b| b.ends_with(b"standin:fail-health"));
+    let svc =
+        Service { name: name.clone(), marker, broken_build, issuer: env("BROKER_OIDC_ISSUER").unwrap_or_default() };
     let addr = bind_address(&name, &args);
     let listener = TcpListener::bind(&addr).unwrap_or_else(|e| fail(&format!("{name}: cannot listen on {addr}: {e}")));
     println!("standin {name} listening on {addr}");
