@@ -40,9 +40,12 @@ pub struct Summary {
     /// The release `current` points at.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
-    /// unit → health verdict (systemd runs only).
+    /// Services that passed the health gate (systemd runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<usize>,
+    /// unit → why it failed the health gate.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub health: BTreeMap<String, String>,
+    pub unhealthy: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -67,7 +70,7 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
         .iter()
         .filter_map(|a| match a {
             Action::Restart { unit, reasons } | Action::Start { unit, reasons } => {
-                Some((unit.clone(), reasons.clone()))
+                Some((unit.clone(), reasons.iter().map(|r| short_reason(r)).collect()))
             }
             _ => None,
         })
@@ -96,9 +99,34 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
         tls: p.facts.tls.iter().map(|(h, s)| (h.clone(), s.name().to_owned())).collect(),
         secrets_generated,
         notes,
-        health: BTreeMap::new(),
+        healthy: None,
+        unhealthy: BTreeMap::new(),
         ssm_agent: p.observed.runtime.as_ref().map(|r| r.ssm_agent.clone()),
         release: None,
         error,
+    }
+}
+
+/// A reason without directories (`/etc/agentkeys/worker-email.env changed` → `worker-email.env
+/// changed`), so the one-line summary stays small; the full report keeps the paths.
+fn short_reason(reason: &str) -> String {
+    match reason.split_once(' ') {
+        Some((path, rest)) if path.starts_with('/') => {
+            format!("{} {rest}", path.rsplit('/').next().unwrap_or(path))
+        }
+        _ => reason.replace(" (consumes its session public key)", ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reasons_are_shortened() {
+        assert_eq!(super::short_reason("/etc/agentkeys/worker-email.env changed"), "worker-email.env changed");
+        assert_eq!(
+            super::short_reason("restarts with agentkeys-broker (consumes its session public key)"),
+            "restarts with agentkeys-broker"
+        );
+        assert_eq!(super::short_reason("binary agentkeys-bundler changed"), "binary agentkeys-bundler changed");
     }
 }

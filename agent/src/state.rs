@@ -13,6 +13,8 @@ use crate::host::fs::Root;
 
 pub const STATE_FILE: &str = "/var/lib/agentkeys-hostd/state.json";
 pub const LOCK_FILE: &str = "/run/agentkeys-hostd.lock";
+/// The full report of the last run that changed something or failed.
+pub const REPORT_FILE: &str = "/var/lib/agentkeys-hostd/last-report.json";
 
 /// Another run held the lock past the wait limit: exit 75.
 #[derive(Debug, thiserror::Error)]

@@ -134,11 +134,13 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
         Ok((done, verdicts)) => (done, verdicts, None),
         Err((done, verdicts, e)) => (done, verdicts, Some(e)),
     };
+    let mut rolled_back = false;
     if let (Some(e), Some((id, Some(previous))), Some(sd)) = (&error, &switched, sd.as_ref()) {
         // Health-gated rollback: back to the previous release, restart what changed again, verify.
         let why = format!("{e:#}");
         let back = rollback(&rt, sd, &root, db.as_ref(), &req, &saved, previous);
         done.extend(back.as_ref().map(Clone::clone).unwrap_or_default());
+        rolled_back = back.is_ok();
         error = Some(match back {
             Ok(_) => {
                 anyhow::anyhow!("rolled_back: release {id} failed and {previous} is serving again, healthy\n{why}")
@@ -199,10 +201,14 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
             })
             .collect();
     }
-    summary.health = verdicts
-        .iter()
-        .map(|v| (v.unit.clone(), if v.ok { v.detail.clone() } else { format!("failed: {}", v.detail) }))
-        .collect();
+    if !verdicts.is_empty() {
+        summary.healthy = Some(verdicts.iter().filter(|v| v.ok).count());
+        summary.unhealthy = verdicts.iter().filter(|v| !v.ok).map(|v| (v.unit.clone(), v.detail.clone())).collect();
+    }
+    if rolled_back {
+        // The previous release is serving and verified: nothing is left for a later run to finish.
+        saved.pending = None;
+    }
     if error.is_none() {
         saved.pending = None;
         saved.binaries = prepared
@@ -227,6 +233,19 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
         && before.last_run.as_ref().is_some_and(|r| r.result != "failed");
     if !noop {
         state::write(&root, &saved)?;
+        let full = serde_json::json!({
+            "summary": &summary,
+            "done": &done,
+            "health": verdicts,
+            "plan": prepared.plan.actions.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        });
+        root.write_atomic(state::REPORT_FILE, (serde_json::to_string_pretty(&full)? + "\n").as_bytes(), 0o600, 0, 0)?;
+    }
+    if root.is_real_root() {
+        let line = serde_json::to_string(&summary)?;
+        let message =
+            format!("reconcile {}: {} changed, {} restarted", summary.result, summary.changed, summary.restarts.len());
+        crate::host::journal::send(&message, &[("AGENTKEYS_SUMMARY", &line)]);
     }
     if c.json {
         emit(&(serde_json::to_string(&summary)? + "\n"))?;

@@ -61,28 +61,38 @@ pub struct Verdict {
     pub detail: String,
 }
 
-fn probe(svc: &Service) -> Result<String, String> {
-    let a = request(svc.port, "GET", "/healthz").map_err(|e| format!("127.0.0.1:{} /healthz: {e}", svc.port))?;
-    judge(svc.health, &a)?;
+/// Why a probe failed: nothing answered yet, or the service answered unhealthily.
+enum ProbeError {
+    NotAnswering(String),
+    Unhealthy(String),
+}
+
+fn probe(svc: &Service) -> Result<String, ProbeError> {
+    let a = request(svc.port, "GET", "/healthz")
+        .map_err(|e| ProbeError::NotAnswering(format!("127.0.0.1:{} /healthz: {e}", svc.port)))?;
+    judge(svc.health, &a).map_err(ProbeError::Unhealthy)?;
     let mut detail = "healthy".to_owned();
     if svc.health == Health::JsonReady && a.body.replace(' ', "").contains("\"ready\":false") {
         detail = "degraded (ready: false)".into();
     }
     if svc.unit == "agentkeys-broker" {
-        let claim =
-            request(svc.port, "POST", "/v1/agent/pairing/claim").map_err(|e| format!("pairing-claim probe: {e}"))?;
+        let claim = request(svc.port, "POST", "/v1/agent/pairing/claim")
+            .map_err(|e| ProbeError::NotAnswering(format!("pairing-claim probe: {e}")))?;
         match claim.status {
             401 => {}
             404 => {
-                return Err(
-                    "POST /v1/agent/pairing/claim answered 404: a stale broker binary without auth-email-link".into()
-                );
+                return Err(ProbeError::Unhealthy(
+                    "POST /v1/agent/pairing/claim answered 404: a stale broker binary without auth-email-link".into(),
+                ));
             }
-            s => return Err(format!("POST /v1/agent/pairing/claim answered {s}, expected 401")),
+            s => return Err(ProbeError::Unhealthy(format!("POST /v1/agent/pairing/claim answered {s}, expected 401"))),
         }
     }
     Ok(detail)
 }
+
+/// How long a service may keep answering unhealthily (e.g. HTTP 500) before the gate fails.
+const ANSWERING_GRACE: Duration = Duration::from_secs(5);
 
 /// Probe every service until healthy or until `budget` runs out, each retried every 200 ms.
 pub fn gate(budget: Duration) -> Vec<Verdict> {
@@ -90,11 +100,24 @@ pub fn gate(budget: Duration) -> Vec<Verdict> {
     let mut out = Vec::new();
     for svc in SERVICES {
         let unit = format!("{}.service", svc.unit);
+        // A service that answers, but wrongly, gets `ANSWERING_GRACE`; one that does not answer yet
+        // (still starting) gets the whole budget.
+        let mut answering_since: Option<Instant> = None;
         let verdict = loop {
             match probe(svc) {
                 Ok(detail) => break Verdict { unit, ok: true, detail },
-                Err(e) if Instant::now() >= deadline => break Verdict { unit, ok: false, detail: e },
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                Err(e) => {
+                    let (answered, detail) = match e {
+                        ProbeError::NotAnswering(d) => (false, d),
+                        ProbeError::Unhealthy(d) => (true, d),
+                    };
+                    let since =
+                        if answered { *answering_since.get_or_insert_with(Instant::now) } else { Instant::now() };
+                    if Instant::now() >= deadline || (answered && since.elapsed() >= ANSWERING_GRACE) {
+                        break Verdict { unit, ok: false, detail };
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
             }
         };
         out.push(verdict);

@@ -8,6 +8,7 @@ pub mod download;
 pub mod fs;
 pub mod health;
 pub mod imds;
+pub mod journal;
 pub mod releases;
 pub mod systemd;
 pub mod tls_proof;
