@@ -107,6 +107,9 @@ pub struct ReconcileArgs {
     /// SHA-256 of the release archive (required for URLs).
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
+    /// CA bundle to trust for a release URL (default: the system's roots).
+    #[arg(long, value_name = "FILE")]
+    pub release_ca: Option<PathBuf>,
     /// Releases to keep on disk besides the current one.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub keep_releases: usize,

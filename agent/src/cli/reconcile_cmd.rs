@@ -55,7 +55,7 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
             let Some(sha) = &args.sha256 else {
                 return Err(refuse("--sha256", "a release URL needs --sha256: nothing downloaded is trusted unpinned"));
             };
-            Some(crate::host::download::release(src, sha)?)
+            Some(crate::host::download::release(src, sha, args.release_ca.as_deref())?)
         }
         Some(src) => Some(releases::load(src, args.sha256.as_deref())?),
         None => None,

@@ -105,23 +105,35 @@ pub fn load(src: &str, sha256: Option<&str>) -> anyhow::Result<Loaded> {
         read_dir_bundle(src, &path)?
     } else {
         let bytes = std::fs::read(&path).map_err(|e| refuse(src, format!("cannot read: {e}")))?;
-        if let Some(want) = sha256 {
-            let got = sha256_hex(&bytes);
-            if got != want.to_ascii_lowercase() {
-                return Err(refuse(src, format!("SHA-256 {got} does not match --sha256 {want}")));
-            }
-        }
-        if src.ends_with(".tar.gz") || src.ends_with(".tgz") {
-            read_archive(src, tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..])))?
-        } else if src.ends_with(".tar.zst") {
-            let dec =
-                zstd::stream::read::Decoder::new(&bytes[..]).map_err(|e| refuse(src, format!("not zstd: {e}")))?;
-            read_archive(src, tar::Archive::new(dec))?
-        } else {
-            return Err(refuse(src, "a release is a directory, a .tar.gz/.tgz or a .tar.zst file, or an https:// URL"));
-        }
+        return load_archive(src, &bytes, sha256);
     };
-    let manifest = release::parse_manifest(&manifest_text)?;
+    verified(&manifest_text, binaries)
+}
+
+/// Load and verify an archive already in memory (a local file or a download); `src` names it and
+/// its suffix picks the format.
+pub fn load_archive(src: &str, bytes: &[u8], sha256: Option<&str>) -> anyhow::Result<Loaded> {
+    if let Some(want) = sha256 {
+        let got = sha256_hex(bytes);
+        if got != want.to_ascii_lowercase() {
+            return Err(refuse(src, format!("SHA-256 {got} does not match --sha256 {want} (truncated or altered)")));
+        }
+    }
+    let name = src.split(['?', '#']).next().unwrap_or(src);
+    let (manifest_text, binaries) = if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+        read_archive(src, tar::Archive::new(flate2::read::GzDecoder::new(bytes)))?
+    } else if name.ends_with(".tar.zst") {
+        let dec = zstd::stream::read::Decoder::new(bytes).map_err(|e| refuse(src, format!("not zstd: {e}")))?;
+        read_archive(src, tar::Archive::new(dec))?
+    } else {
+        return Err(refuse(src, "a release is a directory, a .tar.gz/.tgz or a .tar.zst file, or an https:// URL"));
+    };
+    verified(&manifest_text, binaries)
+}
+
+/// Check the manifest and every binary's hash.
+fn verified(manifest_text: &str, binaries: BTreeMap<String, Vec<u8>>) -> anyhow::Result<Loaded> {
+    let manifest = release::parse_manifest(manifest_text)?;
     let found: BTreeMap<String, String> = binaries.iter().map(|(n, b)| (n.clone(), sha256_hex(b))).collect();
     release::check_files(&manifest, &found)?;
     Ok(Loaded { manifest, binaries })
