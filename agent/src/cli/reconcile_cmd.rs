@@ -295,12 +295,7 @@ fn certificates(
     let (outcomes, installed) = rt.block_on(crate::tls::converge(root, &p.settings, &p.facts.tls, now, jitter))?;
     let mut done = Vec::new();
     if installed {
-        let probe =
-            |settings: &crate::settings::Settings| rt.block_on(engine::observe_runtime(sd, root, settings, saved));
-        let again = engine::prepare(root, db, req, Some(&probe))?;
-        done.extend(apply::apply(root, db, &again.plan, &again.observed)?.done);
-        let accounts = db.lookup(&crate::observe::ACCOUNTS.0, &crate::observe::ACCOUNTS.1)?;
-        done.extend(rt.block_on(execute::run(sd, root, &again.settings, &accounts, &again.plan))?);
+        done = reconverge(rt, sd, root, db, req, saved)?;
         for (host, o) in outcomes.iter().filter(|(_, o)| o.state == "issued") {
             let path = root.path(&format!("{}/{host}/current/fullchain.pem", crate::paths::TLS_STORE));
             let leaf = crate::host::certs::read_leaf(&path)?.leaf_der;
@@ -325,15 +320,24 @@ fn rollback(
     previous: &str,
 ) -> anyhow::Result<Vec<String>> {
     releases::switch(root, previous)?;
+    let mut done = reconverge(rt, sd, root, db, req, saved)?;
+    done.insert(0, format!("rollback: switched back to release {previous}"));
+    Ok(done)
+}
+
+/// Observe and plan again after the host changed under the plan (a certificate installed, a
+/// release switched back), then apply, run the service jobs and health-gate the result.
+fn reconverge(
+    rt: &tokio::runtime::Runtime,
+    sd: &Systemd,
+    root: &Root,
+    db: &dyn accounts::AccountDb,
+    req: &Request,
+    saved: &state::State,
+) -> anyhow::Result<Vec<String>> {
     let probe = |settings: &crate::settings::Settings| rt.block_on(engine::observe_runtime(sd, root, settings, saved));
     let again = engine::prepare(root, db, req, Some(&probe))?;
-    match converge(rt, Some(sd), root, db, &again) {
-        Ok((mut done, _)) => {
-            done.insert(0, format!("rollback: switched back to release {previous}"));
-            Ok(done)
-        }
-        Err((_, _, e)) => Err(e),
-    }
+    converge(rt, Some(sd), root, db, &again).map(|(done, _)| done).map_err(|(_, _, e)| e)
 }
 
 type Failed = (Vec<String>, Vec<health::Verdict>, anyhow::Error);
