@@ -339,3 +339,43 @@ fn an_sshd_configuration_that_fails_sshd_t_is_rolled_back() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     all_green(&run);
 }
+
+#[test]
+fn no_secret_value_reaches_the_journal_the_report_or_status() {
+    let c = fresh();
+    let run = c.reconcile(&[]);
+    let mut secrets = Vec::new();
+    for (file, key) in [
+        ("/etc/agentkeys/dev-key-service.env", "DEV_KEY_SERVICE_MASTER_SECRET"),
+        ("/etc/agentkeys/worker-creds.env", "AGENTKEYS_WORKER_KEK_HEX"),
+        ("/etc/agentkeys/worker-memory.env", "AGENTKEYS_MEMORY_KEK_HEX"),
+        ("/etc/agentkeys/worker-config.env", "AGENTKEYS_CONFIG_KEK_HEX"),
+    ] {
+        let text = String::from_utf8(c.read(file)).unwrap();
+        let value = text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap().to_owned();
+        assert_eq!(value.len(), 64);
+        secrets.push(value);
+    }
+    let keypair = String::from_utf8(c.read("/var/lib/agentkeys/.agentkeys/broker/session-keypair.json")).unwrap();
+    let private: String = keypair.split('"').find(|s| s.len() == 64).unwrap().to_owned();
+    secrets.push(private);
+    let journal = c.exec(&["journalctl", "-b", "--no-pager", "-o", "verbose"]).stdout;
+    let report = String::from_utf8(c.read("/var/lib/agentkeys-hostd/last-report.json")).unwrap();
+    let state = String::from_utf8(c.read("/var/lib/agentkeys-hostd/state.json")).unwrap();
+    let status = c.exec(&["/usr/bin/agentkeys-hostd", "status", "--json"]).stdout;
+    let dry = c.exec(&["/usr/bin/agentkeys-hostd", "reconcile", "--dry-run", "--json", "--no-acme"]).stdout;
+    assert!(journal.len() > 1000, "the journal was read");
+    for (name, text) in [
+        ("journal", &journal),
+        ("report", &report),
+        ("state", &state),
+        ("status", &status),
+        ("dry run", &dry),
+        ("run stdout", &run.stdout),
+        ("run stderr", &run.stderr),
+    ] {
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "a secret value appears in the {name}");
+        }
+    }
+}
