@@ -16,44 +16,62 @@ fn key_is_p256(path: &std::path::Path) -> bool {
     String::from_utf8_lossy(&out.stdout).contains("prime256v1")
 }
 
-#[test]
-fn issues_installs_reuses_the_account_and_reports_failed_validation() {
-    let root_dir = tempfile::tempdir().unwrap();
-    let root = Root::new(root_dir.path());
+/// A fake root with a webroot, Pebble (one at a time: fixed ports) serving it, and a runtime.
+/// Fields drop in order: Pebble stops before the lock is released and the root removed.
+struct Env {
+    pebble: Pebble,
+    _guard: std::sync::MutexGuard<'static, ()>,
+    root: Root,
+    webroot: std::path::PathBuf,
+    cfg: AcmeConfig,
+    rt: tokio::runtime::Runtime,
+    _root_dir: tempfile::TempDir,
+}
+
+fn env(realistic: bool) -> Env {
+    let _root_dir = tempfile::tempdir().unwrap();
+    let root = Root::new(_root_dir.path());
     let webroot = root.path(hostd::paths::ACME_WEBROOT);
     std::fs::create_dir_all(webroot.join(".well-known/acme-challenge")).unwrap();
     let _guard = common::pebble_lock();
-    let pebble = Pebble::start(&webroot, false);
+    let pebble = Pebble::start(&webroot, realistic);
     let cfg = AcmeConfig {
         directory_url: pebble.directory_url.clone(),
         ca_bundle: Some(pebble.api_ca.clone()),
         contact_email: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    Env { pebble, _guard, root, webroot, cfg, rt, _root_dir }
+}
+
+#[test]
+fn issues_installs_reuses_the_account_and_reports_failed_validation() {
+    let e = env(false);
+    let (root, webroot, pebble, cfg, rt) = (&e.root, &e.webroot, &e.pebble, &e.cfg, &e.rt);
 
     // The account is created once, stored 0600 in a 0700 directory, and reused byte-for-byte.
-    let account = rt.block_on(acme::account(&root, &cfg)).unwrap();
+    let account = rt.block_on(acme::account(root, cfg)).unwrap();
     let stored = root.path("/var/lib/agentkeys-hostd/acme/account.json");
     assert_eq!(std::fs::metadata(&stored).unwrap().mode() & 0o777, 0o600);
     assert_eq!(std::fs::metadata(root.path(acme::ACCOUNT_DIR)).unwrap().mode() & 0o777, 0o700);
     let bytes = std::fs::read(&stored).unwrap();
-    let again = rt.block_on(acme::account(&root, &cfg)).unwrap();
+    let again = rt.block_on(acme::account(root, cfg)).unwrap();
     assert_eq!(std::fs::read(&stored).unwrap(), bytes);
-    let other = AcmeConfig { directory_url: "https://127.0.0.1:14000/other".into(), ..cfg.clone() };
-    let Err(err) = rt.block_on(acme::account(&root, &other)) else { panic!("another CA needs a deliberate change") };
-    assert!(err.to_string().contains("belongs to https://127.0.0.1:14000/dir"), "{err}");
+    let other = AcmeConfig { directory_url: pebble.directory_url.replace("/dir", "/other"), ..cfg.clone() };
+    let Err(err) = rt.block_on(acme::account(root, &other)) else { panic!("another CA needs a deliberate change") };
+    assert!(err.to_string().contains(&format!("belongs to {}", pebble.directory_url)), "{err}");
 
     // Issue, install as one unit, verify against Pebble's issuing root; a renewal gets a new key.
     let host = "broker-test-2.litentry.org";
-    let first = rt.block_on(acme::issue(&account, &root, host, None)).unwrap();
-    acme::install(&root, host, "v1", &first).unwrap();
+    let first = rt.block_on(acme::issue(&account, root, host, None)).unwrap();
+    acme::install(root, host, "v1", &first).unwrap();
     let current = root.path(&format!("/var/lib/agentkeys-hostd/tls/{host}/current"));
     assert_eq!(std::fs::read_link(&current).unwrap().to_str(), Some("v1"));
     pebble.verify_chain(&current.join("fullchain.pem")).unwrap();
     assert!(key_is_p256(&current.join("privkey.pem")));
     assert_eq!(std::fs::metadata(current.join("privkey.pem")).unwrap().mode() & 0o777, 0o600);
-    let second = rt.block_on(acme::issue(&again, &root, host, None)).unwrap();
-    acme::install(&root, host, "v2", &second).unwrap();
+    let second = rt.block_on(acme::issue(&again, root, host, None)).unwrap();
+    acme::install(root, host, "v2", &second).unwrap();
     assert_eq!(std::fs::read_link(&current).unwrap().to_str(), Some("v2"));
     assert_ne!(first.key_pem, second.key_pem, "a fresh key per certificate");
     pebble.verify_chain(&current.join("fullchain.pem")).unwrap();
@@ -65,7 +83,7 @@ fn issues_installs_reuses_the_account_and_reports_failed_validation() {
     // A host whose DNS points elsewhere fails validation with a class the ledger can use.
     let parked = "email-test-2.litentry.org";
     pebble.set_a(parked, "127.0.0.9");
-    let failed = rt.block_on(acme::issue(&account, &root, parked, None)).expect_err("validation must fail");
+    let failed = rt.block_on(acme::issue(&account, root, parked, None)).expect_err("validation must fail");
     assert_eq!(failed.host, parked);
     assert!(matches!(failed.class.as_str(), "connection" | "unauthorized" | "dns"), "{failed}");
     assert!(!root.path(&format!("/var/lib/agentkeys-hostd/tls/{parked}")).exists(), "nothing installed");
@@ -73,25 +91,14 @@ fn issues_installs_reuses_the_account_and_reports_failed_validation() {
 
 #[test]
 fn realistic_pebble_with_nonce_rejections_and_delays_still_issues() {
-    let root_dir = tempfile::tempdir().unwrap();
-    let root = Root::new(root_dir.path());
-    let webroot = root.path(hostd::paths::ACME_WEBROOT);
-    std::fs::create_dir_all(webroot.join(".well-known/acme-challenge")).unwrap();
-    // Same ports as the other test: run one Pebble at a time.
-    let _guard = common::pebble_lock();
-    let pebble = Pebble::start(&webroot, true);
-    let cfg = AcmeConfig {
-        directory_url: pebble.directory_url.clone(),
-        ca_bundle: Some(pebble.api_ca.clone()),
-        contact_email: None,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let account = rt.block_on(acme::account(&root, &cfg)).unwrap();
+    let e = env(true);
+    let (root, pebble, cfg, rt) = (&e.root, &e.pebble, &e.cfg, &e.rt);
+    let account = rt.block_on(acme::account(root, cfg)).unwrap();
     let id = hostd::naming::Identity { stack: hostd::naming::Stack::Test { slot: 2 }, zone: "litentry.org".into() };
     for host in id.public_hosts() {
         let host = host.as_str();
-        let issued = rt.block_on(acme::issue(&account, &root, host, None)).unwrap_or_else(|e| panic!("{host}: {e}"));
-        acme::install(&root, host, "v1", &issued).unwrap();
+        let issued = rt.block_on(acme::issue(&account, root, host, None)).unwrap_or_else(|e| panic!("{host}: {e}"));
+        acme::install(root, host, "v1", &issued).unwrap();
         pebble.verify_chain(&root.path(&format!("/var/lib/agentkeys-hostd/tls/{host}/current/fullchain.pem"))).unwrap();
     }
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 pub struct Pebble {
     pub dir: tempfile::TempDir,
+    /// The loopback address this run uses (its own, so two test suites on one machine never meet).
+    pub ip: String,
     children: Vec<Child>,
     pub directory_url: String,
     /// CA of Pebble's own API (not the issuing root).
@@ -21,10 +23,10 @@ fn openssl(args: &[&str], dir: &Path) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn wait_port(port: u16) {
+fn wait_port(ip: &str, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on 127.0.0.1:{port}");
+    while TcpStream::connect((ip, port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {ip}:{port}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -32,6 +34,11 @@ fn wait_port(port: u16) {
 /// Pebble's API certificate (SAN localhost, 127.0.0.1) and its CA, written into `d`
 /// as cert.pem, key.pem and ca.pem.
 pub fn api_certs(d: &Path) {
+    api_certs_for(d, "127.0.0.1");
+}
+
+/// The same, valid for `ip` too.
+pub fn api_certs_for(d: &Path, ip: &str) {
     openssl(
         &[
             "req",
@@ -69,8 +76,11 @@ pub fn api_certs(d: &Path) {
         ],
         d,
     );
-    std::fs::write(d.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
-        .unwrap();
+    std::fs::write(
+        d.join("ext.cnf"),
+        format!("subjectAltName=DNS:localhost,IP:127.0.0.1,IP:{ip}\nbasicConstraints=CA:FALSE\n"),
+    )
+    .unwrap();
     openssl(
         &[
             "x509",
@@ -95,8 +105,13 @@ pub fn api_certs(d: &Path) {
 
 /// Pebble's configuration: API on 14000, management on 15000, HTTP-01 validation on `http_port`.
 pub fn config_json(http_port: u16) -> String {
+    config_json_at("127.0.0.1", http_port)
+}
+
+/// The same, listening on `ip`.
+pub fn config_json_at(ip: &str, http_port: u16) -> String {
     format!(
-        r#"{{"pebble":{{"listenAddress":"127.0.0.1:14000","managementListenAddress":"127.0.0.1:15000","certificate":"cert.pem","privateKey":"key.pem","httpPort":{http_port},"tlsPort":5001,"ocspResponderURL":"","externalAccountBindingRequired":false}}}}"#
+        r#"{{"pebble":{{"listenAddress":"{ip}:14000","managementListenAddress":"{ip}:15000","certificate":"cert.pem","privateKey":"key.pem","httpPort":{http_port},"tlsPort":5001,"ocspResponderURL":"","externalAccountBindingRequired":false}}}}"#
     )
 }
 
@@ -105,8 +120,9 @@ impl Pebble {
     pub fn start(webroot: &Path, realistic: bool) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        api_certs(d);
-        let config = config_json(5002);
+        let ip = format!("127.0.0.{}", 2 + std::process::id() % 250);
+        api_certs_for(d, &ip);
+        let config = config_json_at(&ip, 5002);
         std::fs::write(d.join("pebble.json"), config).unwrap();
         let quiet = |c: &mut Command| {
             c.current_dir(d).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
@@ -115,9 +131,9 @@ impl Pebble {
         let mut dns = Command::new("pebble-challtestsrv");
         dns.args([
             "-dns01",
-            "127.0.0.1:8053",
+            &format!("{ip}:8053"),
             "-defaultIPv4",
-            "127.0.0.1",
+            &ip,
             "-defaultIPv6",
             "",
             "-http01",
@@ -127,30 +143,37 @@ impl Pebble {
             "-tlsalpn01",
             "",
             "-management",
-            "127.0.0.1:8055",
+            &format!("{ip}:8055"),
         ]);
         quiet(&mut dns);
         children.push(dns.spawn().expect("pebble-challtestsrv (package pebble)"));
         let mut ca = Command::new("pebble");
-        ca.args(["-config", "pebble.json", "-dnsserver", "127.0.0.1:8053"]);
+        ca.args(["-config", "pebble.json", "-dnsserver", &format!("{ip}:8053")]);
         if !realistic {
             ca.env("PEBBLE_VA_NOSLEEP", "1").env("PEBBLE_WFE_NONCEREJECT", "0");
         }
         quiet(&mut ca);
         children.push(ca.spawn().expect("pebble"));
         let nginx_conf = format!(
-            "pid {d}/nginx.pid;\nerror_log {d}/nginx.err;\nevents {{}}\nhttp {{\n access_log off;\n client_body_temp_path {d}/b;\n proxy_temp_path {d}/p;\n fastcgi_temp_path {d}/f;\n uwsgi_temp_path {d}/u;\n scgi_temp_path {d}/s;\n server {{\n  listen 127.0.0.1:5002;\n  location ^~ /.well-known/acme-challenge/ {{ root {w}; default_type text/plain; try_files $uri =404; }}\n  location / {{ return 503; }}\n }}\n}}\n",
+            "pid {d}/nginx.pid;\nerror_log {d}/nginx.err;\nevents {{}}\nhttp {{\n access_log off;\n client_body_temp_path {d}/b;\n proxy_temp_path {d}/p;\n fastcgi_temp_path {d}/f;\n uwsgi_temp_path {d}/u;\n scgi_temp_path {d}/s;\n server {{\n  listen {ip}:5002;\n  location ^~ /.well-known/acme-challenge/ {{ root {w}; default_type text/plain; try_files $uri =404; }}\n  location / {{ return 503; }}\n }}\n}}\n",
             d = d.display(),
-            w = webroot.display()
+            w = webroot.display(),
+            ip = ip
         );
         std::fs::write(d.join("nginx.conf"), nginx_conf).unwrap();
         let mut web = Command::new("nginx");
         web.args(["-c"]).arg(d.join("nginx.conf")).args(["-p"]).arg(d).args(["-g", "daemon off;"]);
         quiet(&mut web);
         children.push(web.spawn().expect("nginx"));
-        let p = Pebble { directory_url: "https://127.0.0.1:14000/dir".into(), api_ca: d.join("ca.pem"), dir, children };
+        let p = Pebble {
+            directory_url: format!("https://{ip}:14000/dir"),
+            api_ca: d.join("ca.pem"),
+            dir,
+            children,
+            ip: ip.clone(),
+        };
         for port in [8055, 14000, 15000, 5002] {
-            wait_port(port);
+            wait_port(&ip, port);
         }
         p
     }
@@ -159,7 +182,7 @@ impl Pebble {
     pub fn set_a(&self, host: &str, addr: &str) {
         let body = format!(r#"{{"host":"{host}.","addresses":["{addr}"]}}"#);
         let out = Command::new("curl")
-            .args(["-sf", "-X", "POST", "-d", &body, "http://127.0.0.1:8055/add-a"])
+            .args(["-sf", "-X", "POST", "-d", &body, &format!("http://{}:8055/add-a", self.ip)])
             .output()
             .unwrap();
         assert!(out.status.success(), "challtestsrv add-a: {}", String::from_utf8_lossy(&out.stderr));
@@ -171,7 +194,7 @@ impl Pebble {
         let out = Command::new("curl")
             .args(["-sf", "--cacert"])
             .arg(&self.api_ca)
-            .arg("https://127.0.0.1:15000/roots/0")
+            .arg(format!("https://{}:15000/roots/0", self.ip))
             .output()
             .unwrap();
         assert!(out.status.success(), "fetch roots/0: {}", String::from_utf8_lossy(&out.stderr));

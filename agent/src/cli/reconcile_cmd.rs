@@ -138,7 +138,8 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
     if let (Some(e), Some((id, Some(previous))), Some(sd)) = (&error, &switched, sd.as_ref()) {
         // Health-gated rollback: back to the previous release, restart what changed again, verify.
         let why = format!("{e:#}");
-        let back = rollback(&rt, sd, &root, db.as_ref(), &req, &saved, previous);
+        let ctx = Ctx { rt: &rt, sd, root: &root, db: db.as_ref(), req: &req, saved: &saved };
+        let back = rollback(&ctx, previous);
         done.extend(back.as_ref().map(Clone::clone).unwrap_or_default());
         rolled_back = back.is_ok();
         error = Some(match back {
@@ -151,7 +152,8 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
     }
     let mut certs = None;
     if let (None, false, Some(sd)) = (&error, args.no_acme, sd.as_ref()) {
-        match certificates(&rt, sd, &root, db.as_ref(), &req, &saved, &prepared) {
+        let ctx = Ctx { rt: &rt, sd, root: &root, db: db.as_ref(), req: &req, saved: &saved };
+        match certificates(&ctx, &prepared) {
             Ok((outcomes, more)) => {
                 done.extend(more);
                 let failed: Vec<String> = outcomes
@@ -277,17 +279,24 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
     }
 }
 
+/// What the follow-up steps of a run (certificates, rollback) work with.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    sd: &'a Systemd,
+    root: &'a Root,
+    db: &'a dyn accounts::AccountDb,
+    req: &'a Request,
+    saved: &'a state::State,
+}
+
 /// The certificate step, then — if any certificate was installed — the vhosts flip to HTTPS
 /// through the same plan/apply path (files, `nginx -t`, reload).
 fn certificates(
-    rt: &tokio::runtime::Runtime,
-    sd: &Systemd,
-    root: &Root,
-    db: &dyn accounts::AccountDb,
-    req: &Request,
-    saved: &state::State,
+    ctx: &Ctx<'_>,
     p: &Prepared,
 ) -> anyhow::Result<(std::collections::BTreeMap<String, crate::tls::HostOutcome>, Vec<String>)> {
+    let (rt, root) = (ctx.rt, ctx.root);
     let mut jitter = [0u8; 8];
     getrandom::fill(&mut jitter).map_err(|e| anyhow::anyhow!("failed to read the OS random number generator: {e}"))?;
     let jitter = (u64::from_le_bytes(jitter) >> 11) as f64 / (1u64 << 53) as f64;
@@ -295,7 +304,7 @@ fn certificates(
     let (outcomes, installed) = rt.block_on(crate::tls::converge(root, &p.settings, &p.facts.tls, now, jitter))?;
     let mut done = Vec::new();
     if installed {
-        done = reconverge(rt, sd, root, db, req, saved)?;
+        done = reconverge(ctx)?;
         for (host, o) in outcomes.iter().filter(|(_, o)| o.state == "issued") {
             let path = root.path(&format!("{}/{host}/current/fullchain.pem", crate::paths::TLS_STORE));
             let leaf = crate::host::certs::read_leaf(&path)?.leaf_der;
@@ -310,31 +319,17 @@ fn certificates(
 }
 
 /// Switch back to `previous` and converge again (only the services whose binary changed restart).
-fn rollback(
-    rt: &tokio::runtime::Runtime,
-    sd: &Systemd,
-    root: &Root,
-    db: &dyn accounts::AccountDb,
-    req: &Request,
-    saved: &state::State,
-    previous: &str,
-) -> anyhow::Result<Vec<String>> {
-    releases::switch(root, previous)?;
-    let mut done = reconverge(rt, sd, root, db, req, saved)?;
+fn rollback(ctx: &Ctx<'_>, previous: &str) -> anyhow::Result<Vec<String>> {
+    releases::switch(ctx.root, previous)?;
+    let mut done = reconverge(ctx)?;
     done.insert(0, format!("rollback: switched back to release {previous}"));
     Ok(done)
 }
 
 /// Observe and plan again after the host changed under the plan (a certificate installed, a
 /// release switched back), then apply, run the service jobs and health-gate the result.
-fn reconverge(
-    rt: &tokio::runtime::Runtime,
-    sd: &Systemd,
-    root: &Root,
-    db: &dyn accounts::AccountDb,
-    req: &Request,
-    saved: &state::State,
-) -> anyhow::Result<Vec<String>> {
+fn reconverge(ctx: &Ctx<'_>) -> anyhow::Result<Vec<String>> {
+    let Ctx { rt, sd, root, db, req, saved } = *ctx;
     let probe = |settings: &crate::settings::Settings| rt.block_on(engine::observe_runtime(sd, root, settings, saved));
     let again = engine::prepare(root, db, req, Some(&probe))?;
     converge(rt, Some(sd), root, db, &again).map(|(done, _)| done).map_err(|(_, _, e)| e)
