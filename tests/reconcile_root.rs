@@ -106,9 +106,11 @@ fn deleting_one_file_restores_exactly_that_file() {
                     (snap.content.clone(), snap.mode),
                     "{victim} restored identically"
                 );
-            } else if p == Path::new("var/lib/agentkeys-hostd") || p == Path::new("var/lib/agentkeys-hostd/state.json")
+            } else if p == Path::new("var/lib/agentkeys-hostd")
+                || p == Path::new("var/lib/agentkeys-hostd/state.json")
+                || p == Path::new("var/lib/agentkeys-hostd/last-report.json")
             {
-                // hostd's record of the run that restored the file.
+                // hostd's record (state, full report) of the run that restored the file.
             } else if Some(p.as_path()) == Path::new(victim).parent() {
                 // Creating an entry updates its directory's mtime; nothing else may change.
                 assert_eq!((old.mode, old.uid, old.gid, old.ino), (snap.mode, snap.uid, snap.gid, snap.ino));

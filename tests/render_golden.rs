@@ -65,8 +65,9 @@ fn every_case_matches_its_golden_tree() {
     for case in CASES {
         let root = converge(case);
         let mut snap = snapshot(root.path());
-        // hostd's runtime state (lock, last-run record with timestamps) is not rendered content.
-        snap.retain(|p, _| !p.starts_with("run") && p != Path::new("var/lib/agentkeys-hostd/state.json"));
+        // hostd's runtime state (lock, last-run record and report) is not rendered content.
+        let runtime = ["var/lib/agentkeys-hostd/state.json", "var/lib/agentkeys-hostd/last-report.json"];
+        snap.retain(|p, _| !p.starts_with("run") && !runtime.iter().any(|r| p == Path::new(r)));
         let expected = case_dir(case).join("expected");
         if update {
             let _ = std::fs::remove_dir_all(&expected);

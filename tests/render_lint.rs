@@ -154,7 +154,7 @@ fn the_linters_catch_what_they_are_for() {
     std::fs::write(&unit, text.replace("[Service]\n", "[Service]\nProtectKernelTunable=yes\n")).unwrap();
     let err = verify_unit(r, "agentkeys-worker-email.service").expect_err("unknown key must fail");
     assert!(err.contains("Unknown key"), "{err}");
-    std::fs::remove_file(r.join("usr/local/bin/agentkeys-bundler")).unwrap();
+    std::fs::remove_file(r.join("opt/agentkeys/current/bin/agentkeys-bundler")).unwrap();
     assert!(verify_unit(r, "agentkeys-bundler.service").is_err(), "a missing binary must fail");
     let vhost = std::fs::read_to_string(r.join("etc/nginx/sites-available/broker.litentry.org.conf")).unwrap();
     let err =
