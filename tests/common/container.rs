@@ -34,12 +34,38 @@ pub struct Container {
     child: Child,
     pub leader: u32,
     _bus: tempfile::TempDir,
+    _slot: Slot,
+}
+
+/// At most `MAX_CONTAINERS` containers at once per test process (2 cores; boots are CPU-bound).
+const MAX_CONTAINERS: usize = 4;
+static RUNNING: (std::sync::Mutex<usize>, std::sync::Condvar) = (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+struct Slot;
+
+impl Slot {
+    fn take() -> Slot {
+        let mut n = RUNNING.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *n >= MAX_CONTAINERS {
+            n = RUNNING.1.wait(n).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *n += 1;
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *RUNNING.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) -= 1;
+        RUNNING.1.notify_one();
+    }
 }
 
 impl Container {
     /// Boot, wait for `running`, install hostd, the stand-ins and `config` as hostd.toml.
     pub fn boot(config: &str) -> Container {
         let rootfs = rootfs();
+        let slot = Slot::take();
         let bus = tempfile::tempdir().unwrap();
         let name = format!("hostd-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let child = Command::new("systemd-nspawn")
@@ -64,27 +90,22 @@ impl Container {
             .stderr(Stdio::null())
             .spawn()
             .expect("systemd-nspawn (package systemd-container)");
-        let mut c = Container { leader: 0, child, _bus: bus };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while c.leader == 0 {
-            assert!(Instant::now() < deadline, "container did not start");
-            let children = std::fs::read_dir(format!("/proc/{}/task", c.child.id()))
-                .map(|tasks| {
-                    tasks
-                        .flatten()
-                        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-                        .collect::<String>()
-                })
-                .unwrap_or_default();
-            c.leader = children.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(0);
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut c = Container { leader: 0, child, _bus: bus, _slot: slot };
+        // Under load nspawn's first child can be a short-lived helper: find the leader again on
+        // every poll until systemd inside answers.
+        let deadline = Instant::now() + Duration::from_secs(240);
         loop {
-            let state = c.exec(&["systemctl", "is-system-running"]).stdout;
-            if matches!(state.trim(), "running" | "degraded") {
-                break;
+            c.leader = c.find_leader();
+            if c.leader != 0 {
+                let state = c.exec(&["systemctl", "is-system-running"]).stdout;
+                if matches!(state.trim(), "running" | "degraded") {
+                    break;
+                }
             }
-            assert!(Instant::now() < deadline, "container stuck in state {state:?}");
+            if let Ok(Some(status)) = c.child.try_wait() {
+                panic!("systemd-nspawn exited during boot: {status}");
+            }
+            assert!(Instant::now() < deadline, "container did not reach running within 240 s");
             std::thread::sleep(Duration::from_millis(100));
         }
         c.install(super::BIN, "/usr/bin/agentkeys-hostd");
@@ -94,6 +115,18 @@ impl Container {
         }
         c.write("/etc/agentkeys/hostd.toml", config);
         c
+    }
+
+    fn find_leader(&self) -> u32 {
+        let children = std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        children.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(0)
     }
 
     /// A path inside the container, seen from the host.
