@@ -4,9 +4,10 @@
 //! honoured by the ledger.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::future::Future;
 use std::pin::Pin;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -111,9 +112,7 @@ async fn account(ca: &FakeCa, root: &Root) -> Account {
 
 /// A leaf signed by a throwaway CA, with an authority key identifier (what ARI identifies by).
 fn leaf_der(dir: &std::path::Path) -> Vec<u8> {
-    let run = |args: &[&str]| {
-        assert!(Command::new("openssl").args(args).current_dir(dir).output().unwrap().status.success(), "{args:?}")
-    };
+    let run = |args: &[&str]| common::pebble::openssl(args, dir);
     run(&[
         "req",
         "-x509",

@@ -56,27 +56,11 @@ fn nginx_test(root: &Path, vhosts: &[String]) -> Result<(), String> {
 /// A self-signed P-256 certificate for nginx to load (names are not checked by `nginx -t`).
 fn make_cert(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=lint",
-            "-days",
-            "2",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("privkey.pem"))
-        .arg("-out")
-        .arg(dir.join("fullchain.pem"))
-        .output()
-        .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let args = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=lint"];
+    common::pebble::openssl(
+        &[&args[..], &["-days", "2", "-keyout", "privkey.pem", "-out", "fullchain.pem"]].concat(),
+        dir,
+    );
 }
 
 fn files_in(dir: &Path, ext: &str) -> Vec<(String, String)> {

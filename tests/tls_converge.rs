@@ -28,26 +28,14 @@ fn start_pebble(c: &Container, dir: &std::path::Path, http_port: u16) {
     c.write("/etc/pebble/pebble.json", &common::pebble::config_json(http_port));
     c.install("/usr/bin/pebble", "/usr/local/sbin/pebble");
     c.install("/usr/bin/pebble-challtestsrv", "/usr/local/sbin/pebble-challtestsrv");
-    let dns = [
-        "systemd-run",
-        "--unit",
-        "challtestsrv",
-        "/usr/local/sbin/pebble-challtestsrv",
-        "-dns01",
-        "127.0.0.1:8053",
-        "-defaultIPv4",
-        "127.0.0.1",
-        "-defaultIPv6",
-        "",
-        "-http01",
-        "",
-        "-https01",
-        "",
-        "-tlsalpn01",
-        "",
-        "-management",
-        "127.0.0.1:8055",
+    let mut dns = vec![
+        "systemd-run".to_owned(),
+        "--unit".into(),
+        "challtestsrv".into(),
+        "/usr/local/sbin/pebble-challtestsrv".into(),
     ];
+    dns.extend(common::pebble::challtestsrv_args("127.0.0.1"));
+    let dns: Vec<&str> = dns.iter().map(String::as_str).collect();
     assert_eq!(c.exec(&dns).code, 0);
     let ca = [
         "systemd-run",
@@ -112,16 +100,12 @@ fn hosts_are_issued_served_and_a_parked_host_follows_its_dns() {
     let adopted = "audit-test-2.litentry.org";
     let le = dir.path().join("le");
     std::fs::create_dir_all(&le).unwrap();
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "90"])
-        .args(["-subj", &format!("/CN={adopted}"), "-addext", &format!("subjectAltName=DNS:{adopted}")])
-        .arg("-keyout")
-        .arg(le.join("privkey.pem"))
-        .arg("-out")
-        .arg(le.join("fullchain.pem"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let (subj, san) = (format!("/CN={adopted}"), format!("subjectAltName=DNS:{adopted}"));
+    let args = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "90"];
+    common::pebble::openssl(
+        &[&args[..], &["-subj", &subj, "-addext", &san, "-keyout", "privkey.pem", "-out", "fullchain.pem"]].concat(),
+        &le,
+    );
     for f in ["fullchain.pem", "privkey.pem"] {
         c.install(le.join(f).to_str().unwrap(), &format!("/etc/letsencrypt/live/{adopted}/{f}"));
     }

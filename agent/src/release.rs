@@ -97,6 +97,16 @@ pub fn check_files(m: &Manifest, found: &BTreeMap<String, String>) -> Result<(),
     Ok(())
 }
 
+/// The releases to keep: the current one, the one this run switched away from, and up to `extra`
+/// more of the others, newest first (`by_age` is newest first).
+pub fn releases_to_keep(current: Option<&str>, previous: Option<&str>, by_age: &[String], extra: usize) -> Vec<String> {
+    let mut keep: Vec<String> = current.into_iter().chain(previous).map(str::to_owned).collect();
+    let room = extra.saturating_sub(keep.len().saturating_sub(1));
+    let others: Vec<String> = by_age.iter().filter(|r| !keep.contains(r)).take(room).cloned().collect();
+    keep.extend(others);
+    keep
+}
+
 /// A path inside a bundle archive: relative, plain components, no `..`.
 pub fn safe_member(path: &str) -> bool {
     !path.is_empty()
@@ -137,6 +147,29 @@ mod tests {
         ] {
             let err = parse_manifest(&text).expect_err(fragment).to_string();
             assert!(err.contains(fragment), "{fragment}: {err}");
+        }
+    }
+
+    #[test]
+    fn which_releases_are_kept() {
+        let by_age: Vec<String> = ["d", "c", "b", "a"].iter().map(|s| (*s).to_owned()).collect();
+        // (current, previous, extra) -> kept
+        type Row = (Option<&'static str>, Option<&'static str>, usize, &'static [&'static str]);
+        let table: &[Row] = &[
+            (Some("d"), Some("c"), 1, &["d", "c"]),
+            (Some("d"), None, 1, &["d", "c"]),
+            (Some("d"), None, 2, &["d", "c", "b"]),
+            (Some("c"), None, 1, &["c", "d"]),
+            (Some("d"), Some("b"), 2, &["d", "b", "c"]),
+            (Some("d"), None, 0, &["d"]),
+            (None, None, 1, &["d"]),
+        ];
+        for (current, previous, extra, want) in table {
+            assert_eq!(
+                releases_to_keep(*current, *previous, &by_age, *extra),
+                *want,
+                "{current:?} {previous:?} {extra}"
+            );
         }
     }
 

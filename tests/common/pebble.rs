@@ -18,7 +18,8 @@ pub struct Pebble {
     pub api_ca: PathBuf,
 }
 
-fn openssl(args: &[&str], dir: &Path) {
+/// Run openssl in `dir`, failing the test with its stderr.
+pub fn openssl(args: &[&str], dir: &Path) {
     let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
@@ -115,6 +116,30 @@ pub fn config_json_at(ip: &str, http_port: u16) -> String {
     )
 }
 
+/// pebble-challtestsrv as the CA's DNS only: every name answers `ip`; its own challenge servers off.
+pub fn challtestsrv_args(ip: &str) -> Vec<String> {
+    let dns = format!("{ip}:8053");
+    let mgmt = format!("{ip}:8055");
+    [
+        "-dns01",
+        &dns,
+        "-defaultIPv4",
+        ip,
+        "-defaultIPv6",
+        "",
+        "-http01",
+        "",
+        "-https01",
+        "",
+        "-tlsalpn01",
+        "",
+        "-management",
+        &mgmt,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 impl Pebble {
     /// Start challtestsrv, Pebble (fast mode unless `realistic`), and nginx serving `webroot`.
     pub fn start(webroot: &Path, realistic: bool) -> Pebble {
@@ -129,22 +154,7 @@ impl Pebble {
         };
         let mut children = Vec::new();
         let mut dns = Command::new("pebble-challtestsrv");
-        dns.args([
-            "-dns01",
-            &format!("{ip}:8053"),
-            "-defaultIPv4",
-            &ip,
-            "-defaultIPv6",
-            "",
-            "-http01",
-            "",
-            "-https01",
-            "",
-            "-tlsalpn01",
-            "",
-            "-management",
-            &format!("{ip}:8055"),
-        ]);
+        dns.args(challtestsrv_args(&ip));
         quiet(&mut dns);
         children.push(dns.spawn().expect("pebble-challtestsrv (package pebble)"));
         let mut ca = Command::new("pebble");

@@ -180,14 +180,13 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
         summary.result = "rolled_back";
     }
     if error.is_none() && !args.dry_run {
-        let current = releases::current(&root);
-        let mut keep: Vec<String> = current.iter().cloned().collect();
-        if let Some((_, Some(p))) = &switched {
-            keep.push(p.clone());
-        }
-        let mut others: Vec<String> = releases::list_by_age(&root)?.into_iter().filter(|r| !keep.contains(r)).collect();
-        others.truncate(args.keep_releases.saturating_sub(keep.len().saturating_sub(1)));
-        keep.extend(others);
+        let previous = switched.as_ref().and_then(|(_, p)| p.as_deref());
+        let keep = crate::release::releases_to_keep(
+            releases::current(&root).as_deref(),
+            previous,
+            &releases::list_by_age(&root)?,
+            args.keep_releases,
+        );
         let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
         for r in releases::clean(&root, &keep)? {
             summary.notes.push(format!("removed old release {r}"));
