@@ -54,6 +54,16 @@ pub fn renewal_time(cert: &Cert, now: i64, jitter: f64) -> Renewal {
     Renewal { at, why: format!("{label} of the {kind} certificate left") }
 }
 
+/// The point inside an ARI window for one certificate, in [0, 1): derived from its serial, so every
+/// run and the daemon agree on the same renewal time while a fleet still spreads across the window.
+pub fn serial_jitter(serial: &str) -> f64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(serial.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// Is the certificate due now?
 pub fn is_due(cert: &Cert, now: i64, jitter: f64) -> bool {
     renewal_time(cert, now, jitter).at <= now
@@ -141,6 +151,15 @@ pub fn dns_verdict(public_ip: Ipv4Addr, lookup: &Lookup) -> DnsVerdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serial_jitter_is_stable_spread_and_in_range() {
+        let a = serial_jitter("01:02:03");
+        assert_eq!(a, serial_jitter("01:02:03"));
+        let all: Vec<f64> = (0..200).map(|i| serial_jitter(&format!("{i:x}"))).collect();
+        assert!(all.iter().all(|j| (0.0..1.0).contains(j)));
+        assert!(all.iter().any(|j| *j < 0.2) && all.iter().any(|j| *j > 0.8), "spread over the window");
+    }
 
     const T0: i64 = 1_800_000_000;
 

@@ -48,6 +48,12 @@ pub struct Summary {
     pub unhealthy: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What started the run when it was not an operator (`drift`, `renewal`, `config`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// Files a drift check put back after a hand edit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub corrective: Vec<String>,
 }
 
 pub fn identity_summary(p: &Prepared) -> IdentitySummary {
@@ -104,6 +110,8 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
         ssm_agent: p.observed.runtime.as_ref().map(|r| r.ssm_agent.clone()),
         release: None,
         error,
+        trigger: None,
+        corrective: Vec::new(),
     }
 }
 

@@ -113,6 +113,54 @@ fn write_ledger(root: &Root, ledger: &BTreeMap<String, Ledger>) -> anyhow::Resul
     root.write_atomic(LEDGER_FILE, (serde_json::to_string_pretty(ledger)? + "\n").as_bytes(), 0o600, 0, 0)
 }
 
+/// One host's certificate as the daemon and `status` see it, from files only (no network).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct HostSchedule {
+    pub host: String,
+    /// `https` or `http_placeholder`.
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renew_why: Option<String>,
+    /// When the cached ARI window should be asked for again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ari_next_check: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<Ledger>,
+}
+
+/// Every host's renewal time and why (ARI from the cache, else the lifetime rule), with its ledger.
+pub fn schedule(root: &Root, tls: &BTreeMap<String, TlsState>, now: i64) -> anyhow::Result<Vec<HostSchedule>> {
+    let ledger = read_ledger(root)?;
+    let ari: BTreeMap<String, AriEntry> = match root.read_string(ARI_FILE)? {
+        Some(t) => serde_json::from_str(&t).unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    Ok(tls
+        .iter()
+        .map(|(host, state)| {
+            let current = in_service(root, state);
+            let cached = current.as_ref().and_then(|c| ari.get(host).filter(|e| e.serial == c.serial));
+            let renewal = current.as_ref().map(|c| {
+                let cert = Cert { not_before: c.not_before, not_after: c.not_after, ari: cached.and_then(|e| e.window) };
+                acme_policy::renewal_time(&cert, now, acme_policy::serial_jitter(&c.serial))
+            });
+            HostSchedule {
+                host: host.clone(),
+                state: state.name().to_owned(),
+                not_after: current.as_ref().map(|c| c.not_after),
+                renew_at: renewal.as_ref().map(|r| r.at),
+                renew_why: renewal.map(|r| r.why),
+                ari_next_check: cached.map(|e| e.next_check),
+                ledger: ledger.get(host).cloned(),
+            }
+        })
+        .collect())
+}
+
 /// Fetch a probe token through nginx on port 80 with the host's `Host` header.
 fn self_check(root: &Root, host: &str) -> Result<(), String> {
     let token = format!("hostd-probe-{}", std::process::id());
@@ -152,14 +200,13 @@ fn is_transient(class: &str) -> bool {
     matches!(class, "connection" | "timeout" | "serverInternal")
 }
 
-/// Converge every host's certificate; `jitter` picks the point in ARI windows. Returns per-host
+/// Converge every host's certificate (ARI windows: the point is `serial_jitter`). Returns per-host
 /// outcomes and whether any certificate was installed (the vhosts must then be re-rendered).
 pub async fn converge(
     root: &Root,
     settings: &Settings,
     tls: &BTreeMap<String, TlsState>,
     now: i64,
-    jitter: f64,
 ) -> anyhow::Result<(BTreeMap<String, HostOutcome>, bool)> {
     let mut ledger = read_ledger(root)?;
     let before = ledger.clone();
@@ -181,7 +228,7 @@ pub async fn converge(
         if let Some(c) = &current {
             let window = ari_window(&mut ari, &mut account, root, settings, host, c, now).await;
             let cert = Cert { not_before: c.not_before, not_after: c.not_after, ari: window };
-            let r = acme_policy::renewal_time(&cert, now, jitter);
+            let r = acme_policy::renewal_time(&cert, now, acme_policy::serial_jitter(&c.serial));
             if r.at > now {
                 let mut o = HostOutcome::new("https", format!("renewal due at {} ({})", r.at, r.why));
                 (o.not_after, o.renew_at) = (Some(c.not_after), Some(r.at));

@@ -3,7 +3,8 @@
 pub mod exec_pubkey;
 mod identity_cmd;
 mod oidc_cmd;
-mod reconcile_cmd;
+pub mod reconcile_cmd;
+mod daemon_cmd;
 mod status_cmd;
 
 use std::path::PathBuf;
@@ -30,6 +31,8 @@ pub enum Command {
     Oidc(oidc_cmd::OidcArgs),
     /// Show the identity, every service's state and the last run.
     Status(status_cmd::StatusArgs),
+    /// Keep the host converged: certificate renewals, drift correction, config changes, metrics.
+    Daemon(daemon_cmd::DaemonArgs),
     /// Run a service with the broker's session public key (used by the rendered units).
     #[command(hide = true)]
     ExecWithPubkey(exec_pubkey::ExecArgs),
@@ -68,6 +71,21 @@ pub struct SelectorArgs {
 }
 
 impl SelectorArgs {
+    /// No selectors: the deployed identity decides (what the daemon runs).
+    pub fn flagless(root: PathBuf) -> Self {
+        Self {
+            ci: false,
+            slot: None,
+            base: false,
+            zone: None,
+            issuer_url: None,
+            account_id: None,
+            env_file: None,
+            root,
+            json: false,
+        }
+    }
+
     pub fn selectors(&self) -> Selectors {
         Selectors {
             ci: self.ci,
@@ -116,6 +134,9 @@ pub struct ReconcileArgs {
     /// Wait this long for another converge to finish before giving up (exit 75).
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub lock_wait_secs: u64,
+    /// Who asked for this run when it is not the command line (the daemon's trigger).
+    #[arg(skip)]
+    pub trigger: Option<String>,
 }
 
 /// Write to stdout; a closed pipe (`| head`) ends output quietly instead of panicking.
@@ -134,6 +155,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Identity(a) => identity_cmd::run(&a),
         Command::Reconcile(a) => reconcile_cmd::run(&a),
         Command::Status(a) => status_cmd::run(&a),
+        Command::Daemon(a) => daemon_cmd::run(&a),
         Command::Oidc(a) => oidc_cmd::run(&a),
         Command::ExecWithPubkey(a) => exec_pubkey::run(&a),
     }

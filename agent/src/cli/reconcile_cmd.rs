@@ -23,6 +23,11 @@ fn refuse(flag: &str, why: &str) -> anyhow::Error {
 }
 
 pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
+    run_collect(args, &mut None)
+}
+
+/// `run`, also handing back the run's JSON summary (when it got that far) to the daemon.
+pub fn run_collect(args: &ReconcileArgs, collected: &mut Option<serde_json::Value>) -> anyhow::Result<i32> {
     let c = &args.common;
     let root = Root::new(&c.root);
     if !args.dry_run && !args.no_acme && args.no_systemd {
@@ -206,6 +211,13 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<i32> {
         summary.healthy = Some(verdicts.iter().filter(|v| v.ok).count());
         summary.unhealthy = verdicts.iter().filter(|v| !v.ok).map(|v| (v.unit.clone(), v.detail.clone())).collect();
     }
+    summary.trigger.clone_from(&args.trigger);
+    if args.trigger.as_deref() == Some("drift") {
+        // A drift check only finds what someone changed by hand: each file it puts back is corrective.
+        summary.corrective =
+            prepared.plan.actions.iter().filter(|a| !a.is_service_effect()).map(ToString::to_string).collect();
+    }
+    *collected = Some(serde_json::to_value(&summary)?);
     if rolled_back {
         // The previous release is serving and verified: nothing is left for a later run to finish.
         saved.pending = None;
@@ -296,11 +308,8 @@ fn certificates(
     p: &Prepared,
 ) -> anyhow::Result<(std::collections::BTreeMap<String, crate::tls::HostOutcome>, Vec<String>)> {
     let (rt, root) = (ctx.rt, ctx.root);
-    let mut jitter = [0u8; 8];
-    getrandom::fill(&mut jitter).map_err(|e| anyhow::anyhow!("failed to read the OS random number generator: {e}"))?;
-    let jitter = (u64::from_le_bytes(jitter) >> 11) as f64 / (1u64 << 53) as f64;
     let now = state::now_unix() as i64;
-    let (outcomes, installed) = rt.block_on(crate::tls::converge(root, &p.settings, &p.facts.tls, now, jitter))?;
+    let (outcomes, installed) = rt.block_on(crate::tls::converge(root, &p.settings, &p.facts.tls, now))?;
     let mut done = Vec::new();
     if installed {
         done = reconverge(ctx)?;

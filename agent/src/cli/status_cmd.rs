@@ -44,6 +44,10 @@ struct Status {
     certificates: BTreeMap<String, CertView>,
     /// host → failed orders and the next allowed attempt.
     acme_ledger: BTreeMap<String, crate::acme_policy::Ledger>,
+    /// Per host: renewal time and why (ARI window or lifetime rule), with its ledger.
+    renewals: Vec<crate::tls::HostSchedule>,
+    /// The running daemon's record (triggers, failures by class, next wake); `None`: not running.
+    daemon: Option<crate::daemon::record::DaemonRecord>,
 }
 
 #[derive(Debug, Serialize)]
@@ -106,6 +110,10 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<i32> {
         })
         .unwrap_or_default();
     let acme_ledger = crate::tls::read_ledger(&root)?;
+    let renewals = match &deployed {
+        Some(d) => crate::tls::schedule(&root, &observe::tls_states(&root, &d.identity), state::now_unix() as i64)?,
+        None => Vec::new(),
+    };
     let status = Status {
         identity: deployed.map(|d| IdentityView {
             issuer: d.identity.issuer(),
@@ -119,6 +127,8 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<i32> {
         systemd,
         certificates,
         acme_ledger,
+        renewals,
+        daemon: crate::daemon::record::read(&root),
     };
     if args.json {
         emit(&(serde_json::to_string(&status)? + "\n"))?;
@@ -146,6 +156,24 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<i32> {
     for (host, c) in &status.certificates {
         let until = c.not_after.map(|t| format!(", not after unix {t}")).unwrap_or_default();
         writeln!(t, "  {host:<36} {}{until}", c.state)?;
+    }
+    for r in &status.renewals {
+        if let (Some(at), Some(why)) = (r.renew_at, &r.renew_why) {
+            writeln!(t, "  {:<36} renewal at unix {at} ({why})", r.host)?;
+        }
+    }
+    match &status.daemon {
+        Some(d) => {
+            let runs: u64 = d.reconciles.values().sum();
+            writeln!(t, "daemon: pid {}, {runs} reconcile(s), {} correction(s)", d.pid, d.corrections)?;
+            if let Some(w) = &d.next_wake {
+                writeln!(t, "  next: {} at unix {} ({})", w.trigger, w.at, w.why)?;
+            }
+            if let Some(n) = &d.note {
+                writeln!(t, "  note: {n}")?;
+            }
+        }
+        None => writeln!(t, "daemon: not running")?,
     }
     for (host, l) in &status.acme_ledger {
         writeln!(

@@ -15,6 +15,7 @@ pub struct Fragment {
     pub paths: Option<PathsFragment>,
     pub nginx: Option<NginxFragment>,
     pub acme: Option<AcmeFragment>,
+    pub daemon: Option<DaemonFragment>,
     /// Per managed service (unit name without `.service`).
     pub services: Option<BTreeMap<String, ServiceFragment>>,
 }
@@ -36,6 +37,20 @@ pub struct AcmeFragment {
     pub imds_endpoint: Option<String>,
     /// DNS server for the A-record check, `IP:PORT` (default: the first nameserver of resolv.conf).
     pub resolver: Option<String>,
+}
+
+/// The daemon (`agentkeys-hostd daemon`, spec §7 renewals, drift and metrics).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonFragment {
+    /// How often the daemon re-converges to correct hand edits of the files it owns (default 300).
+    pub drift_interval_secs: Option<u64>,
+    /// Quiet time after the last configuration write before the daemon reconciles (default 1000).
+    pub debounce_ms: Option<u64>,
+    /// At most this much random delay after a certificate's renewal time (default 300).
+    pub renewal_jitter_secs: Option<u64>,
+    /// Prometheus text endpoint, loopback only (default `127.0.0.1:9464`; `""` turns it off).
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -49,6 +49,10 @@ pub struct Config {
     pub acme_resolver: Option<FromFile<String>>,
     pub acme_imds_endpoint: Option<FromFile<String>>,
     pub acme_profile: Option<FromFile<String>>,
+    pub daemon_drift_interval_secs: Option<FromFile<u64>>,
+    pub daemon_debounce_ms: Option<FromFile<u64>>,
+    pub daemon_renewal_jitter_secs: Option<FromFile<u64>>,
+    pub daemon_metrics_listen: Option<FromFile<String>>,
     /// unit → key → value.
     pub service_env: BTreeMap<String, BTreeMap<String, FromFile<String>>>,
 }
@@ -135,6 +139,12 @@ pub fn merge(files: &[(String, Fragment)]) -> Config {
                     .or_default()
                     .insert(k.clone(), FromFile { value: v.clone(), file: file.clone(), key });
             }
+        }
+        if let Some(d) = &frag.daemon {
+            take!(c.daemon_drift_interval_secs, d.drift_interval_secs, "daemon.drift_interval_secs");
+            take!(c.daemon_debounce_ms, d.debounce_ms, "daemon.debounce_ms");
+            take!(c.daemon_renewal_jitter_secs, d.renewal_jitter_secs, "daemon.renewal_jitter_secs");
+            take!(c.daemon_metrics_listen, d.metrics_listen, "daemon.metrics_listen");
         }
         if let Some(n) = &frag.nginx {
             take!(c.nginx_ipv6, n.ipv6, "nginx.ipv6");

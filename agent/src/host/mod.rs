@@ -9,7 +9,9 @@ pub mod fs;
 pub mod health;
 pub mod imds;
 pub mod journal;
+pub mod metrics_server;
 pub mod releases;
+pub mod sd_notify;
 pub mod systemd;
 pub mod tls_proof;
 

@@ -1,0 +1,313 @@
+//! `agentkeys-hostd daemon`: READY after the first observe, then reconcile on renewal times, on
+//! the drift interval, on configuration changes (debounced) and on `SIGHUP`; every run is an
+//! ordinary `reconcile` under the same lock, so an SSM-triggered run and the daemon never interleave.
+
+pub mod options;
+pub mod record;
+pub mod schedule;
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::cli::{ReconcileArgs, SelectorArgs};
+use crate::host::fs::Root;
+use crate::host::metrics_server::{self, Signal};
+use crate::host::sd_notify;
+use crate::{config, engine, identity, observe, paths};
+use options::DaemonOptions;
+use record::{DaemonRecord, LastReconcile, NextWake};
+use schedule::Trigger;
+
+/// How the daemon was started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub root: PathBuf,
+    pub no_systemd: bool,
+    pub no_acme: bool,
+}
+
+/// What wakes the main loop besides its timers.
+#[derive(Debug)]
+enum Event {
+    Signal(Signal),
+    ConfigChanged,
+}
+
+/// When another run holds the lock, try again after this long.
+const LOCK_RETRY: Duration = Duration::from_secs(30);
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn random_unit() -> f64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The daemon's settings from the configuration on disk (defaults when it cannot be read: the
+/// reconcile it triggers reports the configuration error itself).
+fn read_options(root: &Root) -> DaemonOptions {
+    let parsed = observe::config_files(root)
+        .and_then(|files| Ok(config::load(&files)?))
+        .and_then(|c| Ok(options::from_config(&c)?));
+    parsed.unwrap_or_else(|e| {
+        tracing::warn!(error = %format!("{e:#}"), "daemon settings unreadable; using the defaults");
+        options::from_config(&config::Config::default()).expect("the defaults are valid")
+    })
+}
+
+/// Watch `/etc/agentkeys` for hostd's configuration and template overrides.
+fn watch_config(root: &Root, tx: mpsc::Sender<Event>) -> anyhow::Result<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let dir = root.path(paths::ETC_AGENTKEYS);
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("failed to create {}: {e}", dir.display()))?;
+    }
+    let base = dir.clone();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        let Ok(ev) = ev else { return };
+        if matches!(ev.kind, notify::EventKind::Access(notify::event::AccessKind::Open(_) | notify::event::AccessKind::Read)) {
+            return;
+        }
+        let ours = ev.paths.iter().any(|p| p.strip_prefix(&base).is_ok_and(schedule::is_config_path));
+        if ours {
+            let _ = tx.send(Event::ConfigChanged);
+        }
+    })?;
+    watcher.watch(&dir, notify::RecursiveMode::Recursive).map_err(|e| {
+        anyhow::anyhow!("failed to watch {} for configuration changes: {e}", dir.display())
+    })?;
+    Ok(watcher)
+}
+
+struct Daemon {
+    opts: Options,
+    root: Root,
+    record: Arc<Mutex<DaemonRecord>>,
+    settings: DaemonOptions,
+    last_run_unix: i64,
+}
+
+impl Daemon {
+    fn update(&self, f: impl FnOnce(&mut DaemonRecord)) {
+        let snapshot = {
+            let mut r = self.record.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut r);
+            r.clone()
+        };
+        if let Err(e) = record::write(&self.root, &snapshot) {
+            tracing::warn!(error = %format!("{e:#}"), "could not write the daemon record");
+        }
+    }
+
+    /// Read what the schedule needs: the identity and each certificate's renewal time.
+    fn observe(&self) {
+        let deployed = observe::host_records(&self.root).and_then(|r| Ok(identity::deployed(&r)?));
+        let (hosts, note) = match deployed {
+            Ok(Some(d)) => {
+                let tls = observe::tls_states(&self.root, &d.identity);
+                match crate::tls::schedule(&self.root, &tls, now_ms() / 1000) {
+                    Ok(h) => (h, None),
+                    Err(e) => (Vec::new(), Some(format!("certificate schedule unreadable: {e:#}"))),
+                }
+            }
+            Ok(None) => (Vec::new(), Some(NOT_DEPLOYED.to_owned())),
+            Err(e) => (Vec::new(), Some(format!("deployed identity unreadable: {e:#}"))),
+        };
+        self.update(|r| {
+            r.hosts = hosts;
+            r.note = note;
+        });
+    }
+
+    /// Is there anything to converge? A fresh install has no identity until the first `reconcile`.
+    fn deployable(&self) -> bool {
+        let req = engine::Request::default();
+        match engine::read_inputs(&self.root, &req) {
+            Ok(inputs) => inputs.deployed.is_some() || inputs.config.zone.is_some() || inputs.config.stack.is_some(),
+            // A broken configuration is reported by the reconcile itself.
+            Err(_) => true,
+        }
+    }
+
+    fn reconcile(&mut self, trigger: Trigger) -> i32 {
+        self.settings = read_options(&self.root);
+        if !self.deployable() {
+            self.observe();
+            return 0;
+        }
+        let args = ReconcileArgs {
+            common: SelectorArgs::flagless(self.opts.root.clone()),
+            region: None,
+            no_systemd: self.opts.no_systemd,
+            no_acme: self.opts.no_acme,
+            dry_run: false,
+            release: None,
+            sha256: None,
+            release_ca: None,
+            keep_releases: 1,
+            lock_wait_secs: 5,
+            trigger: Some(trigger.name().to_owned()),
+        };
+        let began = Instant::now();
+        let mut summary = None;
+        let (code, error) = match crate::cli::reconcile_cmd::run_collect(&args, &mut summary) {
+            Ok(code) => (code, None),
+            Err(e) => {
+                tracing::error!(trigger = trigger.name(), "reconcile failed: {e:#}");
+                (crate::error::exit_code_of(&e), Some(format!("{e:#}")))
+            }
+        };
+        let summary = summary.unwrap_or_default();
+        let result = summary["result"].as_str().unwrap_or(if code == 0 { "converged" } else { "failed" }).to_owned();
+        let corrective: Vec<String> = summary["corrective"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let class = failure_class(code, &result, &summary);
+        self.last_run_unix = now_ms() / 1000;
+        let last = LastReconcile {
+            trigger: trigger.name().to_owned(),
+            result,
+            exit_code: code,
+            finished_unix: self.last_run_unix,
+            duration_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+            error,
+            corrective,
+        };
+        self.update(|r| {
+            *r.reconciles.entry(trigger.name().to_owned()).or_default() += 1;
+            if let Some(class) = class {
+                *r.failures.entry(class.to_owned()).or_default() += 1;
+            }
+            r.corrections += last.corrective.len() as u64;
+            r.last = Some(last);
+        });
+        self.observe();
+        code
+    }
+}
+
+const NOT_DEPLOYED: &str =
+    "no identity deployed yet: run `agentkeys-hostd reconcile` with the identity flags once; the daemon then keeps it converged";
+
+/// The class a failed run is counted under in the metrics (`None` for success).
+pub fn failure_class(code: i32, result: &str, summary: &serde_json::Value) -> Option<&'static str> {
+    use crate::error::exit;
+    let failed_tls = summary["tls"]
+        .as_object()
+        .is_some_and(|m| m.values().any(|v| v.as_str().is_some_and(|s| s.starts_with("failed") || s.starts_with("self_check"))));
+    match code {
+        exit::OK => None,
+        exit::INVALID => Some("invalid_input"),
+        exit::CONFLICT => Some("identity_conflict"),
+        exit::LOCKED => Some("lock_busy"),
+        _ if result == "rolled_back" => Some("rolled_back"),
+        _ if summary["unhealthy"].as_object().is_some_and(|m| !m.is_empty()) => Some("health"),
+        _ if failed_tls => Some("acme"),
+        _ => Some("apply"),
+    }
+}
+
+/// Run until `SIGTERM`; returns the exit code.
+pub fn run(opts: Options, started: Instant) -> anyhow::Result<i32> {
+    let root = Root::new(&opts.root);
+    let settings = read_options(&root);
+    let record = Arc::new(Mutex::new(DaemonRecord {
+        pid: std::process::id(),
+        started_unix: now_ms() / 1000,
+        ..Default::default()
+    }));
+    let (tx, rx) = mpsc::channel::<Event>();
+    let signals = tx.clone();
+    metrics_server::start(
+        move |s| signals.send(Event::Signal(s)).is_ok(),
+        record.clone(),
+        settings.metrics_listen,
+        !opts.no_systemd,
+    )?;
+    let _watcher = watch_config(&root, tx)?;
+    let mut d = Daemon { opts, root, record, settings, last_run_unix: 0 };
+    d.observe();
+    let ready_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    d.update(|r| r.ready_ms = ready_ms);
+    sd_notify::notify(&format!("READY=1\nSTATUS=observed; converging (ready in {ready_ms} ms)"));
+    tracing::info!(ready_ms, "daemon ready");
+
+    let watchdog = sd_notify::watchdog_interval();
+    let mut pending = Some(Trigger::Start);
+    let mut next_drift_ms = 0_i64;
+    let mut debounce_until: Option<i64> = None;
+    let jitter = random_unit();
+    loop {
+        if let Some(trigger) = pending.take() {
+            sd_notify::notify(&format!("STATUS=reconciling ({})", trigger.name()));
+            let code = d.reconcile(trigger);
+            next_drift_ms = now_ms() + i64::try_from(d.settings.drift_interval.as_millis()).unwrap_or(i64::MAX);
+            if code == crate::error::exit::LOCKED {
+                // Another converge (an SSM run) holds the lock: come back soon with the same reason.
+                next_drift_ms = now_ms() + LOCK_RETRY.as_millis() as i64;
+            }
+            if trigger == Trigger::Config {
+                debounce_until = None;
+            }
+        }
+        let hosts = d.record.lock().map(|r| r.hosts.clone()).unwrap_or_default();
+        let renewal = schedule::renewal_wake(&hosts, d.last_run_unix, jitter, d.settings.renewal_jitter_secs)
+            .map(|w| schedule::Wake { at: w.at.saturating_mul(1000), ..w });
+        let wake = schedule::next_wake(next_drift_ms, renewal, debounce_until);
+        let shown = NextWake { at: wake.at / 1000, trigger: wake.trigger.name().to_owned(), why: wake.why.clone() };
+        if d.record.lock().map(|r| r.next_wake.as_ref() != Some(&shown)).unwrap_or(true) {
+            d.update(|r| r.next_wake = Some(shown));
+            sd_notify::notify(&format!("STATUS=idle; next: {} at unix {} ({})", wake.trigger.name(), wake.at / 1000, wake.why));
+        }
+        let mut timeout = Duration::from_millis(u64::try_from((wake.at - now_ms()).max(0)).unwrap_or(0));
+        if let Some(w) = watchdog {
+            timeout = timeout.min(w);
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(Event::Signal(Signal::Reload)) => pending = Some(Trigger::Reload),
+            Ok(Event::Signal(Signal::Stop)) | Err(RecvTimeoutError::Disconnected) => break,
+            Ok(Event::ConfigChanged) => {
+                debounce_until = Some(now_ms() + i64::try_from(d.settings.debounce.as_millis()).unwrap_or(1000));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if now_ms() >= wake.at {
+                    pending = Some(wake.trigger);
+                }
+            }
+        }
+        if watchdog.is_some() {
+            sd_notify::notify("WATCHDOG=1");
+        }
+    }
+    sd_notify::notify("STOPPING=1");
+    let _ = std::fs::remove_file(d.root.path(record::DAEMON_FILE));
+    Ok(crate::error::exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_classed() {
+        let none = serde_json::Value::Null;
+        assert_eq!(failure_class(0, "changed", &none), None);
+        assert_eq!(failure_class(2, "failed", &none), Some("invalid_input"));
+        assert_eq!(failure_class(3, "failed", &none), Some("identity_conflict"));
+        assert_eq!(failure_class(75, "failed", &none), Some("lock_busy"));
+        assert_eq!(failure_class(1, "rolled_back", &none), Some("rolled_back"));
+        let unhealthy = serde_json::json!({"unhealthy": {"agentkeys-broker.service": "503"}});
+        assert_eq!(failure_class(1, "failed", &unhealthy), Some("health"));
+        let tls = serde_json::json!({"tls": {"broker.example.org": "failed"}});
+        assert_eq!(failure_class(1, "failed", &tls), Some("acme"));
+        assert_eq!(failure_class(1, "failed", &none), Some("apply"));
+    }
+}
