@@ -10,6 +10,7 @@ pub mod chains;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod engine;
 pub mod envfile;
 pub mod error;

@@ -40,7 +40,7 @@ pub struct AcmeSettings {
 
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
-fn resolve_acme(config: &Config) -> Result<AcmeSettings, InvalidInput> {
+pub fn resolve_acme(config: &Config) -> Result<AcmeSettings, InvalidInput> {
     let parse = |f: &Option<crate::config::FromFile<String>>,
                  what: &str,
                  ok: &dyn Fn(&str) -> bool|

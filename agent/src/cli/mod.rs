@@ -5,6 +5,7 @@ mod identity_cmd;
 mod oidc_cmd;
 pub mod reconcile_cmd;
 mod daemon_cmd;
+mod doctor_cmd;
 mod status_cmd;
 
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ pub enum Command {
     Status(status_cmd::StatusArgs),
     /// Keep the host converged: certificate renewals, drift correction, config changes, metrics.
     Daemon(daemon_cmd::DaemonArgs),
+    /// Pre-flight checks: nginx, port 80, units lint, disk, clock, ACME directory, DNS per host.
+    Doctor(doctor_cmd::DoctorArgs),
     /// Run a service with the broker's session public key (used by the rendered units).
     #[command(hide = true)]
     ExecWithPubkey(exec_pubkey::ExecArgs),
@@ -156,6 +159,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Reconcile(a) => reconcile_cmd::run(&a),
         Command::Status(a) => status_cmd::run(&a),
         Command::Daemon(a) => daemon_cmd::run(&a),
+        Command::Doctor(a) => doctor_cmd::run(&a),
         Command::Oidc(a) => oidc_cmd::run(&a),
         Command::ExecWithPubkey(a) => exec_pubkey::run(&a),
     }

@@ -22,12 +22,12 @@ fn refuse(url: &str, reason: impl Into<String>) -> anyhow::Error {
     InvalidInput::new(Source::Flag(format!("--release {url}")), reason).into()
 }
 
-/// Fetch `url` (https only) trusting `ca_bundle` or the system's roots; at most `MAX_BYTES`.
-pub async fn fetch(url: &str, ca_bundle: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
-    let uri: hyper::Uri = url.parse().map_err(|e| refuse(url, format!("not a URL: {e}")))?;
-    if uri.scheme_str() != Some("https") {
-        return Err(refuse(url, "releases are downloaded over https only"));
-    }
+/// An HTTPS-only client trusting `ca_bundle` (PEM) or the system's roots.
+pub fn https_client(
+    ca_bundle: Option<&std::path::Path>,
+) -> anyhow::Result<
+    Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, http_body_util::Empty<bytes::Bytes>>,
+> {
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
     let builder = match ca_bundle {
         Some(pem) => {
@@ -48,7 +48,16 @@ pub async fn fetch(url: &str, ca_bundle: Option<&std::path::Path>) -> anyhow::Re
         None => builder.with_native_roots().context("failed to load the system's CA certificates")?,
     };
     let connector = builder.https_only().enable_http1().build();
-    let client: Client<_, http_body_util::Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
+/// Fetch `url` (https only) trusting `ca_bundle` or the system's roots; at most `MAX_BYTES`.
+pub async fn fetch(url: &str, ca_bundle: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
+    let uri: hyper::Uri = url.parse().map_err(|e| refuse(url, format!("not a URL: {e}")))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(refuse(url, "releases are downloaded over https only"));
+    }
+    let client = https_client(ca_bundle)?;
     let work = async {
         let resp = client.get(uri).await.map_err(|e| refuse(url, format!("download failed: {e}")))?;
         if !resp.status().is_success() {

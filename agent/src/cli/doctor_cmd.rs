@@ -1,0 +1,191 @@
+//! `agentkeys-hostd doctor`: the pre-flight checks of spec §10 (nginx, port 80, units lint, disk,
+//! clock, ACME directory, DNS per host), printed as pass/warn/fail text or JSON. Read-only.
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use clap::Args;
+
+use super::emit;
+use crate::acme_policy::{self, DnsVerdict};
+use crate::doctor::{self, Check, Verdict};
+use crate::host::fs::Root;
+use crate::host::{dns, system_command};
+use crate::{catalog, config, engine, observe, paths};
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Filesystem root to read instead of / (network checks still run).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: std::path::PathBuf,
+    /// Print JSON (one line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn nginx() -> Check {
+    match system_command("nginx").arg("-t").output() {
+        Ok(o) if o.status.success() => Check::new("nginx", Verdict::Pass, "nginx -t: the configuration is valid"),
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+            Check::new("nginx", Verdict::Fail, format!("nginx -t failed: {last}"))
+        }
+        Err(_) => Check::new("nginx", Verdict::Fail, "nginx is not installed: apt-get install nginx"),
+    }
+}
+
+fn port_80() -> Check {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 80));
+    match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        Ok(_) => Check::new("port 80", Verdict::Pass, "127.0.0.1:80 accepts connections (HTTP-01 goes through it)"),
+        Err(e) => Check::new(
+            "port 80",
+            Verdict::Fail,
+            format!("127.0.0.1:80 refused ({e}): start nginx; ACME HTTP-01 validation needs it"),
+        ),
+    }
+}
+
+fn units_lint(root: &Root) -> Check {
+    let units: Vec<String> = catalog::SERVICES
+        .iter()
+        .map(|s| format!("{}/{}.service", paths::UNIT_DIR, s.unit))
+        .filter(|p| root.path(p).exists())
+        .collect();
+    if units.is_empty() {
+        return Check::new("units lint", Verdict::Warn, "no managed unit deployed yet (run reconcile)");
+    }
+    let mut cmd = system_command("systemd-analyze");
+    cmd.args(["verify", "--man=no", "--recursive-errors=no"]);
+    if !root.is_real_root() {
+        cmd.arg(format!("--root={}", root.path("/").display()));
+    }
+    match cmd.args(units.iter().map(|u| root.path(u))).output() {
+        Err(_) => Check::new("units lint", Verdict::Warn, "systemd-analyze not found; units not linted"),
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            let problems: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+            if o.status.success() && problems.is_empty() {
+                Check::new("units lint", Verdict::Pass, format!("{} unit(s) pass systemd-analyze verify", units.len()))
+            } else {
+                Check::new("units lint", Verdict::Fail, format!("systemd-analyze verify: {}", problems.join("; ")))
+            }
+        }
+    }
+}
+
+fn disk(root: &Root, path: &str) -> Check {
+    let mut p = root.path(path);
+    while !p.exists() {
+        match p.parent() {
+            Some(up) => p = up.to_path_buf(),
+            None => break,
+        }
+    }
+    match nix::sys::statvfs::statvfs(&p) {
+        Ok(s) => doctor::disk(path, s.blocks_available().saturating_mul(s.fragment_size())),
+        Err(e) => Check::new(format!("disk {path}"), Verdict::Fail, format!("statvfs {}: {e}", p.display())),
+    }
+}
+
+/// The ACME directory answers, and the clock agrees with the CA's `Date` header.
+fn acme_and_clock(root: &Root, acme: &crate::settings::AcmeSettings) -> Vec<Check> {
+    let url = acme.directory_url.clone();
+    let ca = acme.ca_bundle.as_ref().map(|p| root.path(p));
+    let probe = async {
+        let client = crate::host::download::https_client(ca.as_deref())?;
+        let resp = tokio::time::timeout(Duration::from_secs(10), client.get(url.parse()?)).await??;
+        let date = resp.headers().get(hyper::header::DATE).and_then(|v| v.to_str().ok().map(str::to_owned));
+        anyhow::Ok((resp.status(), date))
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let answer = match rt {
+        Ok(rt) => rt.block_on(probe),
+        Err(e) => Err(e.into()),
+    };
+    match answer {
+        Ok((status, date)) if status.is_success() => {
+            let mut out = vec![Check::new("acme directory", Verdict::Pass, format!("{url} answered {status}"))];
+            let skew = date.and_then(|d| {
+                let fmt = time::format_description::well_known::Rfc2822;
+                let theirs = time::OffsetDateTime::parse(&d, &fmt).ok()?.unix_timestamp();
+                Some(crate::state::now_unix() as i64 - theirs)
+            });
+            out.push(match skew {
+                Some(s) => doctor::clock(s),
+                None => Check::new("clock", Verdict::Warn, "the ACME CA sent no Date header to compare with"),
+            });
+            out
+        }
+        Ok((status, _)) => vec![Check::new("acme directory", Verdict::Fail, format!("{url} answered {status}"))],
+        Err(e) => vec![Check::new(
+            "acme directory",
+            Verdict::Fail,
+            format!("{url} unreachable: {e:#}; check acme.directory_url, acme.ca_bundle and egress"),
+        )],
+    }
+}
+
+fn dns_checks(root: &Root, acme: &crate::settings::AcmeSettings, hosts: &[String]) -> Vec<Check> {
+    if hosts.is_empty() {
+        return vec![Check::new("dns", Verdict::Warn, "no identity deployed yet: no public hosts to check")];
+    }
+    let ip = match acme.public_ipv4 {
+        Some(ip) => Ok(ip),
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(crate::host::imds::public_ipv4(acme.imds_endpoint.as_deref()))),
+    };
+    let ip = match ip {
+        Ok(ip) => ip,
+        Err(e) => return vec![Check::new("dns", Verdict::Fail, format!("this machine's public IPv4 is unknown: {e:#}"))],
+    };
+    let resolver = acme.resolver.or_else(|| {
+        std::fs::read_to_string(root.path("/etc/resolv.conf")).ok().and_then(|t| dns::resolv_conf_server(&t))
+    });
+    let Some(resolver) = resolver else {
+        return vec![Check::new("dns", Verdict::Fail, "no DNS resolver: set acme.resolver or a nameserver in /etc/resolv.conf")];
+    };
+    hosts
+        .iter()
+        .map(|h| match acme_policy::dns_verdict(ip, &dns::lookup_a(resolver, h)) {
+            DnsVerdict::DnsNotReady { expected, found, detail } => Check::new(
+                format!("dns {h}"),
+                Verdict::Warn,
+                format!("{detail}: expected {expected}, found [{}]; parked (no order) until it points here", found.join(", ")),
+            ),
+            _ => Check::new(format!("dns {h}"), Verdict::Pass, format!("A record is {ip}")),
+        })
+        .collect()
+}
+
+pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
+    let root = Root::new(&args.root);
+    let mut checks = vec![nginx(), port_80(), units_lint(&root), disk(&root, "/var/lib"), disk(&root, "/opt")];
+    let cfg = config::load(&observe::config_files(&root)?);
+    match cfg {
+        Ok(cfg) => match crate::settings::resolve_acme(&cfg) {
+            Ok(acme) => {
+                checks.extend(acme_and_clock(&root, &acme));
+                let req = engine::Request::default();
+                let hosts: Vec<String> = engine::read_inputs(&root, &req)
+                    .ok()
+                    .and_then(|i| i.deployed)
+                    .map(|d| observe::tls_states(&root, &d.identity).into_keys().collect())
+                    .unwrap_or_default();
+                checks.extend(dns_checks(&root, &acme, &hosts));
+            }
+            Err(e) => checks.push(Check::new("config", Verdict::Fail, e.to_string())),
+        },
+        Err(e) => checks.push(Check::new("config", Verdict::Fail, e.to_string())),
+    }
+    if args.json {
+        emit(&(serde_json::to_string(&serde_json::json!({ "checks": checks, "failed": doctor::exit_code(&checks) == 1 }))? + "\n"))?;
+    } else {
+        emit(&doctor::render_text(&checks))?;
+    }
+    Ok(doctor::exit_code(&checks))
+}

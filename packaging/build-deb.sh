@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Build the .deb: a release binary linked against glibc <= 2.35 (runs on Ubuntu 22.04 and Debian
+# 12; cargo-zigbuild with the ziglang wheel pins the glibc version), the man pages and shell
+# completions generated from the command line, then cargo-deb. Reproducible: timestamps come from
+# the last commit, paths are remapped. Prints the path of the package on its last line.
+# Needs: cargo-deb, cargo-zigbuild, ziglang (installed by tests/harness/tools.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=x86_64-unknown-linux-gnu
+glibc=2.35
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 1764331200)}"
+export RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$PWD=/build --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+export CARGO_TARGET_DIR="${DEB_TARGET_DIR:-$PWD/target/deb-build}"
+cargo zigbuild --locked --release -p agentkeys-hostd --bin agentkeys-hostd --target "$target.$glibc" >&2
+cargo run -q --locked -p agentkeys-hostd-xtask -- assets "$PWD/target/assets" >&2
+cargo deb --locked -p agentkeys-hostd --no-build --target "$target" --output "$PWD/target/debian/" >&2
+ls -t "$PWD"/target/debian/agentkeys-hostd_*_amd64.deb | head -1
