@@ -9,85 +9,8 @@ mod common;
 use std::process::Command;
 
 use common::container::Container;
+use common::in_container::{ACME, clear_a, in_netns, installed_serial, served_serial, set_a, start_pebble};
 use common::{ACCOUNT, BASE_CONFIG};
-
-const ACME: &str = "[acme]\ndirectory_url = \"https://127.0.0.1:14000/dir\"\nca_bundle = \"/etc/pebble/ca.pem\"\n\
-                    public_ipv4 = \"127.0.0.1\"\nresolver = \"127.0.0.1:8053\"\n";
-
-/// Run a host tool inside the container's network namespace only.
-fn in_netns(c: &Container, args: &[&str]) -> std::process::Output {
-    Command::new("nsenter").args(["-t", &c.leader.to_string(), "-n"]).args(args).output().unwrap()
-}
-
-/// Start Pebble validating HTTP-01 on `http_port` (80: nginx answers; anything else: nobody does).
-fn start_pebble(c: &Container, dir: &std::path::Path, http_port: u16) {
-    common::pebble::api_certs(dir);
-    for f in ["cert.pem", "key.pem", "ca.pem"] {
-        c.install(dir.join(f).to_str().unwrap(), &format!("/etc/pebble/{f}"));
-    }
-    c.write("/etc/pebble/pebble.json", &common::pebble::config_json(http_port));
-    c.install("/usr/bin/pebble", "/usr/local/sbin/pebble");
-    c.install("/usr/bin/pebble-challtestsrv", "/usr/local/sbin/pebble-challtestsrv");
-    let mut dns = vec![
-        "systemd-run".to_owned(),
-        "--unit".into(),
-        "challtestsrv".into(),
-        "/usr/local/sbin/pebble-challtestsrv".into(),
-    ];
-    dns.extend(common::pebble::challtestsrv_args("127.0.0.1"));
-    let dns: Vec<&str> = dns.iter().map(String::as_str).collect();
-    assert_eq!(c.exec(&dns).code, 0);
-    let ca = [
-        "systemd-run",
-        "--unit",
-        "pebble",
-        "-p",
-        "WorkingDirectory=/etc/pebble",
-        "-E",
-        "PEBBLE_VA_NOSLEEP=1",
-        "-E",
-        "PEBBLE_WFE_NONCEREJECT=0",
-        "/usr/local/sbin/pebble",
-        "-config",
-        "pebble.json",
-        "-dnsserver",
-        "127.0.0.1:8053",
-    ];
-    assert_eq!(c.exec(&ca).code, 0);
-    for port in [8055, 14000, 15000] {
-        let probe =
-            format!("for i in $(seq 100); do exec 3<>/dev/tcp/127.0.0.1/{port} && exit 0; sleep 0.1; done; exit 1");
-        assert_eq!(c.exec(&["bash", "-c", &probe]).code, 0, "port {port}");
-    }
-}
-
-fn set_a(c: &Container, host: &str, addr: &str) {
-    let body = format!(r#"{{"host":"{host}.","addresses":["{addr}"]}}"#);
-    let out = in_netns(c, &["curl", "-sf", "-X", "POST", "-d", &body, "http://127.0.0.1:8055/add-a"]);
-    assert!(out.status.success(), "{out:?}");
-}
-
-fn clear_a(c: &Container, host: &str) {
-    let body = format!(r#"{{"host":"{host}."}}"#);
-    let out = in_netns(c, &["curl", "-sf", "-X", "POST", "-d", &body, "http://127.0.0.1:8055/clear-a"]);
-    assert!(out.status.success(), "{out:?}");
-}
-
-/// The serial nginx serves for `host` on 127.0.0.1:443, verified against `root`.
-fn served_serial(c: &Container, host: &str, root: &std::path::Path) -> String {
-    let connect = format!(
-        "echo | openssl s_client -connect 127.0.0.1:443 -servername {host} -CAfile {} -verify_return_error 2>/dev/null | openssl x509 -noout -serial",
-        root.display()
-    );
-    let out = in_netns(c, &["bash", "-c", &connect]);
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn installed_serial(c: &Container, host: &str) -> String {
-    let path = c.path(&format!("/var/lib/agentkeys-hostd/tls/{host}/current/fullchain.pem"));
-    let out = Command::new("openssl").args(["x509", "-noout", "-serial", "-in"]).arg(path).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 #[test]
 fn hosts_are_issued_served_and_a_parked_host_follows_its_dns() {

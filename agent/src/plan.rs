@@ -421,8 +421,26 @@ fn service_actions(triggered: &[(Trigger, String)], runtime: &Runtime) -> Vec<Ac
 
 const BROKER: &str = "agentkeys-broker";
 
+/// After certificates were installed: the nginx reload the plan lacks, if any. The vhosts name
+/// each host's `current` link, so a renewal alone changes no nginx file.
+pub fn reload_for_certificates(plan: &Plan, hosts: &[String]) -> Option<Action> {
+    let reloads = plan.actions.iter().any(|a| matches!(a, Action::ReloadNginx { .. }));
+    (!hosts.is_empty() && !reloads)
+        .then(|| Action::ReloadNginx { reasons: vec![format!("new certificate for {}", hosts.join(", "))] })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_renewal_reloads_nginx_once() {
+        let hosts = vec!["broker.example.org".to_owned()];
+        let reload = reload_for_certificates(&Plan::default(), &hosts).expect("a reload");
+        assert_eq!(reload.to_string(), "reload nginx: new certificate for broker.example.org");
+        let already = Plan { actions: vec![Action::ReloadNginx { reasons: vec!["vhost changed".into()] }] };
+        assert_eq!(reload_for_certificates(&already, &hosts), None);
+        assert_eq!(reload_for_certificates(&Plan::default(), &[]), None);
+    }
+
     use super::*;
     use crate::render::{FileSpec, Trigger};
 

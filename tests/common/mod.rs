@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod container;
+pub mod in_container;
 pub mod pebble;
 
 use std::collections::BTreeMap;

@@ -111,8 +111,14 @@ pub fn config_json(http_port: u16) -> String {
 
 /// The same, listening on `ip`.
 pub fn config_json_at(ip: &str, http_port: u16) -> String {
+    config_json_validity(ip, http_port, None)
+}
+
+/// The same, issuing certificates valid for `validity_secs` when given.
+pub fn config_json_validity(ip: &str, http_port: u16, validity_secs: Option<u64>) -> String {
+    let validity = validity_secs.map(|s| format!(r#","certificateValidityPeriod":{s}"#)).unwrap_or_default();
     format!(
-        r#"{{"pebble":{{"listenAddress":"{ip}:14000","managementListenAddress":"{ip}:15000","certificate":"cert.pem","privateKey":"key.pem","httpPort":{http_port},"tlsPort":5001,"ocspResponderURL":"","externalAccountBindingRequired":false}}}}"#
+        r#"{{"pebble":{{"listenAddress":"{ip}:14000","managementListenAddress":"{ip}:15000","certificate":"cert.pem","privateKey":"key.pem","httpPort":{http_port},"tlsPort":5001,"ocspResponderURL":"","externalAccountBindingRequired":false{validity}}}}}"#
     )
 }
 

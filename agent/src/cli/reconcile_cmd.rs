@@ -312,7 +312,18 @@ fn certificates(
     let (outcomes, installed) = rt.block_on(crate::tls::converge(root, &p.settings, &p.facts.tls, now))?;
     let mut done = Vec::new();
     if installed {
-        done = reconverge(ctx)?;
+        let (more, plan) = reconverge(ctx)?;
+        done = more;
+        let renewed: Vec<String> =
+            outcomes.iter().filter(|(_, o)| o.state == "issued").map(|(h, _)| h.clone()).collect();
+        if let Some(reload) = crate::plan::reload_for_certificates(&plan, &renewed) {
+            // The vhosts point at each host's `current` link: a renewal changes no nginx file, so
+            // nginx must still be told, or it keeps serving the old certificate (spec §12).
+            let accounts = ctx.db.lookup(&crate::observe::ACCOUNTS.0, &crate::observe::ACCOUNTS.1)?;
+            let only = crate::plan::Plan { actions: vec![reload.clone()] };
+            let settings = &p.settings;
+            done.extend(rt.block_on(execute::run(ctx.sd, root, settings, &accounts, &only))?);
+        }
         for (host, o) in outcomes.iter().filter(|(_, o)| o.state == "issued") {
             let path = root.path(&format!("{}/{host}/current/fullchain.pem", crate::paths::TLS_STORE));
             let leaf = crate::host::certs::read_leaf(&path)?.leaf_der;
@@ -329,18 +340,18 @@ fn certificates(
 /// Switch back to `previous` and converge again (only the services whose binary changed restart).
 fn rollback(ctx: &Ctx<'_>, previous: &str) -> anyhow::Result<Vec<String>> {
     releases::switch(ctx.root, previous)?;
-    let mut done = reconverge(ctx)?;
+    let (mut done, _) = reconverge(ctx)?;
     done.insert(0, format!("rollback: switched back to release {previous}"));
     Ok(done)
 }
 
 /// Observe and plan again after the host changed under the plan (a certificate installed, a
 /// release switched back), then apply, run the service jobs and health-gate the result.
-fn reconverge(ctx: &Ctx<'_>) -> anyhow::Result<Vec<String>> {
+fn reconverge(ctx: &Ctx<'_>) -> anyhow::Result<(Vec<String>, crate::plan::Plan)> {
     let Ctx { rt, sd, root, db, req, saved } = *ctx;
     let probe = |settings: &crate::settings::Settings| rt.block_on(engine::observe_runtime(sd, root, settings, saved));
     let again = engine::prepare(root, db, req, Some(&probe))?;
-    converge(rt, Some(sd), root, db, &again).map(|(done, _)| done).map_err(|(_, _, e)| e)
+    converge(rt, Some(sd), root, db, &again).map(|(done, _)| (done, again.plan)).map_err(|(_, _, e)| e)
 }
 
 type Failed = (Vec<String>, Vec<health::Verdict>, anyhow::Error);

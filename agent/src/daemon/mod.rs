@@ -33,6 +33,8 @@ pub struct Options {
 enum Event {
     Signal(Signal),
     ConfigChanged,
+    /// Certificates, the ledger or the identity changed (an SSM `reconcile`, or our own run).
+    StateChanged,
 }
 
 /// When another run holds the lock, try again after this long.
@@ -62,27 +64,31 @@ fn read_options(root: &Root) -> DaemonOptions {
     })
 }
 
-/// Watch `/etc/agentkeys` for hostd's configuration and template overrides.
-fn watch_config(root: &Root, tx: mpsc::Sender<Event>) -> anyhow::Result<notify::RecommendedWatcher> {
+/// Watch `dir` (created when missing) and send `event` for writes to paths `wanted` accepts.
+fn watch(
+    dir: PathBuf,
+    wanted: fn(&std::path::Path) -> bool,
+    tx: mpsc::Sender<Event>,
+    event: fn() -> Event,
+) -> anyhow::Result<notify::RecommendedWatcher> {
     use notify::Watcher as _;
-    let dir = root.path(paths::ETC_AGENTKEYS);
+    use notify::event::AccessKind;
     if !dir.exists() {
         std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("failed to create {}: {e}", dir.display()))?;
     }
     let base = dir.clone();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         let Ok(ev) = ev else { return };
-        if matches!(ev.kind, notify::EventKind::Access(notify::event::AccessKind::Open(_) | notify::event::AccessKind::Read)) {
+        if matches!(ev.kind, notify::EventKind::Access(AccessKind::Open(_) | AccessKind::Read)) {
             return;
         }
-        let ours = ev.paths.iter().any(|p| p.strip_prefix(&base).is_ok_and(schedule::is_config_path));
-        if ours {
-            let _ = tx.send(Event::ConfigChanged);
+        if ev.paths.iter().any(|p| p.strip_prefix(&base).is_ok_and(wanted)) {
+            let _ = tx.send(event());
         }
     })?;
-    watcher.watch(&dir, notify::RecursiveMode::Recursive).map_err(|e| {
-        anyhow::anyhow!("failed to watch {} for configuration changes: {e}", dir.display())
-    })?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::Recursive)
+        .map_err(|e| anyhow::anyhow!("failed to watch {}: {e}", dir.display()))?;
     Ok(watcher)
 }
 
@@ -232,7 +238,8 @@ pub fn run(opts: Options, started: Instant) -> anyhow::Result<i32> {
         settings.metrics_listen,
         !opts.no_systemd,
     )?;
-    let _watcher = watch_config(&root, tx)?;
+    let _config = watch(root.path(paths::ETC_AGENTKEYS), schedule::is_config_path, tx.clone(), || Event::ConfigChanged)?;
+    let _state = watch(root.path(paths::STATE_DIR), schedule::is_schedule_input, tx, || Event::StateChanged)?;
     let mut d = Daemon { opts, root, record, settings, last_run_unix: 0 };
     d.observe();
     let ready_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -245,7 +252,8 @@ pub fn run(opts: Options, started: Instant) -> anyhow::Result<i32> {
     let mut next_drift_ms = 0_i64;
     let mut debounce_until: Option<i64> = None;
     let jitter = random_unit();
-    loop {
+    let mut stop = false;
+    while !stop {
         if let Some(trigger) = pending.take() {
             sd_notify::notify(&format!("STATUS=reconciling ({})", trigger.name()));
             let code = d.reconcile(trigger);
@@ -274,6 +282,21 @@ pub fn run(opts: Options, started: Instant) -> anyhow::Result<i32> {
         match rx.recv_timeout(timeout) {
             Ok(Event::Signal(Signal::Reload)) => pending = Some(Trigger::Reload),
             Ok(Event::Signal(Signal::Stop)) | Err(RecvTimeoutError::Disconnected) => break,
+            Ok(Event::StateChanged) => {
+                // Coalesce a burst (a run installs several certificates), then read the schedule again.
+                std::thread::sleep(Duration::from_millis(200));
+                while let Ok(ev) = rx.try_recv() {
+                    match ev {
+                        Event::StateChanged => {}
+                        Event::ConfigChanged => {
+                            debounce_until = Some(now_ms() + i64::try_from(d.settings.debounce.as_millis()).unwrap_or(1000));
+                        }
+                        Event::Signal(Signal::Reload) => pending = Some(Trigger::Reload),
+                        Event::Signal(Signal::Stop) => stop = true,
+                    }
+                }
+                d.observe();
+            }
             Ok(Event::ConfigChanged) => {
                 debounce_until = Some(now_ms() + i64::try_from(d.settings.debounce.as_millis()).unwrap_or(1000));
             }

@@ -102,6 +102,13 @@ pub fn is_config_path(rel: &Path) -> bool {
     }
 }
 
+/// Is `rel` (relative to hostd's state directory) an input of the renewal schedule: a certificate,
+/// the failure ledger, the ARI cache or the identity record?
+pub fn is_schedule_input(rel: &Path) -> bool {
+    let s = rel.to_str().unwrap_or_default();
+    s.starts_with("tls/") || matches!(s, "identity.json" | "acme/ledger.json" | "acme/renewal-info.json")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +172,16 @@ mod tests {
         assert_eq!(next_wake(1_000, r.clone(), Some(400)).trigger, Trigger::Config);
         assert_eq!(next_wake(300, r, Some(400)).trigger, Trigger::Drift);
         assert_eq!(next_wake(300, None, None).at, 300);
+    }
+
+    #[test]
+    fn schedule_inputs() {
+        for yes in ["tls/broker.example.org/current", "acme/ledger.json", "identity.json"] {
+            assert!(is_schedule_input(Path::new(yes)), "{yes}");
+        }
+        for no in ["state.json", "last-report.json", "acme/account.json", "acme-webroot/x"] {
+            assert!(!is_schedule_input(Path::new(no)), "{no}");
+        }
     }
 
     #[test]

@@ -51,6 +51,13 @@ fn main() -> std::io::Result<()> {
     }
     let dir = PathBuf::from(dir);
     std::fs::create_dir_all(&dir)?;
+    // Start clean: a page of a removed subcommand must not linger in the package.
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "1") {
+            std::fs::remove_file(path)?;
+        }
+    }
     let mut command = hostd::cli::Cli::command();
     let mut man = Vec::new();
     clap_mangen::Man::new(command.clone()).render(&mut man)?;
