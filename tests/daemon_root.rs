@@ -57,7 +57,9 @@ fn scrape(port: u16) -> String {
 #[test]
 fn drift_config_and_sighup_each_cause_exactly_one_reconcile() {
     let port = 19_000 + (std::process::id() % 1000) as u16;
-    let config = format!("{BASE_CONFIG}\n[daemon]\ndrift_interval_secs = 5\ndebounce_ms = 500\nmetrics_listen = \"127.0.0.1:{port}\"\n");
+    let config = format!(
+        "{BASE_CONFIG}\n[daemon]\ndrift_interval_secs = 5\ndebounce_ms = 500\nmetrics_listen = \"127.0.0.1:{port}\"\n"
+    );
     let root = common::fake_root(&config);
     let r = root.path();
     let first = reconcile(r, &SLOT2);
@@ -120,7 +122,11 @@ fn drift_config_and_sighup_each_cause_exactly_one_reconcile() {
     // Metrics on loopback.
     let text = scrape(port);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    for want in ["agentkeys_hostd_up 1", "agentkeys_hostd_reconciles_total{trigger=\"reload\"} 1", "agentkeys_hostd_drift_corrections_total"] {
+    for want in [
+        "agentkeys_hostd_up 1",
+        "agentkeys_hostd_reconciles_total{trigger=\"reload\"} 1",
+        "agentkeys_hostd_drift_corrections_total",
+    ] {
         assert!(text.contains(want), "{want} missing in\n{text}");
     }
 

@@ -6,27 +6,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::container::Container;
+use common::deb::package;
 use common::in_container::{ACME, in_netns, installed_serial, served_serial, start_pebble_with};
 use common::{ACCOUNT, BASE_CONFIG};
 
-/// The package built by packaging/build-deb.sh (tests/run.sh exports both paths).
-fn package(var: &str, version: Option<&str>) -> PathBuf {
-    if let Ok(p) = std::env::var(var) {
-        return PathBuf::from(p);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/build-deb.sh");
-    let mut cmd = Command::new(script);
-    if let Some(v) = version {
-        cmd.args(["--deb-version", v]);
-    }
-    let out = cmd.output().expect("packaging/build-deb.sh");
-    assert!(out.status.success(), "build-deb.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last().expect("a path").trim())
+/// Seconds since the test started, for the step log.
+fn step(t0: Instant, what: &str) {
+    eprintln!("[{:6.1} s] {what}", t0.elapsed().as_secs_f64());
 }
 
 fn daemon_record(c: &Container) -> serde_json::Value {
@@ -74,13 +63,16 @@ fn edit_config(c: &Container, extra: &str) {
 
 #[test]
 fn install_converge_renew_drift_upgrade_remove_purge() {
+    let t0 = Instant::now();
     let first = package("AGENTKEYS_DEB", None);
     let second = package("AGENTKEYS_DEB_UPGRADE", Some("0.1.0-2"));
-    let c = Container::boot(&format!("{BASE_CONFIG}\n{ACME}\n[daemon]\ndrift_interval_secs = 3600\ndebounce_ms = 300\n"));
+    let c =
+        Container::boot(&format!("{BASE_CONFIG}\n{ACME}\n[daemon]\ndrift_interval_secs = 3600\ndebounce_ms = 300\n"));
     let dir = tempfile::tempdir().unwrap();
     // Short-lived certificates: 60 s, so the renewal time (half the lifetime) comes within the test.
     start_pebble_with(&c, dir.path(), 80, Some(60));
 
+    step(t0, "install");
     // Install: the daemon is enabled, active and READY (Type=notify: active only after READY=1).
     c.install(first.to_str().unwrap(), "/tmp/agentkeys-hostd.deb");
     let started = Instant::now();
@@ -102,6 +94,7 @@ fn install_converge_renew_drift_upgrade_remove_purge() {
     assert!(c.path("/usr/share/man/man1/agentkeys-hostd.1.gz").exists());
     assert!(c.path("/usr/share/bash-completion/completions/agentkeys-hostd").exists());
 
+    step(t0, "converge");
     // Converge from the command line (as SSM would), certificates included.
     let run = c.reconcile_acme(&["--ci", "--slot", "2", "--zone", "litentry.org", "--account-id", ACCOUNT]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
@@ -113,12 +106,15 @@ fn install_converge_renew_drift_upgrade_remove_purge() {
     assert_eq!(rec["next_wake"]["trigger"], "renewal", "{rec:#}");
     assert_eq!(count(&rec, "renewal"), 0);
 
+    step(t0, "config edit");
     // A config edit (an editor's write + rename) is exactly one reconcile; the drift interval drops to 5 s.
     edit_config(&c, "\n# edited\n");
     std::fs::write(c.path("/etc/agentkeys/hostd.d-not-config"), "x").unwrap();
     let before = count(&daemon_record(&c), "config");
     edit_config(&c, "# drift check every 5 s for this test\n");
-    let text = String::from_utf8(c.read("/etc/agentkeys/hostd.toml")).unwrap().replace("drift_interval_secs = 3600", "drift_interval_secs = 5");
+    let text = String::from_utf8(c.read("/etc/agentkeys/hostd.toml"))
+        .unwrap()
+        .replace("drift_interval_secs = 3600", "drift_interval_secs = 5");
     c.write("/etc/agentkeys/hostd.toml.tmp", &text);
     std::fs::rename(c.path("/etc/agentkeys/hostd.toml.tmp"), c.path("/etc/agentkeys/hostd.toml")).unwrap();
     wait_for(&c, "the config reconcile", 20, |r| count(r, "config") > before);
@@ -126,6 +122,7 @@ fn install_converge_renew_drift_upgrade_remove_purge() {
     let configs = count(&daemon_record(&c), "config") - before;
     assert_eq!(configs, 1, "a burst of 3 writes is one reconcile");
 
+    step(t0, "hand edit");
     // A hand edit of a managed unit is corrected within the drift interval, reported as corrective.
     let unit = "/etc/systemd/system/agentkeys-worker-email.service";
     let rendered = c.read(unit);
@@ -138,23 +135,39 @@ fn install_converge_renew_drift_upgrade_remove_purge() {
     assert!(took < Duration::from_secs(12), "corrected after {took:?} (drift interval 5 s)");
     eprintln!("hand edit corrected after {} ms", took.as_millis());
     // Back to a long drift interval, so the renewal below is the renewal trigger's own.
-    let text = String::from_utf8(c.read("/etc/agentkeys/hostd.toml")).unwrap().replace("drift_interval_secs = 5", "drift_interval_secs = 3600");
+    let text = String::from_utf8(c.read("/etc/agentkeys/hostd.toml"))
+        .unwrap()
+        .replace("drift_interval_secs = 5", "drift_interval_secs = 3600");
     c.write("/etc/agentkeys/hostd.toml.tmp", &text);
     std::fs::rename(c.path("/etc/agentkeys/hostd.toml.tmp"), c.path("/etc/agentkeys/hostd.toml")).unwrap();
 
+    step(t0, "renewal");
     // The renewal time arrives: the daemon renews and nginx serves the new certificate.
-    let rec = wait_for(&c, "a renewal", 90, |r| count(r, "renewal") >= 1 && r["last"]["trigger"] == "renewal");
-    assert_eq!(rec["last"]["exit_code"], 0, "{rec:#}");
-    let renewed = installed_serial(&c, broker);
-    assert_ne!(renewed, issued_serial, "renewed");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while installed_serial(&c, broker) == issued_serial {
+        assert!(Instant::now() < deadline, "{broker} not renewed within 90 s: {:#}", daemon_record(&c));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rec = wait_for(&c, "the renewal run's end", 30, |r| r["last"]["trigger"] == "renewal");
+    assert_eq!(count(&rec, "drift"), 1, "renewed by the renewal trigger, not a drift check: {rec:#}");
     eprintln!("renewed {} s after issuance (lifetime 60 s)", issued_at.elapsed().as_secs());
     let root = dir.path().join("issuing-root.pem");
-    let out = in_netns(&c, &["curl", "-sf", "--cacert", dir.path().join("ca.pem").to_str().unwrap(), "https://127.0.0.1:15000/roots/0"]);
+    let ca = dir.path().join("ca.pem");
+    let out = in_netns(&c, &["curl", "-sf", "--cacert", ca.to_str().unwrap(), "https://127.0.0.1:15000/roots/0"]);
     std::fs::write(&root, &out.stdout).unwrap();
-    let served = served_serial(&c, broker, &root);
-    let now_installed = installed_serial(&c, broker);
-    assert!(served == now_installed || served == renewed, "served {served}, installed {now_installed}");
-    assert_ne!(served, issued_serial, "nginx serves the renewed certificate");
+    // The run that installed it reloads nginx before it ends: nginx serves what is installed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (served, installed) = (served_serial(&c, broker, &root), installed_serial(&c, broker));
+        if served == installed {
+            assert_ne!(served, issued_serial, "nginx serves the renewed certificate");
+            break;
+        }
+        assert!(Instant::now() < deadline, "nginx serves {served}, installed is {installed}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rec = wait_for(&c, "a renewal run's end", 30, |r| r["last"]["trigger"] == "renewal");
+    assert_eq!(rec["last"]["exit_code"], 0, "{rec:#}");
 
     // status --json carries the daemon's record and every host's renewal time and why.
     let status = c.exec(&["agentkeys-hostd", "status", "--json"]);
@@ -164,6 +177,7 @@ fn install_converge_renew_drift_upgrade_remove_purge() {
     let renewals = st["renewals"].as_array().unwrap();
     assert!(renewals.iter().all(|h| h["renew_why"].as_str().is_some_and(|w| w.contains("1/2"))), "{renewals:?}");
 
+    step(t0, "doctor");
     // doctor: every pre-flight check passes on this converged host.
     let doctor = c.exec(&["agentkeys-hostd", "doctor", "--json"]);
     let d = doctor.json();
@@ -172,6 +186,7 @@ fn install_converge_renew_drift_upgrade_remove_purge() {
     }
     assert_eq!(doctor.code, 0);
 
+    step(t0, "metrics");
     // Metrics on loopback inside the host.
     let scrape = "exec 3<>/dev/tcp/127.0.0.1/9464; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3";
     let metrics = c.exec(&["bash", "-c", scrape]).stdout;
@@ -184,6 +199,7 @@ fn install_converge_renew_drift_upgrade_remove_purge() {
         assert!(metrics.contains(&want), "{want} missing:\n{metrics}");
     }
 
+    step(t0, "upgrade");
     // Upgrade to a rebuilt package: the daemon restarts on the new binary, the services do not.
     let services = c.main_pids();
     c.install(second.to_str().unwrap(), "/tmp/agentkeys-hostd-2.deb");
@@ -201,6 +217,7 @@ fn install_converge_renew_drift_upgrade_remove_purge() {
         }
     }
 
+    step(t0, "remove");
     // Remove: the daemon and its files go; configuration, state and the services stay.
     dpkg(&c, &["-r", "agentkeys-hostd"]);
     assert!(!c.path("/usr/bin/agentkeys-hostd").exists());
@@ -210,6 +227,7 @@ fn install_converge_renew_drift_upgrade_remove_purge() {
     assert!(c.path("/var/lib/agentkeys-hostd/state.json").exists());
     assert_eq!(show(&c, "agentkeys-broker.service", "ActiveState"), "active", "services keep running");
 
+    step(t0, "purge");
     // Purge: the conffile and hostd's bookkeeping go; the identity record and certificates stay.
     dpkg(&c, &["-P", "agentkeys-hostd"]);
     assert!(!c.path("/etc/agentkeys/hostd.toml").exists(), "conffile removed on purge");

@@ -6,10 +6,16 @@ cd "$(dirname "$0")/.."
 ./tests/harness/prereqs.sh
 # The container tests boot a cached Debian rootfs (built once, ~75 s; rebuilt when missing).
 ./tests/harness/rootfs.sh >/dev/null
+# Build tools for the package (cargo-deb, cargo-zigbuild + ziglang), pinned, installed when missing.
+./tests/harness/tools.sh
 
 features=(--features agentkeys-hostd/failpoints)
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo clippy --locked --workspace --all-targets "${features[@]}" -- -D warnings
 cargo build --locked -p agentkeys-standin
+# The .deb (binary for glibc <= 2.35) and a rebuilt one for the upgrade test.
+AGENTKEYS_DEB="$(./packaging/build-deb.sh | tail -1)"
+AGENTKEYS_DEB_UPGRADE="$(./packaging/build-deb.sh --deb-version 0.1.0-2 | tail -1)"
+export AGENTKEYS_DEB AGENTKEYS_DEB_UPGRADE
 cargo test --locked --workspace --all-targets "${features[@]}"

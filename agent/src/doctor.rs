@@ -66,7 +66,13 @@ pub fn render_text(checks: &[Check]) -> String {
         let _ = writeln!(t, "{tag}  {:<34} {}", c.name, c.detail);
     }
     let count = |v| checks.iter().filter(|c| c.verdict == v).count();
-    let _ = writeln!(t, "{} passed, {} warnings, {} failed", count(Verdict::Pass), count(Verdict::Warn), count(Verdict::Fail));
+    let _ = writeln!(
+        t,
+        "{} passed, {} warnings, {} failed",
+        count(Verdict::Pass),
+        count(Verdict::Warn),
+        count(Verdict::Fail)
+    );
     t
 }
 

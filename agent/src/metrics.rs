@@ -76,7 +76,11 @@ pub fn render(d: &DaemonRecord, units: &BTreeMap<String, String>) -> String {
     o.sample("agentkeys_hostd_drift_corrections_total", &[], d.corrections as f64);
     if let Some(last) = &d.last {
         o.family("agentkeys_hostd_last_reconcile_success", "gauge", "1 when the last reconcile converged.");
-        o.sample("agentkeys_hostd_last_reconcile_success", &[("result", &last.result)], f64::from(u8::from(last.exit_code == 0)));
+        o.sample(
+            "agentkeys_hostd_last_reconcile_success",
+            &[("result", &last.result)],
+            f64::from(u8::from(last.exit_code == 0)),
+        );
         o.family("agentkeys_hostd_last_reconcile_duration_seconds", "gauge", "Duration of the last reconcile.");
         o.sample("agentkeys_hostd_last_reconcile_duration_seconds", &[], last.duration_ms as f64 / 1000.0);
         o.family("agentkeys_hostd_last_reconcile_timestamp_seconds", "gauge", "When the last reconcile finished.");
@@ -88,7 +92,11 @@ pub fn render(d: &DaemonRecord, units: &BTreeMap<String, String>) -> String {
     }
     o.family("agentkeys_hostd_unit_active", "gauge", "1 when a managed unit is active, by its ActiveState.");
     for (unit, state) in units {
-        o.sample("agentkeys_hostd_unit_active", &[("unit", unit), ("state", state)], f64::from(u8::from(state == "active")));
+        o.sample(
+            "agentkeys_hostd_unit_active",
+            &[("unit", unit), ("state", state)],
+            f64::from(u8::from(state == "active")),
+        );
     }
     o.0
 }
@@ -113,7 +121,8 @@ mod tests {
         });
         d.reconciles.insert("drift".into(), 3);
         d.failures.insert("health".into(), 1);
-        d.last = Some(LastReconcile { result: "changed".into(), duration_ms: 1500, finished_unix: 7, ..Default::default() });
+        d.last =
+            Some(LastReconcile { result: "changed".into(), duration_ms: 1500, finished_unix: 7, ..Default::default() });
         let units = BTreeMap::from([("agentkeys-broker.service".to_owned(), "active".to_owned())]);
         let text = render(&d, &units);
         for line in [

@@ -145,7 +145,8 @@ pub fn schedule(root: &Root, tls: &BTreeMap<String, TlsState>, now: i64) -> anyh
             let current = in_service(root, state);
             let cached = current.as_ref().and_then(|c| ari.get(host).filter(|e| e.serial == c.serial));
             let renewal = current.as_ref().map(|c| {
-                let cert = Cert { not_before: c.not_before, not_after: c.not_after, ari: cached.and_then(|e| e.window) };
+                let cert =
+                    Cert { not_before: c.not_before, not_after: c.not_after, ari: cached.and_then(|e| e.window) };
                 acme_policy::renewal_time(&cert, now, acme_policy::serial_jitter(&c.serial))
             });
             HostSchedule {

@@ -89,4 +89,3 @@ pub fn installed_serial(c: &Container, host: &str) -> String {
     let out = Command::new("openssl").args(["x509", "-noout", "-serial", "-in"]).arg(path).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
-

@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod container;
+pub mod deb;
 pub mod in_container;
 pub mod pebble;
 

@@ -10,6 +10,9 @@ command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 command -v pebble >/dev/null 2>&1 || need+=(pebble)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v lintian >/dev/null 2>&1 || need+=(lintian)
+command -v objdump >/dev/null 2>&1 || need+=(binutils)
+command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
 ((${#need[@]})) || exit 0
 # Keep package scripts from starting services on this machine while installing.
 policy=/usr/sbin/policy-rc.d

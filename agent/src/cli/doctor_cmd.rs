@@ -141,13 +141,19 @@ fn dns_checks(root: &Root, acme: &crate::settings::AcmeSettings, hosts: &[String
     };
     let ip = match ip {
         Ok(ip) => ip,
-        Err(e) => return vec![Check::new("dns", Verdict::Fail, format!("this machine's public IPv4 is unknown: {e:#}"))],
+        Err(e) => {
+            return vec![Check::new("dns", Verdict::Fail, format!("this machine's public IPv4 is unknown: {e:#}"))];
+        }
     };
     let resolver = acme.resolver.or_else(|| {
         std::fs::read_to_string(root.path("/etc/resolv.conf")).ok().and_then(|t| dns::resolv_conf_server(&t))
     });
     let Some(resolver) = resolver else {
-        return vec![Check::new("dns", Verdict::Fail, "no DNS resolver: set acme.resolver or a nameserver in /etc/resolv.conf")];
+        return vec![Check::new(
+            "dns",
+            Verdict::Fail,
+            "no DNS resolver: set acme.resolver or a nameserver in /etc/resolv.conf",
+        )];
     };
     hosts
         .iter()
@@ -155,7 +161,10 @@ fn dns_checks(root: &Root, acme: &crate::settings::AcmeSettings, hosts: &[String
             DnsVerdict::DnsNotReady { expected, found, detail } => Check::new(
                 format!("dns {h}"),
                 Verdict::Warn,
-                format!("{detail}: expected {expected}, found [{}]; parked (no order) until it points here", found.join(", ")),
+                format!(
+                    "{detail}: expected {expected}, found [{}]; parked (no order) until it points here",
+                    found.join(", ")
+                ),
             ),
             _ => Check::new(format!("dns {h}"), Verdict::Pass, format!("A record is {ip}")),
         })
@@ -183,7 +192,11 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
         Err(e) => checks.push(Check::new("config", Verdict::Fail, e.to_string())),
     }
     if args.json {
-        emit(&(serde_json::to_string(&serde_json::json!({ "checks": checks, "failed": doctor::exit_code(&checks) == 1 }))? + "\n"))?;
+        emit(
+            &(serde_json::to_string(
+                &serde_json::json!({ "checks": checks, "failed": doctor::exit_code(&checks) == 1 }),
+            )? + "\n"),
+        )?;
     } else {
         emit(&doctor::render_text(&checks))?;
     }

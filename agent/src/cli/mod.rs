@@ -1,11 +1,11 @@
 //! Command line (clap derive): the doc comments are the help text.
 
+mod daemon_cmd;
+mod doctor_cmd;
 pub mod exec_pubkey;
 mod identity_cmd;
 mod oidc_cmd;
 pub mod reconcile_cmd;
-mod daemon_cmd;
-mod doctor_cmd;
 mod status_cmd;
 
 use std::path::PathBuf;

@@ -114,7 +114,7 @@ impl Daemon {
 
     /// Read what the schedule needs: the identity and each certificate's renewal time.
     fn observe(&self) {
-        let deployed = observe::host_records(&self.root).and_then(|r| Ok(identity::deployed(&r)?));
+        let deployed = observe::host_records(&self.root).and_then(|r| identity::deployed(&r));
         let (hosts, note) = match deployed {
             Ok(Some(d)) => {
                 let tls = observe::tls_states(&self.root, &d.identity);
@@ -200,15 +200,14 @@ impl Daemon {
     }
 }
 
-const NOT_DEPLOYED: &str =
-    "no identity deployed yet: run `agentkeys-hostd reconcile` with the identity flags once; the daemon then keeps it converged";
+const NOT_DEPLOYED: &str = "no identity deployed yet: run `agentkeys-hostd reconcile` with the identity flags once; the daemon then keeps it converged";
 
 /// The class a failed run is counted under in the metrics (`None` for success).
 pub fn failure_class(code: i32, result: &str, summary: &serde_json::Value) -> Option<&'static str> {
     use crate::error::exit;
-    let failed_tls = summary["tls"]
-        .as_object()
-        .is_some_and(|m| m.values().any(|v| v.as_str().is_some_and(|s| s.starts_with("failed") || s.starts_with("self_check"))));
+    let failed_tls = summary["tls"].as_object().is_some_and(|m| {
+        m.values().any(|v| v.as_str().is_some_and(|s| s.starts_with("failed") || s.starts_with("self_check")))
+    });
     match code {
         exit::OK => None,
         exit::INVALID => Some("invalid_input"),
@@ -238,7 +237,8 @@ pub fn run(opts: Options, started: Instant) -> anyhow::Result<i32> {
         settings.metrics_listen,
         !opts.no_systemd,
     )?;
-    let _config = watch(root.path(paths::ETC_AGENTKEYS), schedule::is_config_path, tx.clone(), || Event::ConfigChanged)?;
+    let _config =
+        watch(root.path(paths::ETC_AGENTKEYS), schedule::is_config_path, tx.clone(), || Event::ConfigChanged)?;
     let _state = watch(root.path(paths::STATE_DIR), schedule::is_schedule_input, tx, || Event::StateChanged)?;
     let mut d = Daemon { opts, root, record, settings, last_run_unix: 0 };
     d.observe();
@@ -273,7 +273,12 @@ pub fn run(opts: Options, started: Instant) -> anyhow::Result<i32> {
         let shown = NextWake { at: wake.at / 1000, trigger: wake.trigger.name().to_owned(), why: wake.why.clone() };
         if d.record.lock().map(|r| r.next_wake.as_ref() != Some(&shown)).unwrap_or(true) {
             d.update(|r| r.next_wake = Some(shown));
-            sd_notify::notify(&format!("STATUS=idle; next: {} at unix {} ({})", wake.trigger.name(), wake.at / 1000, wake.why));
+            sd_notify::notify(&format!(
+                "STATUS=idle; next: {} at unix {} ({})",
+                wake.trigger.name(),
+                wake.at / 1000,
+                wake.why
+            ));
         }
         let mut timeout = Duration::from_millis(u64::try_from((wake.at - now_ms()).max(0)).unwrap_or(0));
         if let Some(w) = watchdog {
@@ -289,7 +294,8 @@ pub fn run(opts: Options, started: Instant) -> anyhow::Result<i32> {
                     match ev {
                         Event::StateChanged => {}
                         Event::ConfigChanged => {
-                            debounce_until = Some(now_ms() + i64::try_from(d.settings.debounce.as_millis()).unwrap_or(1000));
+                            debounce_until =
+                                Some(now_ms() + i64::try_from(d.settings.debounce.as_millis()).unwrap_or(1000));
                         }
                         Event::Signal(Signal::Reload) => pending = Some(Trigger::Reload),
                         Event::Signal(Signal::Stop) => stop = true,

@@ -141,7 +141,12 @@ mod tests {
     #[test]
     fn a_failed_order_waits_for_its_next_allowed_attempt() {
         let mut h = host("a.example.org", 3_000, 90_000);
-        h.ledger = Some(Ledger { failures: 2, last_error_class: "unauthorized".into(), next_attempt: 10_800, ..Default::default() });
+        h.ledger = Some(Ledger {
+            failures: 2,
+            last_error_class: "unauthorized".into(),
+            next_attempt: 10_800,
+            ..Default::default()
+        });
         let w = renewal_wake(&[h], 3_000, 0.0, 300).expect("a wake");
         assert_eq!(w.at, 10_800);
         assert!(w.why.contains("next allowed ACME attempt"), "{}", w.why);

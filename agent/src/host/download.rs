@@ -26,7 +26,10 @@ fn refuse(url: &str, reason: impl Into<String>) -> anyhow::Error {
 pub fn https_client(
     ca_bundle: Option<&std::path::Path>,
 ) -> anyhow::Result<
-    Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, http_body_util::Empty<bytes::Bytes>>,
+    Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        http_body_util::Empty<bytes::Bytes>,
+    >,
 > {
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
     let builder = match ca_bundle {

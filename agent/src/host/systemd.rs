@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use serde::Serialize;
 use zbus::proxy::CacheProperties;
-use zbus_systemd::systemd1::{ManagerProxy, ServiceProxy, UnitProxy};
+use zbus_systemd::systemd1::{JobProxy, ManagerProxy, ServiceProxy, UnitProxy};
 
 /// How long one job may take before we give up on it.
 const JOB_TIMEOUT: Duration = Duration::from_secs(90);
@@ -103,13 +103,29 @@ impl Systemd {
         }
         .with_context(|| format!("systemd refused to {job:?} {unit}"))?;
         let wait = async {
-            while let Some(signal) = removed.next().await {
-                let args = signal.args().context("malformed JobRemoved signal")?;
-                if args.job().as_str() == path.as_str() {
-                    return Ok::<String, anyhow::Error>(args.result().clone());
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    signal = removed.next() => {
+                        let Some(signal) = signal else {
+                            bail!("the systemd signal stream ended while waiting for {unit}");
+                        };
+                        let args = signal.args().context("malformed JobRemoved signal")?;
+                        if args.job().as_str() == path.as_str() {
+                            return Ok::<String, anyhow::Error>(args.result().clone());
+                        }
+                    }
+                    _ = tick.tick() => {
+                        // A daemon-reload (e.g. a package's postinst) can swallow the signal: a job
+                        // that no longer exists has ended, and the unit's state tells how.
+                        if !self.job_exists(&path).await {
+                            let state = self.unit_state(unit).await?;
+                            return Ok(if state.is_active() { "done".to_owned() } else { format!("failed ({})", state.active_state) });
+                        }
+                    }
                 }
             }
-            bail!("the systemd signal stream ended while waiting for {unit}")
         };
         let result = tokio::time::timeout(JOB_TIMEOUT, wait)
             .await
@@ -118,6 +134,14 @@ impl Systemd {
             bail!("{job:?} of {unit} ended with result \"{result}\"");
         }
         Ok(())
+    }
+
+    /// Does the job object at `path` still exist?
+    async fn job_exists(&self, path: &zbus::OwnedObjectPath) -> bool {
+        match JobProxy::builder(&self.conn).path(path.clone()).cache_properties(CacheProperties::No).build().await {
+            Ok(job) => job.state().await.is_ok(),
+            Err(_) => false,
+        }
     }
 
     /// The state of `unit` (loaded on demand), read fresh every time.

@@ -71,7 +71,8 @@ fn main() -> std::io::Result<()> {
         clap_mangen::Man::new(page).render(&mut out)?;
         std::fs::write(dir.join(format!("{name}.1")), out)?;
     }
-    for (shell, file) in [(clap_complete::Shell::Bash, "agentkeys-hostd.bash"), (clap_complete::Shell::Zsh, "_agentkeys-hostd")]
+    for (shell, file) in
+        [(clap_complete::Shell::Bash, "agentkeys-hostd.bash"), (clap_complete::Shell::Zsh, "_agentkeys-hostd")]
     {
         let mut out = Vec::new();
         clap_complete::generate(shell, &mut command, "agentkeys-hostd", &mut out);
