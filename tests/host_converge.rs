@@ -166,33 +166,7 @@ fn a_failing_service_fails_the_run_with_its_state_and_journal() {
     );
 }
 
-#[test]
-fn a_run_killed_anywhere_is_completed_by_the_next_one() {
-    for point in ["after-files", "mid-restarts", "mid-health"] {
-        let c = Container::boot(BASE_CONFIG);
-        let mut args = vec!["/usr/bin/agentkeys-hostd", "reconcile", "--no-acme", "--json"];
-        args.extend(DECLARE);
-        let child = c.spawn(&args, &[("AGENTKEYS_HOSTD_FAILPOINT", point)]);
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            !out.status.success(),
-            "{point}: the failpoint did not fire; build with --features agentkeys-hostd/failpoints"
-        );
-        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("failpoint {point}")), "{point}");
-        let before = secrets(&c);
-        let run = c.reconcile(&[]);
-        assert_eq!(run.code, 0, "{point}: {}\n{}", run.stdout, run.stderr);
-        all_green(&run);
-        for (path, after) in secrets(&c) {
-            let after = after.unwrap_or_else(|| panic!("{point}: {path} missing after the completing run"));
-            if let Some(Some(old)) = before.get(&path) {
-                assert_eq!(&after, old, "{point}: {path} changed");
-            }
-        }
-        assert!(c.main_pids().values().all(|v| v.starts_with("active ")));
-        assert_eq!(c.reconcile(&[]).json()["changed"], 0, "{point}: converged");
-    }
-}
+// Runs killed at every crash point: tests/crash_matrix.rs.
 
 #[test]
 fn concurrent_runs_queue_and_both_converge() {

@@ -143,7 +143,10 @@ pub async fn run(
     let mut started = 0;
     for action in plan.actions.iter().filter(|a| a.is_service_effect()) {
         match action {
-            Action::DaemonReload { .. } => sd.daemon_reload().await?,
+            Action::DaemonReload { .. } => {
+                sd.daemon_reload().await?;
+                failpoints::hit("after-daemon-reload");
+            }
             Action::Enable { units } => {
                 sd.enable(units).await?;
             }

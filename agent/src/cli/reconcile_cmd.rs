@@ -83,8 +83,10 @@ pub fn run_collect(args: &ReconcileArgs, collected: &mut Option<serde_json::Valu
     if !args.dry_run {
         if let Some(b) = &bundle {
             let id = releases::install(&root, b)?;
+            failpoints::hit("release-staged");
             if releases::current(&root).as_deref() != Some(id.as_str()) {
                 let previous = releases::switch(&root, &id)?;
+                failpoints::hit("release-switched");
                 release_notes
                     .push(format!("switched to release {id} (previous: {})", previous.as_deref().unwrap_or("none")));
                 switched = Some((id, previous));

@@ -218,6 +218,8 @@ pub fn install(root: &Root, host: &str, version: &str, issued: &Issued) -> anyho
     std::fs::create_dir_all(root.path(&dir)).with_context(|| format!("failed to create {dir}"))?;
     root.set_meta(&base, 0o700, 0, 0)?;
     root.write_atomic(&format!("{dir}/privkey.pem"), issued.key_pem.as_bytes(), 0o600, 0, 0)?;
+    crate::failpoints::hit("cert-key-written");
     root.write_atomic(&format!("{dir}/fullchain.pem"), issued.chain_pem.as_bytes(), 0o644, 0, 0)?;
+    crate::failpoints::hit("cert-chain-written");
     root.symlink_atomic(&format!("{base}/current"), version)
 }

@@ -124,6 +124,7 @@ impl Root {
         let dir = dest.parent().with_context(|| format!("{} has no parent", dest.display()))?;
         let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = dir.join(format!(".{name}.hostd-tmp-{}", std::process::id()));
+        remove_stale_temps(dir, &name);
         let result = (|| -> anyhow::Result<()> {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -137,8 +138,10 @@ impl Root {
                 .with_context(|| format!("failed to chmod {}", tmp.display()))?;
             f.write_all(content).with_context(|| format!("failed to write {}", tmp.display()))?;
             f.sync_all().with_context(|| format!("failed to fsync {}", tmp.display()))?;
+            crate::failpoints::hit("write-temp");
             fs::rename(&tmp, &dest)
                 .with_context(|| format!("failed to rename {} to {}", tmp.display(), dest.display()))?;
+            crate::failpoints::hit("write-renamed");
             sync_dir(dir)
         })();
         if result.is_err() {
@@ -183,8 +186,10 @@ impl Root {
             dest.file_name().unwrap_or_default().to_string_lossy(),
             std::process::id()
         ));
+        remove_stale_temps(dir, &dest.file_name().unwrap_or_default().to_string_lossy());
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(target, &tmp).with_context(|| format!("failed to create link {}", tmp.display()))?;
+        crate::failpoints::hit("link-temp");
         fs::rename(&tmp, &dest).with_context(|| format!("failed to rename {} to {}", tmp.display(), dest.display()))?;
         sync_dir(dir)
     }
@@ -250,5 +255,17 @@ mod tests {
         let err = root.write_atomic("/etc/x", b"x", 0o644, 0, 0).expect_err("refused");
         assert!(err.to_string().contains("is a symlink"), "{err}");
         assert!(!outside.path().join("x").exists());
+    }
+}
+
+/// Temp files of `name` left by a run that died between writing and renaming (runs are
+/// serialised by the lock, so any such file is an orphan): removed before writing `name` again.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.hostd-tmp-");
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_file(e.path());
+        }
     }
 }

@@ -155,7 +155,10 @@ pub fn install(root: &Root, loaded: &Loaded) -> anyhow::Result<String> {
         bail!("{dir} exists with different binaries; a release id (version-commit) must not be reused for other bytes");
     }
     let tmp = format!("{RELEASES}/.{id}.partial-{}", std::process::id());
-    let _ = std::fs::remove_dir_all(root.path(&tmp));
+    // A run that died while staging left its partial copy: runs are serialised, so it is an orphan.
+    for name in root.list(RELEASES)?.into_iter().filter(|n| n.starts_with('.') && n.contains(".partial-")) {
+        let _ = std::fs::remove_dir_all(root.path(&format!("{RELEASES}/{name}")));
+    }
     std::fs::create_dir_all(root.path(&format!("{tmp}/bin"))).with_context(|| format!("failed to create {tmp}"))?;
     for (name, bytes) in &loaded.binaries {
         root.write_atomic(&format!("{tmp}/bin/{name}"), bytes, 0o755, 0, 0)?;
