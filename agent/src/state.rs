@@ -117,5 +117,6 @@ pub fn read(root: &Root) -> anyhow::Result<State> {
 pub fn write(root: &Root, state: &State) -> anyhow::Result<()> {
     std::fs::create_dir_all(root.path(crate::paths::STATE_DIR)).context("failed to create the state directory")?;
     let text = serde_json::to_string_pretty(state)? + "\n";
-    root.write_atomic(STATE_FILE, text.as_bytes(), 0o644, 0, 0)
+    // Bookkeeping only, but nobody else needs it: 0600 like the run report.
+    root.write_atomic(STATE_FILE, text.as_bytes(), 0o600, 0, 0)
 }
