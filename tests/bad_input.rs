@@ -22,6 +22,10 @@ struct Case {
     config_base: Option<String>,
     /// An operator env file passed with --env-file.
     env: Option<String>,
+    /// A deployed broker unit already on the host (odd issuers).
+    broker_unit: Option<String>,
+    /// A release manifest, passed with `--release` (a bundle directory outside the root).
+    manifest: Option<String>,
 }
 
 #[test]
@@ -50,6 +54,16 @@ fn every_bad_input_is_refused_with_a_precise_message_and_nothing_written() {
             let file = r.join("operator.env");
             std::fs::write(&file, env).unwrap();
             args.extend(["--env-file".into(), file.to_string_lossy().into_owned()]);
+        }
+        if let Some(unit) = &case.broker_unit {
+            std::fs::create_dir_all(r.join("etc/systemd/system")).unwrap();
+            std::fs::write(r.join("etc/systemd/system/agentkeys-broker.service"), unit).unwrap();
+        }
+        let bundle = tempfile::tempdir().unwrap();
+        if let Some(manifest) = &case.manifest {
+            std::fs::create_dir_all(bundle.path().join("bin")).unwrap();
+            std::fs::write(bundle.path().join("agentkeys-release.toml"), manifest).unwrap();
+            args.extend(["--release".into(), bundle.path().to_string_lossy().into_owned()]);
         }
         let before = snapshot(r);
         for mode in [&["--dry-run"][..], &[][..]] {
