@@ -19,3 +19,4 @@ AGENTKEYS_DEB="$(./packaging/build-deb.sh | tail -1)"
 AGENTKEYS_DEB_UPGRADE="$(./packaging/build-deb.sh --deb-version 0.1.0-2 | tail -1)"
 export AGENTKEYS_DEB AGENTKEYS_DEB_UPGRADE
 cargo test --locked --workspace --all-targets "${features[@]}"
+./tests/fuzz/run.sh

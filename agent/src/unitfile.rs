@@ -26,7 +26,11 @@ pub fn service_environment(unit_text: &str) -> BTreeMap<String, String> {
             env.clear(); // `Environment=` resets the list
             continue;
         }
-        for word in split_words(value) {
+        // systemd ignores an assignment line it cannot unquote; so do we.
+        let Some(words) = split_words(value) else {
+            continue;
+        };
+        for word in words {
             if let Some((k, v)) = word.split_once('=') {
                 env.insert(k.to_owned(), v.to_owned());
             }
@@ -35,8 +39,9 @@ pub fn service_environment(unit_text: &str) -> BTreeMap<String, String> {
     env
 }
 
-/// Split on whitespace, honouring double and single quotes and backslash escapes inside them.
-fn split_words(value: &str) -> Vec<String> {
+/// Split on whitespace, honouring double and single quotes and backslash escapes inside them;
+/// `None` when a quote is not closed (systemd logs "Invalid environment assignment" and ignores it).
+fn split_words(value: &str) -> Option<Vec<String>> {
     let mut words = Vec::new();
     let mut current = String::new();
     let mut quote: Option<char> = None;
@@ -66,10 +71,13 @@ fn split_words(value: &str) -> Vec<String> {
             }
         }
     }
+    if quote.is_some() {
+        return None;
+    }
     if started {
         words.push(current);
     }
-    words
+    Some(words)
 }
 
 #[cfg(test)]
@@ -87,6 +95,16 @@ mod tests {
         assert_eq!(env.get("ACCOUNT_ID").map(String::as_str), Some("429071895007"));
         assert_eq!(env.get("A").map(String::as_str), Some("b c"));
         assert!(!env.contains_key("NOT_SERVICE") && !env.contains_key("X"));
+    }
+
+    #[test]
+    fn an_unterminated_quote_voids_the_line_as_in_systemd() {
+        // Found by the deployed_unit fuzz target: the quote was dropped and the issuer accepted.
+        let env = service_environment(
+            "[Service]\nEnvironment=BROKER_OIDC_ISSUER=https://'broker.litentry.org\nEnvironment=A=1\n",
+        );
+        assert!(!env.contains_key("BROKER_OIDC_ISSUER"), "{env:?}");
+        assert_eq!(env.get("A").map(String::as_str), Some("1"));
     }
 
     #[test]
