@@ -226,6 +226,18 @@ fn sync_dir(dir: &Path) -> anyhow::Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("failed to fsync directory {}", dir.display()))
 }
 
+/// Temp files of `name` left by a run that died between writing and renaming (runs are
+/// serialised by the lock, so any such file is an orphan): removed before writing `name` again.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.hostd-tmp-");
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,17 +267,5 @@ mod tests {
         let err = root.write_atomic("/etc/x", b"x", 0o644, 0, 0).expect_err("refused");
         assert!(err.to_string().contains("is a symlink"), "{err}");
         assert!(!outside.path().join("x").exists());
-    }
-}
-
-/// Temp files of `name` left by a run that died between writing and renaming (runs are
-/// serialised by the lock, so any such file is an orphan): removed before writing `name` again.
-fn remove_stale_temps(dir: &Path, name: &str) {
-    let prefix = format!(".{name}.hostd-tmp-");
-    let Ok(entries) = fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with(&prefix) {
-            let _ = fs::remove_file(e.path());
-        }
     }
 }
