@@ -21,16 +21,7 @@ const BROKER: &str = "broker-test-2.litentry.org";
 /// Every secret-bearing file hostd keeps: the env files with KEKs and the master secret, the
 /// broker's keypairs, the ACME account, and the broker host's certificate key.
 fn secret_files(c: &Container) -> BTreeMap<String, Option<Vec<u8>>> {
-    let mut files: Vec<String> = [
-        "/etc/agentkeys/dev-key-service.env",
-        "/etc/agentkeys/worker-creds.env",
-        "/etc/agentkeys/worker-memory.env",
-        "/etc/agentkeys/worker-config.env",
-        "/var/lib/agentkeys/.agentkeys/broker/oidc-keypair.json",
-        "/var/lib/agentkeys/.agentkeys/broker/session-keypair.json",
-    ]
-    .map(str::to_owned)
-    .to_vec();
+    let mut files: Vec<String> = common::SECRET_FILES.map(str::to_owned).to_vec();
     if let Ok(entries) = std::fs::read_dir(c.path("/var/lib/agentkeys-hostd/acme")) {
         let names = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned());
         // The account's credentials (the ledger and the ARI cache are bookkeeping that may change).

@@ -214,16 +214,7 @@ fn exposure_after_a_full_converge() {
     eprintln!("files checked for mode and owner: {checked}");
 
     // 5. No secret bytes (KEKs, master secret, session key, TLS key, ACME account key) in any output.
-    let mut secrets = Vec::new();
-    for (file, key) in [
-        ("/etc/agentkeys/dev-key-service.env", "DEV_KEY_SERVICE_MASTER_SECRET"),
-        ("/etc/agentkeys/worker-creds.env", "AGENTKEYS_WORKER_KEK_HEX"),
-        ("/etc/agentkeys/worker-memory.env", "AGENTKEYS_MEMORY_KEK_HEX"),
-        ("/etc/agentkeys/worker-config.env", "AGENTKEYS_CONFIG_KEK_HEX"),
-    ] {
-        let text = String::from_utf8(c.read(file)).unwrap();
-        secrets.push(text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap().to_owned());
-    }
+    let mut secrets = c.env_secrets();
     let key_pem =
         String::from_utf8(c.read("/var/lib/agentkeys-hostd/tls/broker-test-2.litentry.org/current/privkey.pem"))
             .unwrap();

@@ -35,17 +35,7 @@ fn restarted(run: &common::Run) -> Vec<String> {
 }
 
 fn secrets(c: &Container) -> BTreeMap<String, Option<Vec<u8>>> {
-    [
-        "/etc/agentkeys/dev-key-service.env",
-        "/etc/agentkeys/worker-creds.env",
-        "/etc/agentkeys/worker-memory.env",
-        "/etc/agentkeys/worker-config.env",
-        "/var/lib/agentkeys/.agentkeys/broker/oidc-keypair.json",
-        "/var/lib/agentkeys/.agentkeys/broker/session-keypair.json",
-    ]
-    .into_iter()
-    .map(|p| (p.to_owned(), std::fs::read(c.path(p)).ok()))
-    .collect()
+    common::SECRET_FILES.iter().map(|p| ((*p).to_owned(), std::fs::read(c.path(p)).ok())).collect()
 }
 
 #[test]
@@ -318,18 +308,7 @@ fn an_sshd_configuration_that_fails_sshd_t_is_rolled_back() {
 fn no_secret_value_reaches_the_journal_the_report_or_status() {
     let c = fresh();
     let run = c.reconcile(&[]);
-    let mut secrets = Vec::new();
-    for (file, key) in [
-        ("/etc/agentkeys/dev-key-service.env", "DEV_KEY_SERVICE_MASTER_SECRET"),
-        ("/etc/agentkeys/worker-creds.env", "AGENTKEYS_WORKER_KEK_HEX"),
-        ("/etc/agentkeys/worker-memory.env", "AGENTKEYS_MEMORY_KEK_HEX"),
-        ("/etc/agentkeys/worker-config.env", "AGENTKEYS_CONFIG_KEK_HEX"),
-    ] {
-        let text = String::from_utf8(c.read(file)).unwrap();
-        let value = text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap().to_owned();
-        assert_eq!(value.len(), 64);
-        secrets.push(value);
-    }
+    let mut secrets = c.env_secrets();
     let keypair = String::from_utf8(c.read("/var/lib/agentkeys/.agentkeys/broker/session-keypair.json")).unwrap();
     let private: String = keypair.split('"').find(|s| s.len() == 64).unwrap().to_owned();
     secrets.push(private);

@@ -192,6 +192,19 @@ impl Container {
         self.exec(&all)
     }
 
+    /// The one-shot secrets' values (master secret and the three worker KEKs), 64 hex each.
+    pub fn env_secrets(&self) -> Vec<String> {
+        super::SECRET_ENV
+            .iter()
+            .map(|(file, key)| {
+                let text = String::from_utf8(self.read(file)).unwrap();
+                let value = text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap().to_owned();
+                assert_eq!(value.len(), 64, "{file}: {key}");
+                value
+            })
+            .collect()
+    }
+
     /// unit → MainPID of every managed unit.
     pub fn main_pids(&self) -> std::collections::BTreeMap<String, String> {
         let units: Vec<String> = super::units().iter().map(|u| format!("{u}.service")).collect();

@@ -25,6 +25,24 @@ SCOPE_CONTRACT = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
 K3_EPOCH_COUNTER = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"
 "#;
 
+/// The env files holding one-shot secrets, and the key of each secret.
+pub const SECRET_ENV: [(&str, &str); 4] = [
+    ("/etc/agentkeys/dev-key-service.env", "DEV_KEY_SERVICE_MASTER_SECRET"),
+    ("/etc/agentkeys/worker-creds.env", "AGENTKEYS_WORKER_KEK_HEX"),
+    ("/etc/agentkeys/worker-memory.env", "AGENTKEYS_MEMORY_KEK_HEX"),
+    ("/etc/agentkeys/worker-config.env", "AGENTKEYS_CONFIG_KEK_HEX"),
+];
+
+/// Every file whose bytes must survive any run: the secret env files and the broker's keypairs.
+pub const SECRET_FILES: [&str; 6] = [
+    "/etc/agentkeys/dev-key-service.env",
+    "/etc/agentkeys/worker-creds.env",
+    "/etc/agentkeys/worker-memory.env",
+    "/etc/agentkeys/worker-config.env",
+    "/var/lib/agentkeys/.agentkeys/broker/oidc-keypair.json",
+    "/var/lib/agentkeys/.agentkeys/broker/session-keypair.json",
+];
+
 /// A fresh fake root with `etc/agentkeys/hostd.toml`.
 pub fn fake_root(config: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
