@@ -19,19 +19,20 @@ nspawn=$!
 cleanup() { kill -TERM "$nspawn" 2>/dev/null; wait "$nspawn" 2>/dev/null; rm -rf "$bus"; }
 trap cleanup EXIT
 
-leader=
-for _ in $(seq 1 200); do
-  leader=$(cat /proc/"$nspawn"/task/*/children 2>/dev/null | tr -s ' ' '\n' | head -n 1)
-  [ -n "$leader" ] && break
-  sleep 0.05
-done
-[ -n "$leader" ] || { echo "the container did not start" >&2; exit 1; }
+# Under load nspawn's first child can be a short-lived helper: find the leader again on every poll
+# until systemd inside answers (at most 240 s).
+leader= state=
 inside() { nsenter -t "$leader" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
-for _ in $(seq 1 200); do
-  state=$(inside systemctl is-system-running 2>/dev/null || true)
-  case $state in running|degraded) break ;; esac
+for _ in $(seq 1 2400); do
+  leader=$(cat /proc/"$nspawn"/task/*/children 2>/dev/null | tr -s ' ' '\n' | head -n 1)
+  if [ -n "$leader" ]; then
+    state=$(inside systemctl is-system-running 2>/dev/null || true)
+    case $state in running|degraded) break ;; esac
+  fi
+  kill -0 "$nspawn" 2>/dev/null || { echo "systemd-nspawn exited while booting" >&2; exit 1; }
   sleep 0.1
 done
+case $state in running|degraded) ;; *) echo "the container did not reach running within 240 s" >&2; exit 1 ;; esac
 echo "== throwaway host booted (systemd: $state)"
 
 root=/proc/$leader/root
@@ -86,3 +87,13 @@ inside agentkeys-hostd reconcile | tail -n 1
 echo; echo "== a cross-wired re-deploy (--base on this test-slot-2 host) is refused"
 set +e; inside agentkeys-hostd reconcile --base; code=$?; set -e
 echo "exit code: $code"
+echo; echo "== the daemon: hostd's own unit (Type=notify), READY after its first observe"
+cp units/agentkeys-hostd.service "$root/etc/systemd/system/"
+inside systemctl daemon-reload
+inside systemctl start agentkeys-hostd
+inside systemctl show -p ActiveState -p StatusText agentkeys-hostd
+for _ in $(seq 100); do grep -q '"start": 1' "$root/run/agentkeys-hostd/daemon.json" 2>/dev/null && break; sleep 0.1; done
+inside agentkeys-hostd status | sed -n '/^daemon:/,$p'
+echo; echo "== agentkeys-hostd doctor"
+inside agentkeys-hostd doctor
+inside systemctl stop agentkeys-hostd
