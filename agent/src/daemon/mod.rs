@@ -132,11 +132,11 @@ impl Daemon {
         });
     }
 
-    /// Is there anything to converge? A fresh install has no identity until the first `reconcile`.
+    /// Is there anything to converge? (see `schedule::converges`)
     fn deployable(&self) -> bool {
         let req = engine::Request::default();
         match engine::read_inputs(&self.root, &req) {
-            Ok(inputs) => inputs.deployed.is_some() || inputs.config.zone.is_some() || inputs.config.stack.is_some(),
+            Ok(inputs) => schedule::converges(inputs.deployed.is_some(), inputs.config.stack.is_some()),
             // A broken configuration is reported by the reconcile itself.
             Err(_) => true,
         }
@@ -200,7 +200,7 @@ impl Daemon {
     }
 }
 
-const NOT_DEPLOYED: &str = "no identity deployed yet: run `agentkeys-hostd reconcile` with the identity flags once; the daemon then keeps it converged";
+const NOT_DEPLOYED: &str = "no identity deployed yet: run `agentkeys-hostd reconcile` with the identity flags once (or set [identity] stack in hostd.toml); the daemon then keeps it converged";
 
 /// The class a failed run is counted under in the metrics (`None` for success).
 pub fn failure_class(code: i32, result: &str, summary: &serde_json::Value) -> Option<&'static str> {

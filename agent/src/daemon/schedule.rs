@@ -109,10 +109,25 @@ pub fn is_schedule_input(rel: &Path) -> bool {
     s.starts_with("tls/") || matches!(s, "identity.json" | "acme/ledger.json" | "acme/renewal-info.json")
 }
 
+/// Whether the daemon converges at all. A deployed identity is kept converged; a virgin host is
+/// bootstrapped only when hostd.toml names its stack explicitly. A zone alone is not a declaration:
+/// "no selector" means prod, and a daemon that made every virgin host with a fleet-wide zone
+/// drop-in a prod broker would be the worst default. Without either it waits for `reconcile`.
+pub fn converges(deployed: bool, stack_configured: bool) -> bool {
+    deployed || stack_configured
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::acme_policy::Ledger;
+
+    #[test]
+    fn a_virgin_host_is_bootstrapped_only_with_an_explicit_stack() {
+        assert!(converges(true, false), "a deployed identity is kept converged");
+        assert!(converges(false, true), "[identity] stack declares a virgin host");
+        assert!(!converges(false, false), "a zone alone (no stack) waits for `reconcile`");
+    }
 
     fn host(name: &str, renew_at: i64, not_after: i64) -> HostSchedule {
         HostSchedule {

