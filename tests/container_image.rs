@@ -81,6 +81,20 @@ fn sha256(path: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).split(' ').next().unwrap().to_owned()
 }
 
+/// The test-host image, removed with the build's dangling layers when dropped (the cargo caches
+/// of the package stage are cache mounts and stay).
+struct Image<'a> {
+    podman: &'a Podman,
+    name: String,
+}
+
+impl Drop for Image<'_> {
+    fn drop(&mut self) {
+        self.podman.run(&["rmi", "--force", &self.name]);
+        self.podman.run(&["image", "prune", "--force"]);
+    }
+}
+
 /// A booted test-host container, removed when dropped.
 struct Booted<'a> {
     podman: &'a Podman,
@@ -128,12 +142,12 @@ fn dockerfile_lints_builds_the_same_deb_boots_and_converges() {
     eprintln!("sha256 {} (both builds)", sha256(&host));
 
     // The test host: boots to `running` with hostd's daemon, nginx and the local CA active.
-    let image = format!("localhost/agentkeys-hostd-test:{}", std::process::id());
-    podman.build("test-host", &["--tag", &image]);
+    let image = Image { podman: &podman, name: format!("localhost/agentkeys-hostd-test:{}", std::process::id()) };
+    podman.build("test-host", &["--tag", &image.name]);
     eprintln!("[{:6.1} s] test-host image built", t0.elapsed().as_secs_f64());
     let name = format!("agentkeys-hostd-test-{}", std::process::id());
     let booted_at = Instant::now();
-    podman.ok(&["run", "--detach", "--systemd=always", "--network=none", "--name", &name, &image]);
+    podman.ok(&["run", "--detach", "--systemd=always", "--network=none", "--name", &name, &image.name]);
     let ct = Booted { podman: &podman, name };
     let state = ct.exec(&["systemctl", "is-system-running", "--wait"]);
     let failed = ct.exec(&["systemctl", "--failed", "--no-legend"]).stdout;
@@ -185,5 +199,5 @@ fn dockerfile_lints_builds_the_same_deb_boots_and_converges() {
     eprintln!("units: {}", units.trim());
     eprintln!("[{:6.1} s] converged; removing the container and image", t0.elapsed().as_secs_f64());
     drop(ct);
-    podman.run(&["rmi", "--force", &image]);
+    drop(image);
 }

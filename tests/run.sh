@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 ./tests/harness/rootfs.sh >/dev/null
 # Build tools for the package (cargo-deb, cargo-zigbuild + ziglang), pinned, installed when missing.
 ./tests/harness/tools.sh
+# podman with private state and two local base images for the Dockerfile test (made once, ~2 min).
+./tests/harness/podman.sh >/dev/null
 
 features=(--features agentkeys-hostd/failpoints)
 cargo fmt --all --check

