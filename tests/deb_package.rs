@@ -53,10 +53,9 @@ fn dpkg(c: &Container, args: &[&str]) {
     assert_eq!(r.code, 0, "dpkg {args:?}:\n{}\n{}", r.stdout, r.stderr);
 }
 
-/// Append to hostd.toml as an operator's editor would (write a new file, rename over).
-fn edit_config(c: &Container, extra: &str) {
-    let mut text = String::from_utf8(c.read("/etc/agentkeys/hostd.toml")).unwrap();
-    text.push_str(extra);
+/// Edit hostd.toml as an operator's editor would (write a new file, rename over).
+fn edit_config(c: &Container, edit: impl FnOnce(String) -> String) {
+    let text = edit(String::from_utf8(c.read("/etc/agentkeys/hostd.toml")).unwrap());
     c.write("/etc/agentkeys/hostd.toml.tmp", &text);
     std::fs::rename(c.path("/etc/agentkeys/hostd.toml.tmp"), c.path("/etc/agentkeys/hostd.toml")).unwrap();
 }
@@ -108,15 +107,11 @@ fn install_converge_renew_drift_upgrade_remove_purge() {
 
     step(t0, "config edit");
     // A config edit (an editor's write + rename) is exactly one reconcile; the drift interval drops to 5 s.
-    edit_config(&c, "\n# edited\n");
-    std::fs::write(c.path("/etc/agentkeys/hostd.d-not-config"), "x").unwrap();
     let before = count(&daemon_record(&c), "config");
-    edit_config(&c, "# drift check every 5 s for this test\n");
-    let text = String::from_utf8(c.read("/etc/agentkeys/hostd.toml"))
-        .unwrap()
-        .replace("drift_interval_secs = 3600", "drift_interval_secs = 5");
-    c.write("/etc/agentkeys/hostd.toml.tmp", &text);
-    std::fs::rename(c.path("/etc/agentkeys/hostd.toml.tmp"), c.path("/etc/agentkeys/hostd.toml")).unwrap();
+    edit_config(&c, |t| t + "\n# edited\n");
+    std::fs::write(c.path("/etc/agentkeys/hostd.d-not-config"), "x").unwrap();
+    edit_config(&c, |t| t + "# drift check every 5 s for this test\n");
+    edit_config(&c, |t| t.replace("drift_interval_secs = 3600", "drift_interval_secs = 5"));
     wait_for(&c, "the config reconcile", 20, |r| count(r, "config") > before);
     std::thread::sleep(Duration::from_secs(2));
     let configs = count(&daemon_record(&c), "config") - before;
@@ -135,11 +130,7 @@ fn install_converge_renew_drift_upgrade_remove_purge() {
     assert!(took < Duration::from_secs(12), "corrected after {took:?} (drift interval 5 s)");
     eprintln!("hand edit corrected after {} ms", took.as_millis());
     // Back to a long drift interval, so the renewal below is the renewal trigger's own.
-    let text = String::from_utf8(c.read("/etc/agentkeys/hostd.toml"))
-        .unwrap()
-        .replace("drift_interval_secs = 5", "drift_interval_secs = 3600");
-    c.write("/etc/agentkeys/hostd.toml.tmp", &text);
-    std::fs::rename(c.path("/etc/agentkeys/hostd.toml.tmp"), c.path("/etc/agentkeys/hostd.toml")).unwrap();
+    edit_config(&c, |t| t.replace("drift_interval_secs = 5", "drift_interval_secs = 3600"));
 
     step(t0, "renewal");
     // The renewal time arrives: the daemon renews and nginx serves the new certificate.

@@ -64,11 +64,6 @@ pub fn serial_jitter(serial: &str) -> f64 {
     (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Is the certificate due now?
-pub fn is_due(cert: &Cert, now: i64, jitter: f64) -> bool {
-    renewal_time(cert, now, jitter).at <= now
-}
-
 /// Per host: failed orders and when the next one is allowed (persisted, shared by every run).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
@@ -190,9 +185,9 @@ mod tests {
             assert_eq!(r.at - T0, want, "{days} days, ari {ari:?}: {}", r.why);
             assert!(r.why.contains(why), "{}", r.why);
         }
-        assert!(!is_due(&cert(90, None), T0 + 59 * DAY, 0.5));
-        assert!(is_due(&cert(90, None), T0 + 60 * DAY, 0.5));
-        assert!(is_due(&cert(90, None), T0 + 100 * DAY, 0.5), "expired is due");
+        let due = |now: i64| renewal_time(&cert(90, None), T0 + now, 0.5).at <= T0 + now;
+        assert!(!due(59 * DAY) && due(60 * DAY));
+        assert!(due(100 * DAY), "expired is due");
     }
 
     #[test]

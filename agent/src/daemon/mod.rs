@@ -37,6 +37,30 @@ enum Event {
     StateChanged,
 }
 
+/// What the events since the last wake ask the loop to do.
+#[derive(Debug, Default)]
+struct Asked {
+    reconcile: Option<Trigger>,
+    /// Reconcile for a configuration change once no write came for the debounce time.
+    debounce_until: Option<i64>,
+    observe: bool,
+    stop: bool,
+}
+
+impl Asked {
+    /// Note one event; the loop acts on what was asked after a burst is drained.
+    fn take(&mut self, event: Event, debounce: Duration) {
+        match event {
+            Event::Signal(Signal::Reload) => self.reconcile = Some(Trigger::Reload),
+            Event::Signal(Signal::Stop) => self.stop = true,
+            Event::ConfigChanged => {
+                self.debounce_until = Some(now_ms() + i64::try_from(debounce.as_millis()).unwrap_or(1000));
+            }
+            Event::StateChanged => self.observe = true,
+        }
+    }
+}
+
 /// When another run holds the lock, try again after this long.
 const LOCK_RETRY: Duration = Duration::from_secs(30);
 
@@ -176,7 +200,7 @@ impl Daemon {
             .as_array()
             .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
             .unwrap_or_default();
-        let class = failure_class(code, &result, &summary);
+        let class = record::failure_class(code, &result, &summary);
         self.last_run_unix = now_ms() / 1000;
         let last = LastReconcile {
             trigger: trigger.name().to_owned(),
@@ -201,24 +225,6 @@ impl Daemon {
 }
 
 const NOT_DEPLOYED: &str = "no identity deployed yet: run `agentkeys-hostd reconcile` with the identity flags once (or set [identity] stack in hostd.toml); the daemon then keeps it converged";
-
-/// The class a failed run is counted under in the metrics (`None` for success).
-pub fn failure_class(code: i32, result: &str, summary: &serde_json::Value) -> Option<&'static str> {
-    use crate::error::exit;
-    let failed_tls = summary["tls"].as_object().is_some_and(|m| {
-        m.values().any(|v| v.as_str().is_some_and(|s| s.starts_with("failed") || s.starts_with("self_check")))
-    });
-    match code {
-        exit::OK => None,
-        exit::INVALID => Some("invalid_input"),
-        exit::CONFLICT => Some("identity_conflict"),
-        exit::LOCKED => Some("lock_busy"),
-        _ if result == "rolled_back" => Some("rolled_back"),
-        _ if summary["unhealthy"].as_object().is_some_and(|m| !m.is_empty()) => Some("health"),
-        _ if failed_tls => Some("acme"),
-        _ => Some("apply"),
-    }
-}
 
 /// Run until `SIGTERM`; returns the exit code.
 pub fn run(opts: Options, started: Instant) -> anyhow::Result<i32> {
@@ -248,13 +254,11 @@ pub fn run(opts: Options, started: Instant) -> anyhow::Result<i32> {
     tracing::info!(ready_ms, "daemon ready");
 
     let watchdog = sd_notify::watchdog_interval();
-    let mut pending = Some(Trigger::Start);
+    let mut asked = Asked { reconcile: Some(Trigger::Start), ..Asked::default() };
     let mut next_drift_ms = 0_i64;
-    let mut debounce_until: Option<i64> = None;
     let jitter = random_unit();
-    let mut stop = false;
-    while !stop {
-        if let Some(trigger) = pending.take() {
+    while !asked.stop {
+        if let Some(trigger) = asked.reconcile.take() {
             sd_notify::notify(&format!("STATUS=reconciling ({})", trigger.name()));
             let code = d.reconcile(trigger);
             next_drift_ms = now_ms() + i64::try_from(d.settings.drift_interval.as_millis()).unwrap_or(i64::MAX);
@@ -263,13 +267,13 @@ pub fn run(opts: Options, started: Instant) -> anyhow::Result<i32> {
                 next_drift_ms = now_ms() + LOCK_RETRY.as_millis() as i64;
             }
             if trigger == Trigger::Config {
-                debounce_until = None;
+                asked.debounce_until = None;
             }
         }
         let hosts = d.record.lock().map(|r| r.hosts.clone()).unwrap_or_default();
         let renewal = schedule::renewal_wake(&hosts, d.last_run_unix, jitter, d.settings.renewal_jitter_secs)
             .map(|w| schedule::Wake { at: w.at.saturating_mul(1000), ..w });
-        let wake = schedule::next_wake(next_drift_ms, renewal, debounce_until);
+        let wake = schedule::next_wake(next_drift_ms, renewal, asked.debounce_until);
         let shown = NextWake { at: wake.at / 1000, trigger: wake.trigger.name().to_owned(), why: wake.why.clone() };
         if d.record.lock().map(|r| r.next_wake.as_ref() != Some(&shown)).unwrap_or(true) {
             d.update(|r| r.next_wake = Some(shown));
@@ -285,32 +289,26 @@ pub fn run(opts: Options, started: Instant) -> anyhow::Result<i32> {
             timeout = timeout.min(w);
         }
         match rx.recv_timeout(timeout) {
-            Ok(Event::Signal(Signal::Reload)) => pending = Some(Trigger::Reload),
-            Ok(Event::Signal(Signal::Stop)) | Err(RecvTimeoutError::Disconnected) => break,
-            Ok(Event::StateChanged) => {
-                // Coalesce a burst (a run installs several certificates), then read the schedule again.
-                std::thread::sleep(Duration::from_millis(200));
-                while let Ok(ev) = rx.try_recv() {
-                    match ev {
-                        Event::StateChanged => {}
-                        Event::ConfigChanged => {
-                            debounce_until =
-                                Some(now_ms() + i64::try_from(d.settings.debounce.as_millis()).unwrap_or(1000));
-                        }
-                        Event::Signal(Signal::Reload) => pending = Some(Trigger::Reload),
-                        Event::Signal(Signal::Stop) => stop = true,
+            Ok(event) => {
+                let burst = matches!(event, Event::StateChanged);
+                asked.take(event, d.settings.debounce);
+                if burst {
+                    // Coalesce a burst (a run installs several certificates) before reading again.
+                    std::thread::sleep(Duration::from_millis(200));
+                    while let Ok(event) = rx.try_recv() {
+                        asked.take(event, d.settings.debounce);
                     }
                 }
-                d.observe();
             }
-            Ok(Event::ConfigChanged) => {
-                debounce_until = Some(now_ms() + i64::try_from(d.settings.debounce.as_millis()).unwrap_or(1000));
-            }
+            Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
                 if now_ms() >= wake.at {
-                    pending = Some(wake.trigger);
+                    asked.reconcile = Some(wake.trigger);
                 }
             }
+        }
+        if std::mem::take(&mut asked.observe) {
+            d.observe();
         }
         if watchdog.is_some() {
             sd_notify::notify("WATCHDOG=1");
@@ -326,17 +324,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn failures_are_classed() {
-        let none = serde_json::Value::Null;
-        assert_eq!(failure_class(0, "changed", &none), None);
-        assert_eq!(failure_class(2, "failed", &none), Some("invalid_input"));
-        assert_eq!(failure_class(3, "failed", &none), Some("identity_conflict"));
-        assert_eq!(failure_class(75, "failed", &none), Some("lock_busy"));
-        assert_eq!(failure_class(1, "rolled_back", &none), Some("rolled_back"));
-        let unhealthy = serde_json::json!({"unhealthy": {"agentkeys-broker.service": "503"}});
-        assert_eq!(failure_class(1, "failed", &unhealthy), Some("health"));
-        let tls = serde_json::json!({"tls": {"broker.example.org": "failed"}});
-        assert_eq!(failure_class(1, "failed", &tls), Some("acme"));
-        assert_eq!(failure_class(1, "failed", &none), Some("apply"));
+    fn a_burst_of_events_is_one_set_of_requests() {
+        let mut asked = Asked::default();
+        let before = now_ms();
+        for event in [Event::StateChanged, Event::ConfigChanged, Event::StateChanged, Event::Signal(Signal::Reload)] {
+            asked.take(event, Duration::from_millis(300));
+        }
+        assert_eq!(asked.reconcile, Some(Trigger::Reload));
+        assert!(asked.observe && !asked.stop);
+        assert!(asked.debounce_until.is_some_and(|t| t >= before + 300), "{:?}", asked.debounce_until);
+        asked.take(Event::Signal(Signal::Stop), Duration::ZERO);
+        assert!(asked.stop, "a stop in the burst ends the loop");
     }
 }

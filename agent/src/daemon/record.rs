@@ -69,3 +69,41 @@ pub fn write(root: &Root, record: &DaemonRecord) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("failed to create {}: {e}", dir.display()))?;
     root.write_atomic(DAEMON_FILE, (serde_json::to_string_pretty(record)? + "\n").as_bytes(), 0o644, 0, 0)
 }
+
+/// The class a failed run is counted under in the metrics (`None` for success).
+pub fn failure_class(code: i32, result: &str, summary: &serde_json::Value) -> Option<&'static str> {
+    use crate::error::exit;
+    let failed_tls = summary["tls"].as_object().is_some_and(|m| {
+        m.values().any(|v| v.as_str().is_some_and(|s| s.starts_with("failed") || s.starts_with("self_check")))
+    });
+    match code {
+        exit::OK => None,
+        exit::INVALID => Some("invalid_input"),
+        exit::CONFLICT => Some("identity_conflict"),
+        exit::LOCKED => Some("lock_busy"),
+        _ if result == "rolled_back" => Some("rolled_back"),
+        _ if summary["unhealthy"].as_object().is_some_and(|m| !m.is_empty()) => Some("health"),
+        _ if failed_tls => Some("acme"),
+        _ => Some("apply"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_classed() {
+        let none = serde_json::Value::Null;
+        assert_eq!(failure_class(0, "changed", &none), None);
+        assert_eq!(failure_class(2, "failed", &none), Some("invalid_input"));
+        assert_eq!(failure_class(3, "failed", &none), Some("identity_conflict"));
+        assert_eq!(failure_class(75, "failed", &none), Some("lock_busy"));
+        assert_eq!(failure_class(1, "rolled_back", &none), Some("rolled_back"));
+        let unhealthy = serde_json::json!({"unhealthy": {"agentkeys-broker.service": "503"}});
+        assert_eq!(failure_class(1, "failed", &unhealthy), Some("health"));
+        let tls = serde_json::json!({"tls": {"broker.example.org": "failed"}});
+        assert_eq!(failure_class(1, "failed", &tls), Some("acme"));
+        assert_eq!(failure_class(1, "failed", &none), Some("apply"));
+    }
+}
