@@ -12,6 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 cache=${AGENTKEYS_TEST_CACHE:-/var/tmp/agentkeys-hostd-test}
 state=$cache/podman-v1
+# Runtime state on /run (gone at reboot, as podman expects), one directory per cache.
+run=/run/agentkeys-hostd-test-podman-$(printf '%s' "$cache" | sha256sum | cut -c1-8)
 # podman, runc, debootstrap & co. (Debian packages) and the pinned tools incl. hadolint.
 ./tests/harness/prereqs.sh >&2
 ./tests/harness/tools.sh >&2
@@ -31,7 +33,7 @@ cat >"$state/storage.conf" <<EOF
 [storage]
 driver = "overlay"
 graphroot = "$state/storage"
-runroot = "/run/agentkeys-hostd-test-podman"
+runroot = "$run/storage"
 EOF
 cat >"$state/containers.conf" <<EOF
 [containers]
@@ -45,7 +47,7 @@ runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "$state/events.log"
-tmp_dir = "/run/agentkeys-hostd-test-libpod"
+tmp_dir = "$run/libpod"
 image_parallel_copies = 2
 EOF
 export CONTAINERS_STORAGE_CONF=$state/storage.conf CONTAINERS_CONF=$state/containers.conf
