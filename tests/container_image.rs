@@ -9,7 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::Run;
 use common::deb::package;
@@ -149,9 +149,18 @@ fn dockerfile_lints_builds_the_same_deb_boots_and_converges() {
     let booted_at = Instant::now();
     podman.ok(&["run", "--detach", "--systemd=always", "--network=none", "--name", &name, &image.name]);
     let ct = Booted { podman: &podman, name };
-    let state = ct.exec(&["systemctl", "is-system-running", "--wait"]);
+    // Until systemd inside has its bus up, `systemctl` cannot connect and prints no state: retry
+    // (bounded), then `--wait` waits out the boot.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let state = loop {
+        let state = ct.exec(&["systemctl", "is-system-running", "--wait"]);
+        if !state.stdout.trim().is_empty() || Instant::now() >= deadline {
+            break state;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let failed = ct.exec(&["systemctl", "--failed", "--no-legend"]).stdout;
-    assert_eq!(state.stdout.trim(), "running", "system state; failed units:\n{failed}");
+    assert_eq!(state.stdout.trim(), "running", "system state ({}); failed units:\n{failed}", state.stderr.trim());
     eprintln!("booted to running in {} ms", booted_at.elapsed().as_millis());
     let active = ct.exec(&["systemctl", "is-active", "agentkeys-hostd", "nginx", "agentkeys-test-ca"]);
     assert_eq!(active.stdout.split_whitespace().collect::<Vec<_>>(), ["active"; 3], "{}", active.stdout);
