@@ -30,7 +30,7 @@ fn main() {
         median,
         times[0],
         times[RUNS - 1],
-        if median <= 0.5 { "met" } else { "NOT met" }
+        common::goal(median <= 0.5)
     );
     c.write(
         "/etc/agentkeys/hostd.d/50-email.toml",

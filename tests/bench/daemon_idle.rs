@@ -82,12 +82,12 @@ fn main() {
         "daemon RSS after {} s idle: {rss:.1} MiB; goal <= 20 MiB: ratio {:.2} ({})",
         IDLE.as_secs(),
         rss / 20.0,
-        if rss <= 20.0 { "met" } else { "NOT met" }
+        common::goal(rss <= 20.0)
     );
     println!(
         "daemon CPU over {} s idle: {cpu:.2} s; goal <= 0.1 s: ratio {:.2} ({})",
         IDLE.as_secs(),
         cpu / 0.1,
-        if cpu <= 0.1 { "met" } else { "NOT met" }
+        common::goal(cpu <= 0.1)
     );
 }

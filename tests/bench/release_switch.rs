@@ -65,10 +65,10 @@ fn main() {
     println!("release switch, /healthz sampled every 50 ms inside the host:");
     println!(
         "  unchanged service (worker-audit): longest outage {unchanged} ms over {n1} samples (goal 0: {})",
-        if unchanged == 0 { "met" } else { "NOT met" }
+        common::goal(unchanged == 0)
     );
     println!(
         "  upgraded service (worker-email):  longest outage {upgraded} ms over {n2} samples (goal <= 2000 ms: {})",
-        if upgraded <= 2000 { "met" } else { "NOT met" }
+        common::goal(upgraded <= 2000)
     );
 }
