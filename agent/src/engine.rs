@@ -41,7 +41,13 @@ pub fn read_inputs(root: &Root, req: &Request) -> anyhow::Result<Inputs> {
     let env = match &req.env_file {
         Some(path) => {
             let shown = path.display().to_string();
-            let text = std::fs::read(path).with_context(|| format!("failed to read env file {shown}"))?;
+            let text = read_prefix(path, envfile::MAX_FILE_BYTES + 1)
+                .with_context(|| format!("failed to read env file {shown}"))?;
+            if text.len() > envfile::MAX_FILE_BYTES {
+                let reason =
+                    format!("{shown} is larger than {} bytes; is it the operator env file?", envfile::MAX_FILE_BYTES);
+                return Err(InvalidInput::new(Source::Flag("--env-file".into()), reason).into());
+            }
             let text = String::from_utf8(text).map_err(|_| {
                 InvalidInput::new(Source::Flag("--env-file".into()), format!("{shown} is not UTF-8 text"))
             })?;
@@ -52,6 +58,14 @@ pub fn read_inputs(root: &Root, req: &Request) -> anyhow::Result<Inputs> {
     let config = config::load(&observe::config_files(root)?)?;
     let deployed = identity::deployed(&observe::host_records(root)?)?;
     Ok(Inputs { config, env, deployed })
+}
+
+/// The first `limit` bytes of `path`, so a wrong path (a log, a device) is never read whole.
+fn read_prefix(path: &std::path::Path, limit: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    std::fs::File::open(path)?.take(limit as u64).read_to_end(&mut text)?;
+    Ok(text)
 }
 
 /// Decide the identity (the cross-wire guard).

@@ -5,6 +5,12 @@ use std::collections::BTreeMap;
 
 use crate::error::{InvalidInput, Source};
 
+/// Largest value one assignment may expand to. References can double a value per line
+/// (`A=$A$A`), so expansion is bounded where it happens, not after.
+pub const MAX_VALUE_BYTES: usize = 16 * 1024;
+/// Largest env file read, and largest sum of its expanded values.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+
 /// One assignment: its value after expansion and the line it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -34,6 +40,14 @@ impl EnvFile {
 /// Parse `text` (the contents of `file`).
 pub fn parse(file: &str, text: &str) -> Result<EnvFile, InvalidInput> {
     let mut out = EnvFile { file: file.to_owned(), entries: BTreeMap::new() };
+    if text.len() > MAX_FILE_BYTES {
+        let source = Source::EnvFile { file: file.to_owned(), line: 0, key: "-".into() };
+        return Err(InvalidInput::new(
+            source,
+            format!("the file is {} bytes; an env file may hold at most {MAX_FILE_BYTES}", text.len()),
+        ));
+    }
+    let mut expanded = 0_usize;
     for (index, raw) in text.lines().enumerate() {
         let line_no = index + 1;
         let err = |key: &str, reason: String| {
@@ -54,6 +68,15 @@ pub fn parse(file: &str, text: &str) -> Result<EnvFile, InvalidInput> {
             ));
         }
         let value = expand_value(rest, &out.entries).map_err(|reason| err(key, reason))?;
+        expanded += value.len();
+        if expanded > MAX_FILE_BYTES {
+            return Err(err(
+                key,
+                format!(
+                    "the values expand to more than {MAX_FILE_BYTES} bytes in all; write values out, not references"
+                ),
+            ));
+        }
         out.entries.insert(key.to_owned(), Entry { value, line: line_no });
     }
     Ok(out)
@@ -168,13 +191,13 @@ fn expand_reference(
                     ));
                 }
             };
-            out.push_str(&value);
+            push_bounded(out, &value)?;
             Ok(i + 3 + close)
         }
         Some(&c) if c.is_ascii_alphabetic() || c == '_' => {
             let len = chars[i + 1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_').count();
             let name: String = chars[i + 1..i + 1 + len].iter().collect();
-            out.push_str(&lookup(&name)?);
+            push_bounded(out, &lookup(&name)?)?;
             Ok(i + 1 + len)
         }
         other => Err(format!(
@@ -182,6 +205,17 @@ fn expand_reference(
             other.map(|c| c.to_string()).unwrap_or_default()
         )),
     }
+}
+
+/// Append an expanded reference unless the value would outgrow `MAX_VALUE_BYTES`.
+fn push_bounded(out: &mut String, value: &str) -> Result<(), String> {
+    if out.len() + value.len() > MAX_VALUE_BYTES {
+        return Err(format!(
+            "the value expands to more than {MAX_VALUE_BYTES} bytes (references repeated); write it out or shorten it"
+        ));
+    }
+    out.push_str(value);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -233,6 +267,28 @@ mod tests {
             assert!(err.contains(fragment), "{text:?}: {err}");
             assert!(err.contains("ops.env:"), "{text:?} names the file and line: {err}");
         }
+    }
+
+    #[test]
+    fn expansion_is_bounded() {
+        // Each line doubles the value: 2^30 bytes unbounded. The fuzzer found this (out of memory).
+        let mut text = String::from("A=xxxxxxxx\n");
+        text.push_str(&"A=$A$A\n".repeat(30));
+        let err = parse("ops.env", &text).expect_err("refused").to_string();
+        assert!(err.contains(&format!("more than {MAX_VALUE_BYTES} bytes")), "{err}");
+        assert!(err.contains("ops.env:13: A"), "names the first line past the bound: {err}");
+        // Right at the bound is fine: 8 bytes doubled 11 times is 16384.
+        let mut text = String::from("A=xxxxxxxx\n");
+        text.push_str(&"A=$A$A\n".repeat(11));
+        assert_eq!(value(&text, "A").len(), MAX_VALUE_BYTES);
+        // Many values each under the bound still add up to a limit for the file.
+        let mut text = format!("A={}\n", "x".repeat(MAX_VALUE_BYTES));
+        text.push_str(&"B=$A\n".repeat(MAX_FILE_BYTES / MAX_VALUE_BYTES));
+        let err = parse("ops.env", &text).expect_err("refused").to_string();
+        assert!(err.contains("in all"), "{err}");
+        let big = "#".repeat(MAX_FILE_BYTES + 1);
+        let err = parse("ops.env", &big).expect_err("refused").to_string();
+        assert!(err.contains("at most"), "{err}");
     }
 
     #[test]
