@@ -57,16 +57,14 @@ RUN apt-get update -q \
       systemd systemd-sysv dbus nginx-light pebble openssl ca-certificates procps iproute2 \
       /tmp/agentkeys/agentkeys-hostd_*_amd64.deb \
  && rm -rf /var/lib/apt/lists/* \
- && for b in agentkeys-mock-server agentkeys-broker-server agentkeys-worker-audit agentkeys-worker-email \
-      agentkeys-worker-creds agentkeys-worker-memory agentkeys-worker-config agentkeys-worker-classify \
-      agentkeys-bundler; do install -m 0755 /tmp/agentkeys/agentkeys-standin "/usr/local/bin/$b"; done \
+ && /tmp/agentkeys/agentkeys-standin install /usr/local/bin \
  && rm -rf /tmp/agentkeys \
  && useradd --create-home --shell /bin/bash ubuntu \
  && systemctl mask console-getty.service getty@tty1.service systemd-logind.service \
  && : >/etc/machine-id
 COPY packaging/examples/hostd.toml /etc/agentkeys/hostd.d/40-example-stack.toml
 COPY packaging/container/50-local-ca.toml /etc/agentkeys/hostd.d/
-COPY packaging/container/local-ca.sh /usr/local/lib/agentkeys-test/
+COPY packaging/container/local-ca.sh packaging/container/make-test-ca.sh /usr/local/lib/agentkeys-test/
 COPY packaging/container/agentkeys-test-dns.service packaging/container/agentkeys-test-ca.service /etc/systemd/system/
 RUN systemctl enable agentkeys-test-dns.service agentkeys-test-ca.service
 STOPSIGNAL SIGRTMIN+3

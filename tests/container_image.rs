@@ -43,12 +43,7 @@ impl Podman {
         for key in ["CONTAINERS_STORAGE_CONF", "CONTAINERS_CONF", "TMPDIR"] {
             cmd.env(key, self.var(key));
         }
-        let out = cmd.args(args).current_dir(repo()).output().expect("podman");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from(cmd.args(args).current_dir(repo()).output().expect("podman"))
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -187,10 +182,7 @@ fn dockerfile_lints_builds_the_same_deb_boots_and_converges() {
     assert_eq!(ct.exec(&["bash", "-c", fetch_root]).code, 0, "fetching Pebble's issuing root");
     for (host, state) in tls {
         assert!(state.as_str().unwrap().starts_with("issued"), "{host}: {state}");
-        let served = format!(
-            "echo | openssl s_client -connect 127.0.0.1:443 -servername {host} -CAfile /tmp/issuing-root.pem \\
-             -verify_return_error 2>/dev/null | openssl x509 -noout -serial"
-        );
+        let served = common::in_container::served_serial_script(host, "/tmp/issuing-root.pem");
         let installed =
             format!("openssl x509 -noout -serial -in /var/lib/agentkeys-hostd/tls/{host}/current/fullchain.pem");
         let (served, installed) =

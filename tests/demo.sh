@@ -37,47 +37,28 @@ echo "== throwaway host booted (systemd: $state)"
 
 root=/proc/$leader/root
 cp target/debug/agentkeys-hostd "$root/usr/bin/agentkeys-hostd"
-for b in agentkeys-mock-server agentkeys-broker-server agentkeys-worker-audit agentkeys-worker-email \
-  agentkeys-worker-creds agentkeys-worker-memory agentkeys-worker-config agentkeys-worker-classify agentkeys-bundler; do
-  cp target/debug/agentkeys-standin "$root/usr/local/bin/$b"
-done
-mkdir -p "$root/etc/agentkeys" "$root/etc/pebble"
+target/debug/agentkeys-standin install "$root/usr/local/bin"
+mkdir -p "$root/etc/agentkeys/hostd.d" "$root/usr/local/lib/agentkeys-test"
 cp packaging/examples/hostd.toml "$root/etc/agentkeys/hostd.toml"
-mkdir -p "$root/etc/agentkeys/hostd.d"
-cat >"$root/etc/agentkeys/hostd.d/50-local-ca.toml" <<'TOML'
-# The throwaway host's local CA (Pebble) and DNS (challtestsrv), both on its private loopback.
-[acme]
-directory_url = "https://127.0.0.1:14000/dir"
-ca_bundle = "/etc/pebble/ca.pem"
-public_ipv4 = "127.0.0.1"
-resolver = "127.0.0.1:8053"
-TOML
 
-# Pebble's API certificate, then Pebble and its DNS as transient units inside the host.
-pki=$(mktemp -d /tmp/agentkeys-demo-pki.XXXXXX)
-trap 'cleanup; rm -rf "$pki"' EXIT
-(
-  cd "$pki"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=demo CA" -days 2 -keyout ca.key -out ca.pem
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost -keyout key.pem -out req.csr
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >ext.cnf
-  openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out cert.pem
-) >/dev/null 2>&1
-cp "$pki/ca.pem" "$pki/cert.pem" "$pki/key.pem" "$root/etc/pebble/"
-printf '{"pebble":{"listenAddress":"127.0.0.1:14000","managementListenAddress":"127.0.0.1:15000","certificate":"cert.pem","privateKey":"key.pem","httpPort":80,"tlsPort":5001,"ocspResponderURL":"","externalAccountBindingRequired":false}}' \
-  >"$root/etc/pebble/pebble.json"
-cp /usr/bin/pebble /usr/bin/pebble-challtestsrv "$root/usr/local/sbin/"
-inside systemd-run -q --unit challtestsrv /usr/local/sbin/pebble-challtestsrv -dns01 127.0.0.1:8053 -defaultIPv4 127.0.0.1 \
-  -defaultIPv6 "" -http01 "" -https01 "" -tlsalpn01 "" -management 127.0.0.1:8055
-inside systemd-run -q --unit pebble -p WorkingDirectory=/etc/pebble -E PEBBLE_VA_NOSLEEP=1 -E PEBBLE_WFE_NONCEREJECT=0 \
-  /usr/local/sbin/pebble -config pebble.json -dnsserver 127.0.0.1:8053
+# The local CA of the test image (packaging/container): Pebble's API certificate made here (the
+# rootfs has no openssl), Pebble and its DNS as the image's two units, hostd pointed at them.
+cp packaging/container/50-local-ca.toml "$root/etc/agentkeys/hostd.d/"
+cp packaging/container/local-ca.sh packaging/container/make-test-ca.sh "$root/usr/local/lib/agentkeys-test/"
+cp packaging/container/agentkeys-test-dns.service packaging/container/agentkeys-test-ca.service "$root/etc/systemd/system/"
+packaging/container/make-test-ca.sh "$root/etc/agentkeys-test-ca"
+cp /usr/bin/pebble /usr/bin/pebble-challtestsrv "$root/usr/bin/"
+inside systemctl daemon-reload
+inside systemctl start agentkeys-test-ca.service
 inside bash -c 'for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/14000) 2>/dev/null && exit 0; sleep 0.1; done; exit 1'
 echo "== local ACME CA (Pebble) and DNS (challtestsrv) running inside the host"
 
+out=$(mktemp -d /tmp/agentkeys-demo-out.XXXXXX)
+trap 'cleanup; rm -rf "$out"' EXIT
 echo; echo "== agentkeys-hostd reconcile --ci --slot 2 --zone example.org --account-id 123456789012 --json"
-inside agentkeys-hostd reconcile --ci --slot 2 --zone example.org --account-id 123456789012 --json >"$pki/run.txt"
-head -n 1 "$pki/run.txt"
-grep -E '^(done: (start|mint|wait|daemon|enable|reload|prove)|changed|converged|note)' "$pki/run.txt"
+inside agentkeys-hostd reconcile --ci --slot 2 --zone example.org --account-id 123456789012 --json >"$out/run.txt"
+head -n 1 "$out/run.txt"
+grep -E '^(done: (start|mint|wait|daemon|enable|reload|prove)|changed|converged|note)' "$out/run.txt"
 echo; echo "== agentkeys-hostd status"
 inside agentkeys-hostd status
 echo; echo "== agentkeys-hostd oidc (thumbprint computed from the served chain)"

@@ -34,6 +34,14 @@ fn restarted(run: &common::Run) -> Vec<String> {
         .collect()
 }
 
+#[test]
+fn the_standin_fixture_stands_in_for_every_catalog_binary() {
+    let out = std::process::Command::new(common::container::standin()).arg("names").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let names: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+    assert_eq!(names, common::service_binaries(), "tests/standin's NAMES against hostd's catalog");
+}
+
 fn secrets(c: &Container) -> BTreeMap<String, Option<Vec<u8>>> {
     common::SECRET_FILES.iter().map(|p| ((*p).to_owned(), std::fs::read(c.path(p)).ok())).collect()
 }

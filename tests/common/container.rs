@@ -109,10 +109,8 @@ impl Container {
             std::thread::sleep(Duration::from_millis(100));
         }
         c.install(super::BIN, "/usr/bin/agentkeys-hostd");
-        let standin = standin();
-        for b in super::service_binaries() {
-            c.install(standin.to_str().unwrap(), &format!("/usr/local/bin/{b}"));
-        }
+        let out = Command::new(standin()).arg("install").arg(c.path("/usr/local/bin")).output().unwrap();
+        assert!(out.status.success(), "agentkeys-standin install: {out:?}");
         c.write("/etc/agentkeys/hostd.toml", config);
         c
     }
@@ -160,12 +158,7 @@ impl Container {
     }
 
     pub fn exec(&self, args: &[&str]) -> Run {
-        let out = self.command(args).output().unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from(self.command(args).output().unwrap())
     }
 
     /// Start a command inside without waiting.

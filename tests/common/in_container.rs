@@ -76,12 +76,16 @@ pub fn clear_a(c: &Container, host: &str) {
 
 /// The serial nginx serves for `host` on 127.0.0.1:443, verified against `root`.
 pub fn served_serial(c: &Container, host: &str, root: &std::path::Path) -> String {
-    let connect = format!(
-        "echo | openssl s_client -connect 127.0.0.1:443 -servername {host} -CAfile {} -verify_return_error 2>/dev/null | openssl x509 -noout -serial",
-        root.display()
-    );
-    let out = in_netns(c, &["bash", "-c", &connect]);
+    let out = in_netns(c, &["bash", "-c", &served_serial_script(host, &root.display().to_string())]);
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A shell line printing `serial=…` of what 127.0.0.1:443 serves for `host`, only if the chain
+/// verifies against `ca_file` (empty output otherwise).
+pub fn served_serial_script(host: &str, ca_file: &str) -> String {
+    format!(
+        "echo | openssl s_client -connect 127.0.0.1:443 -servername {host} -CAfile {ca_file} -verify_return_error 2>/dev/null | openssl x509 -noout -serial"
+    )
 }
 
 pub fn installed_serial(c: &Container, host: &str) -> String {

@@ -35,10 +35,10 @@ pub const SECRET_ENV: [(&str, &str); 4] = [
 
 /// Every file whose bytes must survive any run: the secret env files and the broker's keypairs.
 pub const SECRET_FILES: [&str; 6] = [
-    "/etc/agentkeys/dev-key-service.env",
-    "/etc/agentkeys/worker-creds.env",
-    "/etc/agentkeys/worker-memory.env",
-    "/etc/agentkeys/worker-config.env",
+    SECRET_ENV[0].0,
+    SECRET_ENV[1].0,
+    SECRET_ENV[2].0,
+    SECRET_ENV[3].0,
     "/var/lib/agentkeys/.agentkeys/broker/oidc-keypair.json",
     "/var/lib/agentkeys/.agentkeys/broker/session-keypair.json",
 ];
@@ -70,6 +70,16 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 impl Run {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(self.stdout.lines().next().unwrap_or_default())
@@ -85,11 +95,7 @@ pub fn run_in(dir: &Path, args: &[&str]) -> Run {
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .output()
         .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 /// `agentkeys-hostd reconcile --root ROOT --no-systemd --no-acme ARGS…`

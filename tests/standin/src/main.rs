@@ -8,6 +8,20 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 
+/// Every service binary name this fixture stands in for (the catalog's; `tests/reconcile_root.rs`
+/// checks the two agree).
+const NAMES: [&str; 9] = [
+    "agentkeys-broker-server",
+    "agentkeys-bundler",
+    "agentkeys-mock-server",
+    "agentkeys-worker-audit",
+    "agentkeys-worker-classify",
+    "agentkeys-worker-config",
+    "agentkeys-worker-creds",
+    "agentkeys-worker-email",
+    "agentkeys-worker-memory",
+];
+
 fn fail(msg: &str) -> ! {
     eprintln!("standin: {msg}");
     std::process::exit(1);
@@ -27,6 +41,26 @@ fn random_hex() -> String {
         .and_then(|mut f| f.read_exact(&mut buf))
         .unwrap_or_else(|e| fail(&format!("urandom: {e}")));
     buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// As `agentkeys-standin`: `names` prints them; `install DIR` copies this executable to DIR under
+/// each name (mode 0755), so a test host's setup needs no list of its own.
+fn fixture_command(args: &[String]) -> ! {
+    use std::os::unix::fs::PermissionsExt;
+    match (args.get(1).map(String::as_str), args.get(2)) {
+        (Some("names"), None) => NAMES.iter().for_each(|n| println!("{n}")),
+        (Some("install"), Some(dir)) => {
+            let me = std::env::current_exe().unwrap_or_else(|e| fail(&format!("own executable: {e}")));
+            for n in NAMES {
+                let to = Path::new(dir).join(n);
+                std::fs::copy(&me, &to)
+                    .and_then(|_| std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)))
+                    .unwrap_or_else(|e| fail(&format!("installing {}: {e}", to.display())));
+            }
+        }
+        _ => fail("as agentkeys-standin: `names` or `install DIR`; installed under a service's name it serves"),
+    }
+    std::process::exit(0);
 }
 
 /// `keygen --purpose P --out PATH`: writes 0600, refuses to overwrite (like the real binary).
@@ -172,6 +206,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let exe = PathBuf::from(args.first().cloned().unwrap_or_default());
     let name = exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if name == "agentkeys-standin" {
+        fixture_command(&args);
+    }
     if args.get(1).is_some_and(|a| a == "keygen") {
         keygen(&args);
     }
