@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 
-/// Every service binary name this fixture stands in for (the catalog's; `tests/reconcile_root.rs`
+/// Every service binary name this fixture stands in for (the catalog's; `tests/host_converge.rs`
 /// checks the two agree).
 const NAMES: [&str; 9] = [
     "agentkeys-broker-server",
