@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (libFuzzer via cargo fuzz) of every target over the checked-in corpus.
-# Default (CI): a fixed seed and a fixed number of executions per target (about 60 s each on a
-# 2-core machine), so one commit fuzzes the same inputs on every run: a failure belongs to the
-# commit and reproduces. FUZZ_SECONDS=N explores instead: a random seed, N seconds per target.
+# Default (CI): a fixed number of executions per target (about 60 s each on an idle 2-core
+# machine, capped at 300 s), so a slower machine does the same work rather than less. Runs are not
+# reproducible even with a fixed seed (ASan and address-dependent comparison feedback; measured:
+# two seed-1 runs of one target kept different inputs), so no seed is pinned; a failing input is
+# kept and printed. FUZZ_SECONDS=N explores for N seconds per target instead.
 # New inputs go to a scratch directory; a crash fails the run and leaves its input under
 # tests/fuzz/artifacts/<target>/ (add it to the corpus with the fix). Prints executions per target.
 # cargo fuzz passes -Z flags: this machine has only the stable toolchain, so RUSTC_BOOTSTRAP=1
@@ -12,14 +14,14 @@ cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked --quiet cargo-fuzz --version 0.13.1
 # target:executions in CI mode (each about 60 s at the rates measured here).
-targets=(envfile:1000000 config:300000 issuer:2500000 manifest:500000 deployed_unit:1000000)
+targets=(envfile:1500000 config:375000 issuer:3000000 manifest:550000 deployed_unit:1400000)
 cargo fuzz build --fuzz-dir . >&2
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 if [ -n "${FUZZ_SECONDS:-}" ]; then
-  echo "exploring: random seed, ${FUZZ_SECONDS} s per target" >&2
+  echo "exploring: ${FUZZ_SECONDS} s per target" >&2
 else
-  echo "fixed: seed 1, a fixed number of executions per target (cap 300 s each)" >&2
+  echo "a fixed number of executions per target (cap 300 s each)" >&2
 fi
 printf '%-14s %12s %10s %s\n' target executions exec/s corpus
 for entry in "${targets[@]}"; do
@@ -27,7 +29,7 @@ for entry in "${targets[@]}"; do
   if [ -n "${FUZZ_SECONDS:-}" ]; then
     budget=(-max_total_time="$FUZZ_SECONDS")
   else
-    budget=(-seed=1 -runs="${entry#*:}" -max_total_time=300)
+    budget=(-runs="${entry#*:}" -max_total_time=300)
   fi
   mkdir -p "$scratch/$t" "corpus/$t"
   log="$scratch/$t.log"
