@@ -67,7 +67,9 @@ pub fn parse(file: &str, text: &str) -> Result<EnvFile, InvalidInput> {
                 format!("{key:?} is not a variable name (letters, digits, _; not starting with a digit)"),
             ));
         }
-        let value = expand_value(rest, &out.entries).map_err(|reason| err(key, reason))?;
+        let value = expand_value(rest, &out.entries)
+            .and_then(|value| if value.len() > MAX_VALUE_BYTES { Err(too_long()) } else { Ok(value) })
+            .map_err(|reason| err(key, reason))?;
         expanded += value.len();
         if expanded > MAX_FILE_BYTES {
             return Err(err(
@@ -207,15 +209,18 @@ fn expand_reference(
     }
 }
 
-/// Append an expanded reference unless the value would outgrow `MAX_VALUE_BYTES`.
+/// Append an expanded reference unless the value would outgrow `MAX_VALUE_BYTES`, so expanding
+/// never holds more than the bound plus one line. (Literal text is checked once the value is whole.)
 fn push_bounded(out: &mut String, value: &str) -> Result<(), String> {
     if out.len() + value.len() > MAX_VALUE_BYTES {
-        return Err(format!(
-            "the value expands to more than {MAX_VALUE_BYTES} bytes (references repeated); write it out or shorten it"
-        ));
+        return Err(too_long());
     }
     out.push_str(value);
     Ok(())
+}
+
+fn too_long() -> String {
+    format!("the value expands to more than {MAX_VALUE_BYTES} bytes (references repeated); write it out or shorten it")
 }
 
 #[cfg(test)]
@@ -281,6 +286,13 @@ mod tests {
         let mut text = String::from("A=xxxxxxxx\n");
         text.push_str(&"A=$A$A\n".repeat(11));
         assert_eq!(value(&text, "A").len(), MAX_VALUE_BYTES);
+        // Literal text after a reference counts too (found by the fuzzer after the first fix).
+        for tail in ["A=$A.A", "A=\"$A.A\"", "A=$A'.'"] {
+            let err = parse("ops.env", &format!("{text}{tail}\n")).expect_err(tail).to_string();
+            assert!(err.contains("ops.env:13: A"), "{tail}: {err}");
+        }
+        let long_literal = format!("A={}\n", "x".repeat(MAX_VALUE_BYTES + 1));
+        assert!(parse("ops.env", &long_literal).is_err(), "a literal longer than the bound");
         // Many values each under the bound still add up to a limit for the file.
         let mut text = format!("A={}\n", "x".repeat(MAX_VALUE_BYTES));
         text.push_str(&"B=$A\n".repeat(MAX_FILE_BYTES / MAX_VALUE_BYTES));
