@@ -2,8 +2,8 @@
 # Test hosts only: make Pebble's API certificate and configuration in DIR (default
 # /etc/agentkeys-test-ca) unless they exist. Writes ca.pem, cert.pem, key.pem and pebble.json;
 # the CA's own key is thrown away. pebble.json names the files as the test host sees them, under
-# /etc/agentkeys-test-ca (DIR is that directory seen from outside). Run inside the test image at first boot, or on the machine
-# for a throwaway host (tests/demo.sh).
+# /etc/agentkeys-test-ca (DIR is that directory seen from outside). Run inside the test image at
+# first boot, or on the machine for a throwaway host (tests/demo.sh).
 set -eu
 dir=${1:-/etc/agentkeys-test-ca}
 [ -s "$dir/cert.pem" ] && exit 0
