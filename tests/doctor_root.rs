@@ -21,10 +21,28 @@ fn an_unreachable_ca_fails_and_an_undeployed_host_warns() {
     assert_eq!(find("units lint")["verdict"], "warn");
     assert_eq!(find("dns")["verdict"], "warn");
     assert_eq!(find("disk /var/lib")["verdict"], "pass");
+    // The fake root has no /etc/ssl/certs: the broker would panic at start without a trust store.
+    let trust = find("trust store");
+    assert_eq!(trust["verdict"], "fail");
+    assert!(trust["detail"].as_str().unwrap().contains("apt-get install ca-certificates"), "{trust}");
     // The text form says the same, one line per check and a count.
     let text = common::run_in(r, &["doctor", "--root", r.to_str().unwrap()]);
     assert_eq!(text.code, 1);
     assert!(text.stdout.contains("FAIL  acme directory") && text.stdout.lines().last().unwrap().ends_with("failed"));
+}
+
+#[test]
+fn a_trust_store_with_certificates_passes() {
+    let root = common::fake_root("");
+    let r = root.path();
+    std::fs::create_dir_all(r.join("etc/ssl/certs")).unwrap();
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    std::fs::write(r.join("etc/ssl/certs/ca-certificates.crt"), pem.repeat(3)).unwrap();
+    let run = common::run_in(r, &["doctor", "--root", r.to_str().unwrap(), "--json"]);
+    let checks = run.json()["checks"].as_array().unwrap().clone();
+    let trust = checks.iter().find(|c| c["name"] == "trust store").expect("a trust store check");
+    assert_eq!(trust["verdict"], "pass", "{trust}");
+    assert!(trust["detail"].as_str().unwrap().starts_with("3 certificates"), "{trust}");
 }
 
 #[test]

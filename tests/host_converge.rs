@@ -202,9 +202,9 @@ fn an_old_script_host_is_adopted_with_every_secret_and_key_byte_identical() {
     ]);
     let old = [
         ("/etc/agentkeys/dev-key-service.env", format!("DEV_KEY_SERVICE_MASTER_SECRET={}\n", "ab".repeat(32))),
-        ("/etc/agentkeys/worker-creds.env", format!("WORKER_BIND=127.0.0.1:9094\nAGENTKEYS_WORKER_KEK_HEX={}\n", "c1".repeat(32))),
-        ("/etc/agentkeys/worker-memory.env", format!("WORKER_BIND=127.0.0.1:9095\nAGENTKEYS_MEMORY_KEK_HEX={}\n", "c2".repeat(32))),
-        ("/etc/agentkeys/worker-config.env", format!("WORKER_BIND=127.0.0.1:9096\nAGENTKEYS_CONFIG_KEK_HEX={}\n", "c3".repeat(32))),
+        ("/etc/agentkeys/worker-creds.env", format!("WORKER_BIND=127.0.0.1:9094\nAGENTKEYS_WORKER_KEK_HEX={}\n", "c1c5".repeat(16))),
+        ("/etc/agentkeys/worker-memory.env", format!("WORKER_BIND=127.0.0.1:9095\nAGENTKEYS_MEMORY_KEK_HEX={}\n", "c2c6".repeat(16))),
+        ("/etc/agentkeys/worker-config.env", format!("WORKER_BIND=127.0.0.1:9096\nAGENTKEYS_CONFIG_KEK_HEX={}\n", "c3c7".repeat(16))),
         ("/var/lib/agentkeys/.agentkeys/broker/oidc-keypair.json", "{\"old\":\"oidc\"}\n".to_owned()),
         ("/var/lib/agentkeys/.agentkeys/broker/session-keypair.json", format!("{{\"old\":\"{}\"}}\n", "5e".repeat(32))),
         (

@@ -40,7 +40,7 @@ fn lintian_clean_glibc_2_35_and_depends() {
     let libc = depends.split(',').map(str::trim).find(|d| d.starts_with("libc6 (>= ")).expect("libc6 in Depends");
     let min = libc.trim_start_matches("libc6 (>= ").trim_end_matches(')');
     assert_eq!(min, format!("{}.{}", newest.0, newest.1), "Depends states the real minimum: {depends}");
-    for dep in ["systemd", "nginx"] {
+    for dep in ["systemd", "nginx", "ca-certificates"] {
         assert!(depends.split(',').any(|d| d.trim() == dep), "{dep} missing in Depends: {depends}");
     }
 

@@ -157,20 +157,17 @@ fn existing_secrets_are_kept_and_malformed_ones_stop_the_run_before_any_write() 
     std::fs::write(r.join("etc/agentkeys/dev-key-service.env"), &master).unwrap();
     std::fs::write(
         r.join("etc/agentkeys/worker-memory.env"),
-        format!("WORKER_BIND=x\nAGENTKEYS_MEMORY_KEK_HEX={}\n", "5c".repeat(32)),
+        format!("WORKER_BIND=x\nAGENTKEYS_MEMORY_KEK_HEX={}\n", "5c5d".repeat(16)),
     )
     .unwrap();
     let run = reconcile(r, &[&SLOT3[..], &["--json"]].concat());
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(
-        run.json()["secrets_generated"],
-        serde_json::json!(["AGENTKEYS_WORKER_KEK_HEX", "AGENTKEYS_CONFIG_KEK_HEX"])
-    );
+    assert_eq!(run.json()["secrets_generated"], serde_json::json!(["AGENTKEYS_WORKER_KEK_HEX"]));
     assert_eq!(std::fs::read_to_string(r.join("etc/agentkeys/dev-key-service.env")).unwrap(), master, "byte-for-byte");
     assert!(
         std::fs::read_to_string(r.join("etc/agentkeys/worker-memory.env"))
             .unwrap()
-            .contains(&format!("AGENTKEYS_MEMORY_KEK_HEX={}\n", "5c".repeat(32)))
+            .contains(&format!("AGENTKEYS_MEMORY_KEK_HEX={}\n", "5c5d".repeat(16)))
     );
     let creds = std::fs::read_to_string(r.join("etc/agentkeys/worker-creds.env")).unwrap();
     assert_eq!(reconcile(r, &[]).code, 0);
@@ -193,6 +190,17 @@ fn existing_secrets_are_kept_and_malformed_ones_stop_the_run_before_any_write() 
     );
     assert!(!run.stderr.contains(&"XY".repeat(32)), "the bad value is not echoed");
     assert_same(&before, &snapshot(r), "a malformed secret stops the run before anything is written");
+
+    // A KEK of one repeated byte is what the real workers refuse at start: stopped here, not looped.
+    let placeholder = format!("AGENTKEYS_MEMORY_KEK_HEX={}\n", "5c".repeat(32));
+    std::fs::write(r.join("etc/agentkeys/worker-memory.env"), &placeholder).unwrap();
+    std::fs::remove_file(r.join("etc/agentkeys/worker-config.env")).unwrap();
+    let before = snapshot(r);
+    let run = reconcile(r, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("worker-memory.env") && run.stderr.contains("placeholder"), "{}", run.stderr);
+    assert!(!run.stderr.contains(&"5c".repeat(32)), "the value is not echoed");
+    assert_same(&before, &snapshot(r), "a placeholder KEK stops the run before anything is written");
 }
 
 #[test]

@@ -31,6 +31,9 @@ pub enum Env {
     ChainAddresses(&'static [&'static str]),
     /// A one-shot key-encryption key (64 lowercase hex), generated once and kept forever.
     Kek(&'static str),
+    /// A key-encryption key the service no longer requires (legacy data only): kept forever when
+    /// the host has one, never generated on a host that has none.
+    LegacyKek(&'static str),
 }
 
 /// How the health gate probes a service on loopback (spec §3, §9).
@@ -102,6 +105,9 @@ pub struct Service {
     pub restart: Restart,
     /// The binary listens on all interfaces: confine it to loopback with systemd IP filtering.
     pub loopback_ip_only: bool,
+    /// How long one `/healthz` probe may take (the bundler's own health asks the chain RPC with a
+    /// 3 s timeout).
+    pub probe_timeout_secs: u64,
 }
 
 const CHAIN_ENV: [Env; 3] = [
@@ -109,6 +115,11 @@ const CHAIN_ENV: [Env; 3] = [
     Env::Set("AGENTKEYS_CHAIN_RPC_HTTP", Val::ChainRpc),
     Env::ChainAddresses(&crate::chains::CORE_CONTRACTS),
 ];
+
+/// Seconds the broker serves on after SIGTERM before it drains.
+pub const BROKER_SHUTDOWN_GRACE: &str = "5";
+/// systemd's stop timeout of every managed unit, in seconds.
+pub const STOP_TIMEOUT_SECS: u64 = 20;
 
 const AUDIT_URL: Env = Env::Set("AGENTKEYS_AUDIT_WORKER_URL", Val::UrlOf("agentkeys-worker-audit"));
 const DEV_KEYS: (&str, bool) = (crate::paths::DEV_KEY_SERVICE_ENV, false);
@@ -130,6 +141,7 @@ const WORKER: Service = Service {
     pubkey: Pubkey::PemEnv("BROKER_CAP_PUBKEY_PEM"),
     restart: Restart::OnFailure,
     loopback_ip_only: false,
+    probe_timeout_secs: 2,
 };
 
 /// The current set, in start order: backend → broker → signer and workers → bundler.
@@ -149,6 +161,7 @@ pub const SERVICES: &[Service] = &[
         pubkey: Pubkey::None,
         restart: Restart::OnFailure,
         loopback_ip_only: true,
+        probe_timeout_secs: 2,
     },
     Service {
         unit: "agentkeys-broker",
@@ -159,6 +172,9 @@ pub const SERVICES: &[Service] = &[
             Val::Lit("8091"),
             Val::Lit("--bind"),
             Val::Lit("127.0.0.1"),
+            // Without it the broker asks STS (through the SDK's credential chain, IMDS on EC2)
+            // before it binds; the answer only decides a warning (the mint needs no broker creds).
+            Val::Lit("--skip-startup-check"),
             Val::Lit("--export-session-pubkey-to"),
             Val::SessionPubkeyPath,
         ],
@@ -174,6 +190,9 @@ pub const SERVICES: &[Service] = &[
             Env::Set("BROKER_OIDC_KEYPAIR_PATH", Val::OidcKeypairPath),
             Env::Set("BROKER_SESSION_KEYPAIR_PATH", Val::SessionKeypairPath),
             Env::Set("BROKER_AUTH_METHODS", Val::Lit("wallet_sig,email_link")),
+            // After SIGTERM the broker keeps serving this long before it drains (default 30 s,
+            // past the unit's 20 s stop timeout).
+            Env::Set("BROKER_SHUTDOWN_GRACE_SECONDS", Val::Lit(BROKER_SHUTDOWN_GRACE)),
             Env::Set("BROKER_EMAIL_SENDER", Val::Lit("ses")),
             Env::Set("BROKER_EMAIL_FROM_ADDRESS", Val::Sender),
             Env::Set("BROKER_DATA_ROLE_ARN", Val::RoleArn("data")),
@@ -192,6 +211,7 @@ pub const SERVICES: &[Service] = &[
         pubkey: Pubkey::Writes,
         restart: Restart::Always,
         loopback_ip_only: false,
+        probe_timeout_secs: 2,
     },
     Service {
         unit: "agentkeys-signer",
@@ -213,8 +233,10 @@ pub const SERVICES: &[Service] = &[
         vhost: Some(Vhost::Signer),
         pubkey: Pubkey::PathArg,
         restart: Restart::OnFailure,
-        // The same mock-server binary as the backend: it listens on all interfaces too.
-        loopback_ip_only: true,
+        // In --signer-only mode the mock server binds 127.0.0.1 itself; its optional STS provider
+        // (AGENTKEYS_SIGNER_STS_PROVIDER) calls out, which IP filtering would block.
+        loopback_ip_only: false,
+        probe_timeout_secs: 2,
     },
     Service {
         unit: "agentkeys-worker-audit",
@@ -305,7 +327,8 @@ pub const SERVICES: &[Service] = &[
             CHAIN_ENV[2],
             AUDIT_URL,
             Env::Set("AGENTKEYS_WORKER_REQUIRE_AUDIT", Val::Lit("0")),
-            Env::Kek("AGENTKEYS_CONFIG_KEK_HEX"),
+            // Optional since upstream #372 (v3 envelopes need no worker key): kept, never minted.
+            Env::LegacyKek("AGENTKEYS_CONFIG_KEK_HEX"),
         ],
         vhost: Some(Vhost::Worker("config")),
         ..WORKER
@@ -356,6 +379,7 @@ pub const SERVICES: &[Service] = &[
         pubkey: Pubkey::None,
         restart: Restart::OnFailure,
         loopback_ip_only: false,
+        probe_timeout_secs: 5,
     },
 ];
 
@@ -368,17 +392,28 @@ pub fn managed_keys(svc: &Service) -> Vec<String> {
     svc.env
         .iter()
         .flat_map(|e| match e {
-            Env::Set(k, _) | Env::TestOnly(k, _) | Env::Kek(k) => vec![(*k).to_owned()],
+            Env::Set(k, _) | Env::TestOnly(k, _) | Env::Kek(k) | Env::LegacyKek(k) => vec![(*k).to_owned()],
             Env::ChainAddresses(names) => names.iter().map(|n| format!("{n}_ADDRESS_")).collect(),
         })
         .collect()
 }
 
+/// One key-encryption key of the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KekSpec {
+    pub key: &'static str,
+    /// The env file that holds it.
+    pub file: &'static str,
+    /// Minted on a host that has none (false: legacy, only kept).
+    pub generate: bool,
+}
+
 /// Every KEK env key, with the env file that holds it.
-pub fn keks() -> impl Iterator<Item = (&'static str, &'static str)> {
+pub fn keks() -> impl Iterator<Item = KekSpec> {
     SERVICES.iter().flat_map(|s| {
         s.env.iter().filter_map(move |e| match (e, s.env_target) {
-            (Env::Kek(key), EnvTarget::File(path)) => Some((*key, path)),
+            (Env::Kek(key), EnvTarget::File(file)) => Some(KekSpec { key, file, generate: true }),
+            (Env::LegacyKek(key), EnvTarget::File(file)) => Some(KekSpec { key, file, generate: false }),
             _ => None,
         })
     })
@@ -405,7 +440,7 @@ mod tests {
                 if let Env::Set(_, Val::UrlOf(u)) = e {
                     assert!(service(u).is_some(), "{u}");
                 }
-                if let Env::Kek(_) = e {
+                if let Env::Kek(_) | Env::LegacyKek(_) = e {
                     assert!(matches!(s.env_target, EnvTarget::File(_)), "{}: a KEK lives in an env file", s.unit);
                 }
             }

@@ -50,6 +50,23 @@ pub fn clock(skew_secs: i64) -> Check {
     Check::new("clock", verdict, format!("{skew_secs:+} s against the ACME CA's clock{hint}"))
 }
 
+/// The system trust store: the broker loads the native roots at start and panics when none parse.
+/// `certs` is the number of certificates in the bundle, `None` when it cannot be read.
+pub fn trust_store(bundle: &str, certs: Option<usize>) -> Check {
+    match certs {
+        Some(n) if n > 0 => Check::new("trust store", Verdict::Pass, format!("{n} certificates in {bundle}")),
+        found => Check::new(
+            "trust store",
+            Verdict::Fail,
+            format!(
+                "{} in {bundle}: the broker cannot start without the system trust store; \
+                 apt-get install ca-certificates",
+                if found.is_some() { "no certificate" } else { "cannot read the bundle" }
+            ),
+        ),
+    }
+}
+
 /// The worst verdict decides the exit code: 0 when nothing failed, 1 otherwise.
 pub fn exit_code(checks: &[Check]) -> i32 {
     i32::from(checks.iter().any(|c| c.verdict == Verdict::Fail))
@@ -79,6 +96,16 @@ pub fn render_text(checks: &[Check]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trust_store_needs_a_certificate() {
+        assert_eq!(trust_store("/b", Some(140)).verdict, Verdict::Pass);
+        for found in [Some(0), None] {
+            let c = trust_store("/b", found);
+            assert_eq!(c.verdict, Verdict::Fail);
+            assert!(c.detail.contains("ca-certificates") && c.detail.contains("/b"), "{}", c.detail);
+        }
+    }
 
     #[test]
     fn thresholds() {

@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 use crate::config::{self, Config};
 use crate::envfile::{self, EnvFile};
 use crate::error::{InvalidInput, Source};
@@ -41,8 +39,11 @@ pub fn read_inputs(root: &Root, req: &Request) -> anyhow::Result<Inputs> {
     let env = match &req.env_file {
         Some(path) => {
             let shown = path.display().to_string();
-            let text = read_prefix(path, envfile::MAX_FILE_BYTES + 1)
-                .with_context(|| format!("failed to read env file {shown}"))?;
+            let text = read_prefix(path, envfile::MAX_FILE_BYTES + 1).map_err(|e| {
+                // A path the operator typed that cannot be read is invalid input (exit 2), not a
+                // failure of the host.
+                InvalidInput::new(Source::Flag("--env-file".into()), format!("cannot read {shown}: {e}"))
+            })?;
             if text.len() > envfile::MAX_FILE_BYTES {
                 let reason =
                     format!("{shown} is larger than {} bytes; is it the operator env file?", envfile::MAX_FILE_BYTES);
@@ -146,7 +147,7 @@ pub fn prepare(
     let identity = decide_identity(req, &inputs)?;
     let settings =
         settings::resolve(identity, &req.flags, &inputs.config, inputs.env.as_ref(), inputs.deployed.as_ref())?;
-    let keks: Vec<(&str, &str)> = catalog::keks().collect();
+    let keks: Vec<catalog::KekSpec> = catalog::keks().collect();
     let secrets = secrets::resolve(&observe::existing_secrets(root)?, paths::DEV_KEY_SERVICE_ENV, &keks, &mut csprng)?;
     let facts = HostFacts {
         secrets,

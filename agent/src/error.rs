@@ -29,6 +29,8 @@ pub enum Source {
     Host { file: String, detail: String },
     /// The built-in default.
     Default(String),
+    /// A setting that no source provided (named as its hostd.toml key).
+    Missing(String),
 }
 
 impl fmt::Display for Source {
@@ -39,6 +41,7 @@ impl fmt::Display for Source {
             Source::EnvFile { file, line, key } => write!(f, "{file}:{line}: {key}"),
             Source::Host { file, detail } => write!(f, "{file}: {detail}"),
             Source::Default(what) => write!(f, "built-in default {what}"),
+            Source::Missing(key) => write!(f, "missing setting `{key}`"),
         }
     }
 }

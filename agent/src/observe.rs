@@ -40,7 +40,7 @@ pub fn host_records(root: &Root) -> anyhow::Result<HostRecords> {
 /// The files that may hold one-shot secrets.
 pub fn existing_secrets(root: &Root) -> anyhow::Result<secrets::Existing> {
     let mut out = secrets::Existing::default();
-    let files = std::iter::once(paths::DEV_KEY_SERVICE_ENV).chain(catalog::keks().map(|(_, f)| f));
+    let files = std::iter::once(paths::DEV_KEY_SERVICE_ENV).chain(catalog::keks().map(|k| k.file));
     for file in files {
         if let Some(text) = root.read_string(file)? {
             out.files.insert(file.to_owned(), text);

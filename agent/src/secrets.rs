@@ -68,6 +68,11 @@ fn malformed(file: &str, line: usize, key: &str, why: &str) -> InvalidInput {
     )
 }
 
+/// A key of 32 equal bytes (all zero included): upstream's workers refuse it at start as a placeholder.
+pub fn is_placeholder(v: &str) -> bool {
+    v.len() == 64 && v.as_bytes().chunks(2).all(|c| c == &v.as_bytes()[..2])
+}
+
 /// The one value of `key` in `file`, or `None` when absent; an error when malformed or repeated.
 fn existing_value(file: &str, text: &str, key: &str) -> Result<Option<String>, InvalidInput> {
     match assignments(text, key).as_slice() {
@@ -81,11 +86,21 @@ fn existing_value(file: &str, text: &str, key: &str) -> Result<Option<String>, I
     }
 }
 
-/// Keep what exists, generate what is missing with `fresh` (the OS CSPRNG in production).
+fn placeholder(file: &str, key: &str) -> InvalidInput {
+    InvalidInput::new(
+        Source::Host { file: file.to_owned(), detail: key.to_owned() },
+        "the existing key is one byte repeated 32 times, which the worker refuses at start as a placeholder \
+         (it would restart in a loop). hostd never replaces a key that data may be encrypted with: re-encrypt \
+         that data under a new random key (e.g. `openssl rand -hex 32`) and write it here by hand",
+    )
+}
+
+/// Keep what exists, generate what is missing with `fresh` (the OS CSPRNG in production); a legacy
+/// KEK (`generate: false`) is kept when present and never minted.
 pub fn resolve(
     existing: &Existing,
     master_path: &str,
-    keks: &[(&str, &str)],
+    keks: &[crate::catalog::KekSpec],
     fresh: &mut dyn FnMut() -> anyhow::Result<[u8; 32]>,
 ) -> anyhow::Result<Secrets> {
     let mut out = Secrets::default();
@@ -98,19 +113,25 @@ pub fn resolve(
         }
         None => out.new_master = Some(hex(&fresh()?)),
     }
-    for (key, file) in keks {
-        let current = match existing.files.get(*file) {
+    for spec in keks {
+        let (key, file) = (spec.key, spec.file);
+        let current = match existing.files.get(file) {
             Some(text) => existing_value(file, text, key)?,
             None => None,
         };
         let value = match current {
+            Some(v) if is_placeholder(&v) => return Err(placeholder(file, key).into()),
             Some(v) => v,
-            None => {
-                out.generated.push((*key).to_owned());
-                hex(&fresh()?)
-            }
+            None if !spec.generate => continue,
+            None => loop {
+                let v = hex(&fresh()?);
+                if !is_placeholder(&v) {
+                    out.generated.push(key.to_owned());
+                    break v;
+                }
+            },
         };
-        out.keks.insert((*key).to_owned(), value);
+        out.keks.insert(key.to_owned(), value);
     }
     Ok(out)
 }
@@ -119,32 +140,63 @@ pub fn resolve(
 mod tests {
     use super::*;
 
-    const M: &str = "/etc/agentkeys/dev-key-service.env";
-    const KEKS: [(&str, &str); 1] = [("AGENTKEYS_WORKER_KEK_HEX", "/etc/agentkeys/worker-creds.env")];
+    use crate::catalog::KekSpec;
 
+    const M: &str = "/etc/agentkeys/dev-key-service.env";
+    const KEKS: [KekSpec; 2] = [
+        KekSpec { key: "AGENTKEYS_WORKER_KEK_HEX", file: "/etc/agentkeys/worker-creds.env", generate: true },
+        KekSpec { key: "AGENTKEYS_CONFIG_KEK_HEX", file: "/etc/agentkeys/worker-config.env", generate: false },
+    ];
+
+    /// 32 bytes n, n+1, …: never a placeholder.
     fn counter() -> impl FnMut() -> anyhow::Result<[u8; 32]> {
         let mut n = 0u8;
         move || {
             n += 1;
-            Ok([n; 32])
+            Ok(std::array::from_fn(|i| n.wrapping_add(i as u8)))
         }
+    }
+
+    fn seq_hex(n: u8) -> String {
+        hex(&std::array::from_fn(|i| n.wrapping_add(i as u8)))
     }
 
     #[test]
     fn generates_only_what_is_missing_and_keeps_existing_bytes() {
         let s = resolve(&Existing::default(), M, &KEKS, &mut counter()).expect("fresh");
-        assert_eq!(s.new_master.as_deref(), Some("01".repeat(32).as_str()));
-        assert_eq!(s.keks["AGENTKEYS_WORKER_KEK_HEX"], "02".repeat(32));
+        assert_eq!(s.new_master.as_deref(), Some(seq_hex(1).as_str()));
+        assert_eq!(s.keks["AGENTKEYS_WORKER_KEK_HEX"], seq_hex(2));
+        assert!(!s.keks.contains_key("AGENTKEYS_CONFIG_KEK_HEX"), "a legacy KEK is never minted");
+        assert_eq!(s.generated, ["AGENTKEYS_WORKER_KEK_HEX"]);
         let kept = format!("# old script\n{MASTER_SECRET_KEY}={}\n", "ab".repeat(32));
         let mut existing = Existing::default();
         existing.files.insert(M.into(), kept.clone());
         existing
             .files
-            .insert(KEKS[0].1.into(), format!("WORKER_BIND=x\nAGENTKEYS_WORKER_KEK_HEX={}\n", "cd".repeat(32)));
+            .insert(KEKS[0].file.into(), format!("WORKER_BIND=x\nAGENTKEYS_WORKER_KEK_HEX={}\n", seq_hex(0xc0)));
+        existing.files.insert(KEKS[1].file.into(), format!("AGENTKEYS_CONFIG_KEK_HEX={}\n", seq_hex(0x30)));
         let s = resolve(&existing, M, &KEKS, &mut || anyhow::bail!("must not generate")).expect("kept");
         assert_eq!(s.master_file.as_deref(), Some(kept.as_str()));
-        assert_eq!(s.keks["AGENTKEYS_WORKER_KEK_HEX"], "cd".repeat(32));
+        assert_eq!(s.keks["AGENTKEYS_WORKER_KEK_HEX"], seq_hex(0xc0));
+        assert_eq!(s.keks["AGENTKEYS_CONFIG_KEK_HEX"], seq_hex(0x30), "an existing legacy KEK is kept");
         assert!(s.generated.is_empty());
+    }
+
+    #[test]
+    fn a_placeholder_kek_stops_the_run_and_is_never_minted() {
+        assert!(is_placeholder(&"00".repeat(32)) && is_placeholder(&"cd".repeat(32)));
+        assert!(!is_placeholder(&seq_hex(7)) && !is_placeholder(&"0101".repeat(15)));
+        for spec in KEKS {
+            let mut existing = Existing::default();
+            existing.files.insert(spec.file.into(), format!("{}={}\n", spec.key, "cd".repeat(32)));
+            let err = resolve(&existing, M, &KEKS, &mut counter()).expect_err(spec.key).to_string();
+            assert!(err.contains(spec.file) && err.contains(spec.key) && err.contains("placeholder"), "{err}");
+            assert!(!err.contains(&"cd".repeat(32)), "the secret is not echoed: {err}");
+        }
+        let mut repeats =
+            [[7u8; 32], [7u8; 32]].into_iter().chain(std::iter::repeat_with(|| std::array::from_fn(|i| i as u8)));
+        let s = resolve(&Existing::default(), M, &KEKS, &mut || Ok(repeats.next().unwrap_or_default())).expect("fresh");
+        assert!(!is_placeholder(&s.keks["AGENTKEYS_WORKER_KEK_HEX"]), "a placeholder draw is drawn again");
     }
 
     #[test]

@@ -301,14 +301,14 @@ pub fn resolve(
     let suffix = chains::env_suffix(&chain);
     let deployed_same_chain = deployed.filter(|d| d.unit_env.get("AGENTKEYS_CHAIN").is_none_or(|c| *c == chain));
     let rpc_key = format!("AGENTKEYS_CHAIN_RPC_HTTP_{suffix}");
-    let rpc_default = chains::profile(&chain).and_then(|p| p.default_rpc_http).map(|u| u.to_owned());
+    let rpc_default = chains::profile(&chain).map(|p| p.default_rpc_http.to_owned());
     let rpc_http = pick(
         "chain RPC",
         [
             conf(&config.rpc_http),
             envf(env, &rpc_key),
             unit(deployed_same_chain, "AGENTKEYS_CHAIN_RPC_HTTP"),
-            rpc_default.and_then(|u| default("chain RPC", u)),
+            rpc_default.and_then(|u| default("chain RPC (upstream chain profile)", u)),
         ]
         .into_iter()
         .flatten()
@@ -318,9 +318,11 @@ pub fn resolve(
     )?
     .ok_or_else(|| {
         InvalidInput::new(
-            Source::Config { file: crate::paths::HOSTD_CONFIG.into(), key: "chain.rpc_http".into() },
+            Source::Missing("chain.rpc_http".into()),
             format!(
-                "chain {chain} has no default RPC endpoint; set chain.rpc_http in hostd.toml or {rpc_key} in --env-file"
+                "chain {chain} has no upstream chain profile and so no default RPC endpoint; set chain.rpc_http \
+                 in {} or {rpc_key} in --env-file",
+                crate::paths::HOSTD_CONFIG
             ),
         )
     })?
@@ -331,11 +333,15 @@ pub fn resolve(
         return Err(InvalidInput::new(f.source(), format!("unknown contract {name:?}; known: {}", known.join(", "))));
     }
     let mut addresses = BTreeMap::new();
+    let mut missing_core = Vec::new();
     for name in &known {
         let key = chains::address_key(name, &chain);
+        let profile_default = chains::default_address(&chain, name)
+            .and_then(|a| default(&format!("{key} (upstream chain profile)"), a.to_owned()));
         let cands = [conf(&config.addresses.get(*name).cloned()), envf(env, &key), unit(deployed_same_chain, &key)]
             .into_iter()
             .flatten()
+            .chain(profile_default)
             .collect();
         let check = |s: &Source, v: &str| {
             if v.is_empty() { Ok(String::new()) } else { validate::address(s, v) }
@@ -344,11 +350,20 @@ pub fn resolve(
             Some((v, _)) if !v.is_empty() => {
                 addresses.insert((*name).to_owned(), v);
             }
-            _ if chains::CORE_CONTRACTS.contains(name) => {
-                n.push(format!("{key} is not set: the stack runs chain-degraded until it is configured"));
-            }
+            _ if chains::CORE_CONTRACTS.contains(name) => missing_core.push(key),
             _ => {}
         }
+    }
+    if !missing_core.is_empty() {
+        return Err(InvalidInput::new(
+            Source::Missing("addresses".into()),
+            format!(
+                "{} not set: the creds, memory, config, classify and channel workers exit at start without \
+                 them (upstream contract). Set them under [addresses] in {} or in --env-file",
+                missing_core.join(", "),
+                crate::paths::HOSTD_CONFIG
+            ),
+        ));
     }
 
     let mut buckets = BTreeMap::new();

@@ -25,12 +25,12 @@ SCOPE_CONTRACT = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
 K3_EPOCH_COUNTER = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"
 "#;
 
-/// The env files holding one-shot secrets, and the key of each secret.
-pub const SECRET_ENV: [(&str, &str); 4] = [
+/// The env files holding the one-shot secrets a fresh host gets, and the key of each secret (the
+/// config worker's KEK is legacy: kept where it exists, never minted).
+pub const SECRET_ENV: [(&str, &str); 3] = [
     ("/etc/agentkeys/dev-key-service.env", "DEV_KEY_SERVICE_MASTER_SECRET"),
     ("/etc/agentkeys/worker-creds.env", "AGENTKEYS_WORKER_KEK_HEX"),
     ("/etc/agentkeys/worker-memory.env", "AGENTKEYS_MEMORY_KEK_HEX"),
-    ("/etc/agentkeys/worker-config.env", "AGENTKEYS_CONFIG_KEK_HEX"),
 ];
 
 /// Every file whose bytes must survive any run: the secret env files and the broker's keypairs.
@@ -38,7 +38,7 @@ pub const SECRET_FILES: [&str; 6] = [
     SECRET_ENV[0].0,
     SECRET_ENV[1].0,
     SECRET_ENV[2].0,
-    SECRET_ENV[3].0,
+    "/etc/agentkeys/worker-config.env",
     "/var/lib/agentkeys/.agentkeys/broker/oidc-keypair.json",
     "/var/lib/agentkeys/.agentkeys/broker/session-keypair.json",
 ];

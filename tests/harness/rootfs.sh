@@ -4,7 +4,7 @@
 # The mirror is read from this machine's apt sources, never written into the repository.
 set -euo pipefail
 cache=${AGENTKEYS_TEST_CACHE:-/var/tmp/agentkeys-hostd-test}
-rootfs=$cache/rootfs-bookworm-v1
+rootfs=$cache/rootfs-bookworm-v2
 if [ -f "$rootfs/.complete" ]; then echo "$rootfs"; exit 0; fi
 
 need=()
@@ -23,7 +23,7 @@ mirror=$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/d
 rm -rf "$rootfs.tmp"
 mkdir -p "$cache"
 debootstrap --variant=minbase \
-  --include=systemd,systemd-sysv,dbus,nginx-light,iproute2,procps,sudo,openssh-server \
+  --include=systemd,systemd-sysv,dbus,nginx-light,iproute2,procps,sudo,openssh-server,ca-certificates \
   bookworm "$rootfs.tmp" "$mirror" >&2
 chroot "$rootfs.tmp" apt-get clean
 rm -rf "$rootfs.tmp"/var/lib/apt/lists/*

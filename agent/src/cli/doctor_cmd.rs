@@ -89,6 +89,15 @@ fn disk(root: &Root, path: &str) -> Check {
     }
 }
 
+/// The bundle the broker's native-roots loader reads (Debian's ca-certificates).
+const TRUST_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+fn trust_store(root: &Root) -> Check {
+    let certs =
+        std::fs::read_to_string(root.path(TRUST_BUNDLE)).ok().map(|t| t.matches("-----BEGIN CERTIFICATE-----").count());
+    doctor::trust_store(TRUST_BUNDLE, certs)
+}
+
 /// The ACME directory answers, and the clock agrees with the CA's `Date` header.
 fn acme_and_clock(root: &Root, acme: &crate::settings::AcmeSettings) -> Vec<Check> {
     let url = acme.directory_url.clone();
@@ -174,6 +183,7 @@ fn dns_checks(root: &Root, acme: &crate::settings::AcmeSettings, hosts: &[String
 pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     let root = Root::new(&args.root);
     let mut checks = vec![nginx(), port_80(), units_lint(&root), disk(&root, "/var/lib"), disk(&root, "/opt")];
+    checks.push(trust_store(&root));
     let cfg = config::load(&observe::config_files(&root)?);
     match cfg {
         Ok(cfg) => match crate::settings::resolve_acme(&cfg) {

@@ -1,5 +1,6 @@
 //! The health gate (spec §9): loopback `/healthz` of every enabled service with bounded retries, and
-//! the broker's pairing-claim probe (401 expected; 404 means a binary without `auth-email-link`).
+//! the broker's pairing-claim probe: a JSON POST without credentials must get 401 (the broker checks
+//! the body's content type and shape before auth, so a body-less POST gets 415).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,18 +17,47 @@ pub struct Answer {
     pub body: String,
 }
 
-/// A tiny HTTP/1.1 request to 127.0.0.1 (loopback only, bounded in time).
-pub fn request(port: u16, method: &str, path: &str) -> std::io::Result<Answer> {
-    request_host(port, method, path, &format!("127.0.0.1:{port}"))
+/// One request to 127.0.0.1 (loopback only, bounded in time).
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub port: u16,
+    pub method: &'a str,
+    pub path: &'a str,
+    /// `Host` header; `127.0.0.1:<port>` when `None`.
+    pub host: Option<&'a str>,
+    /// A JSON body, sent with `Content-Type: application/json`.
+    pub json: Option<&'a str>,
+    pub timeout: Duration,
+}
+
+impl<'a> Request<'a> {
+    pub fn get(port: u16, path: &'a str) -> Self {
+        Request { port, method: "GET", path, host: None, json: None, timeout: Duration::from_secs(2) }
+    }
 }
 
 /// The same with an explicit `Host` header (to reach one nginx vhost on loopback).
 pub fn request_host(port: u16, method: &str, path: &str, host: &str) -> std::io::Result<Answer> {
-    let timeout = Duration::from_secs(2);
-    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    send(Request { method, host: Some(host), ..Request::get(port, path) })
+}
+
+/// A tiny HTTP/1.1 exchange.
+pub fn send(r: Request) -> std::io::Result<Answer> {
+    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], r.port).into(), r.timeout)?;
+    s.set_read_timeout(Some(r.timeout))?;
+    s.set_write_timeout(Some(r.timeout))?;
+    let host = r.host.map_or_else(|| format!("127.0.0.1:{}", r.port), str::to_owned);
+    let (content_type, body) = match r.json {
+        Some(j) => ("Content-Type: application/json\r\n", j),
+        None => ("", ""),
+    };
+    write!(
+        s,
+        "{} {} HTTP/1.1\r\nHost: {host}\r\n{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        r.method,
+        r.path,
+        body.len()
+    )?;
     let mut raw = Vec::new();
     s.take(64 * 1024).read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
@@ -67,8 +97,22 @@ enum ProbeError {
     Unhealthy(String),
 }
 
+/// The pairing claim the broker must refuse for want of a session: well-formed, unauthenticated.
+pub const CLAIM_PROBE_BODY: &str = r#"{"pairing_code":"hostd-probe","label":"hostd-probe"}"#;
+
+/// What the broker's answer to the unauthenticated claim means.
+pub fn judge_claim(status: u16) -> Result<(), String> {
+    match status {
+        401 => Ok(()),
+        415 => Err("POST /v1/agent/pairing/claim answered 415: the broker did not take the probe as JSON".into()),
+        400 | 422 => Err(format!("POST /v1/agent/pairing/claim answered {status}: the broker rejected the probe body")),
+        s => Err(format!("POST /v1/agent/pairing/claim answered {s}, expected 401 (no session)")),
+    }
+}
+
 fn probe(svc: &Service) -> Result<String, ProbeError> {
-    let a = request(svc.port, "GET", "/healthz")
+    let timeout = Duration::from_secs(svc.probe_timeout_secs);
+    let a = send(Request { timeout, ..Request::get(svc.port, "/healthz") })
         .map_err(|e| ProbeError::NotAnswering(format!("127.0.0.1:{} /healthz: {e}", svc.port)))?;
     judge(svc.health, &a).map_err(ProbeError::Unhealthy)?;
     let mut detail = "healthy".to_owned();
@@ -76,17 +120,14 @@ fn probe(svc: &Service) -> Result<String, ProbeError> {
         detail = "degraded (ready: false)".into();
     }
     if svc.unit == "agentkeys-broker" {
-        let claim = request(svc.port, "POST", "/v1/agent/pairing/claim")
-            .map_err(|e| ProbeError::NotAnswering(format!("pairing-claim probe: {e}")))?;
-        match claim.status {
-            401 => {}
-            404 => {
-                return Err(ProbeError::Unhealthy(
-                    "POST /v1/agent/pairing/claim answered 404: a stale broker binary without auth-email-link".into(),
-                ));
-            }
-            s => return Err(ProbeError::Unhealthy(format!("POST /v1/agent/pairing/claim answered {s}, expected 401"))),
-        }
+        let req = Request {
+            method: "POST",
+            json: Some(CLAIM_PROBE_BODY),
+            timeout,
+            ..Request::get(svc.port, "/v1/agent/pairing/claim")
+        };
+        let claim = send(req).map_err(|e| ProbeError::NotAnswering(format!("pairing-claim probe: {e}")))?;
+        judge_claim(claim.status).map_err(ProbeError::Unhealthy)?;
     }
     Ok(detail)
 }
@@ -142,5 +183,15 @@ mod tests {
         assert!(judge(Health::JsonOk, &a(200, "{\"ok\": false}")).is_err());
         assert!(judge(Health::JsonReady, &a(200, "{\"ready\": false}")).is_ok(), "degraded is not down");
         assert!(judge(Health::JsonReady, &a(200, "{}")).is_err());
+    }
+
+    #[test]
+    fn only_a_401_clears_the_claim_probe() {
+        assert!(judge_claim(401).is_ok());
+        for s in [200, 400, 404, 415, 422, 500] {
+            assert!(judge_claim(s).is_err(), "{s}");
+        }
+        let body: serde_json::Value = serde_json::from_str(CLAIM_PROBE_BODY).expect("JSON");
+        assert!(body["pairing_code"].is_string() && body["label"].is_string(), "the fields the broker requires");
     }
 }

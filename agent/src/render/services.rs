@@ -16,12 +16,14 @@ struct Pair {
 
 #[derive(Debug, Serialize)]
 struct UnitContext<'a> {
+    unit: &'a str,
     description: &'a str,
     after: &'a [&'a str],
     env_files: Vec<String>,
     environment: Vec<Pair>,
     exec_start: String,
     restart: &'static str,
+    stop_timeout_secs: u64,
     loopback_ip_only: bool,
 }
 
@@ -69,7 +71,7 @@ fn environment(svc: &Service, s: &Settings, facts: &HostFacts) -> Vec<Pair> {
                     out.push(Pair { key: chains::address_key(name, &s.chain), value: addr });
                 }
             }
-            Env::Kek(key) => {
+            Env::Kek(key) | Env::LegacyKek(key) => {
                 out.push(Pair { key: key.into(), value: facts.secrets.keks.get(key).cloned().unwrap_or_default() });
             }
         }
@@ -130,7 +132,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
             EnvTarget::Unit => env,
             EnvTarget::File(path) => {
                 env_files.push(path.to_owned());
-                let has_secret = svc.env.iter().any(|e| matches!(e, Env::Kek(_)));
+                let has_secret = svc.env.iter().any(|e| matches!(e, Env::Kek(_) | Env::LegacyKek(_)));
                 host.files.push(FileSpec {
                     path: path.into(),
                     content: engine.render(ENV_FILE, &EnvContext { environment: env })?,
@@ -145,6 +147,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
             }
         };
         let ctx = UnitContext {
+            unit: svc.unit,
             description: svc.description,
             after: svc.after,
             env_files,
@@ -154,6 +157,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
                 Restart::Always => "always",
                 Restart::OnFailure => "on-failure",
             },
+            stop_timeout_secs: crate::catalog::STOP_TIMEOUT_SECS,
             loopback_ip_only: svc.loopback_ip_only,
         };
         host.files.push(FileSpec {
