@@ -179,3 +179,73 @@ fn adopted_host_keeps_identity_settings_secrets_and_certificates() {
             && std::fs::symlink_metadata(r.join("etc/nginx/sites-enabled/default")).is_err()
     );
 }
+
+/// What systemd would start for `svc` in a converged root: the binary's name, its arguments and its
+/// whole environment (`Environment=`, every `EnvironmentFile=`, and the PEM hostd's wrapper injects).
+fn launch(
+    root: &Path,
+    svc: &hostd::catalog::Service,
+) -> (String, Vec<String>, std::collections::BTreeMap<String, String>) {
+    let unit = read(root, &format!("/etc/systemd/system/{}.service", svc.unit));
+    let mut env = hostd::unitfile::service_environment(&unit);
+    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("ExecStart");
+    let mut words: Vec<String> = exec.split_whitespace().map(str::to_owned).collect();
+    if words.get(1).is_some_and(|w| w == "exec-with-pubkey") {
+        if let Some(i) = words.iter().position(|w| w == "--env") {
+            env.insert(words[i + 1].clone(), "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----\n".into());
+        }
+        let dashdash = words.iter().position(|w| w == "--").expect("the wrapper ends its options with --");
+        words.drain(..=dashdash);
+    }
+    for file in unit.lines().filter_map(|l| l.strip_prefix("EnvironmentFile=")) {
+        let (optional, path) = file.strip_prefix('-').map_or((false, file), |p| (true, p));
+        match std::fs::read_to_string(root.join(path.trim_start_matches('/'))) {
+            Ok(text) => env.extend(
+                text.lines()
+                    .filter(|l| !l.starts_with('#'))
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned())),
+            ),
+            Err(e) => assert!(optional, "{}: {path}: {e}", svc.unit),
+        }
+    }
+    let binary = Path::new(&words[0]).file_name().unwrap().to_string_lossy().into_owned();
+    (binary, words[1..].to_vec(), env)
+}
+
+/// The catalog against the upstream contracts: every rendered unit of every stack starts its binary
+/// the way the real binary accepts (no start refusal, bound to the catalog's loopback port, the
+/// health answer hostd judges by, a probe longer than the slowest healthy answer, a shutdown grace
+/// well inside the stop timeout).
+#[test]
+fn every_rendered_unit_meets_its_upstream_contract() {
+    use hostd::catalog::{Health, SERVICES, STOP_TIMEOUT_SECS};
+    use hostd::contracts::{self, HealthBody};
+    for case in CASES {
+        let root = converge(case);
+        for svc in SERVICES {
+            let (binary, args, env) = launch(root.path(), svc);
+            let c = contracts::contract(&binary, &args).unwrap_or_else(|| panic!("{case}: {binary} has no contract"));
+            let get = |k: &str| env.get(k).cloned();
+            let at = format!("{case}: {} ({binary} {})", svc.unit, args.join(" "));
+            assert_eq!(contracts::start_error(c, &args, &get), None, "{at} would exit at start");
+            // A binary that listens on all interfaces is confined to loopback by systemd's IP filter.
+            let host = if svc.loopback_ip_only { "0.0.0.0" } else { "127.0.0.1" };
+            assert_eq!(contracts::bind_address(c, &args, &get), format!("{host}:{}", svc.port), "{at}");
+            let body = match svc.health {
+                Health::PlainOk => HealthBody::PlainOk,
+                Health::JsonOk => HealthBody::JsonOk,
+                Health::JsonReady => HealthBody::JsonReady,
+            };
+            assert_eq!(body, c.health, "{at}: hostd judges /healthz by another answer");
+            assert!(svc.probe_timeout_secs > c.health_max_secs, "{at}: the probe gives up before a healthy answer");
+            if let Some((var, default)) = c.shutdown_grace {
+                let grace = env.get(var).map_or(default, |v| v.parse().unwrap());
+                assert!(
+                    grace + 5 <= STOP_TIMEOUT_SECS,
+                    "{at}: a {grace} s grace ends in SIGKILL at {STOP_TIMEOUT_SECS} s"
+                );
+            }
+        }
+    }
+}

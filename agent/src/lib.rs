@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod chains;
 pub mod cli;
 pub mod config;
+pub mod contracts;
 pub mod daemon;
 pub mod doctor;
 pub mod engine;
