@@ -446,6 +446,9 @@ mod tests {
             }
         }
         assert_eq!(keks().count(), 3);
+        for svc in SERVICES {
+            assert!(crate::contracts::contract(svc.binary, &[]).is_some(), "{}: no upstream contract", svc.binary);
+        }
         assert_eq!(SERVICES.iter().filter(|s| s.vhost.is_some()).count(), 8);
     }
 }

@@ -79,7 +79,7 @@ pub fn default_address(chain: &str, name: &str) -> Option<&'static str> {
 
 /// `<CHAIN>` of spec §3: upper-cased, `-` → `_`.
 pub fn env_suffix(chain: &str) -> String {
-    chain.to_ascii_uppercase().replace('-', "_")
+    crate::contracts::env_suffix(chain)
 }
 
 /// `<NAME>_ADDRESS_<CHAIN>`.

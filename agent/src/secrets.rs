@@ -68,10 +68,7 @@ fn malformed(file: &str, line: usize, key: &str, why: &str) -> InvalidInput {
     )
 }
 
-/// A key of 32 equal bytes (all zero included): upstream's workers refuse it at start as a placeholder.
-pub fn is_placeholder(v: &str) -> bool {
-    v.len() == 64 && v.as_bytes().chunks(2).all(|c| c == &v.as_bytes()[..2])
-}
+pub use crate::contracts::is_placeholder;
 
 /// The one value of `key` in `file`, or `None` when absent; an error when malformed or repeated.
 fn existing_value(file: &str, text: &str, key: &str) -> Result<Option<String>, InvalidInput> {

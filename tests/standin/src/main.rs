@@ -1,12 +1,21 @@
 //! Stand-in for the AgentKeys service binaries in container tests. Installed under each service's
-//! binary name; behaves per catalog entry: binds its port, answers `/healthz`, and for the broker
-//! also `keygen`, OIDC discovery, JWKS and the pairing-claim 401. A file `<binary>.fail-health`
+//! binary name, it keeps that binary's upstream contract (agent/src/contracts.rs, compiled in
+//! here): refuses to start with the real message and exit status when a required variable is
+//! missing or a KEK is a placeholder, binds where the real one binds, answers `/healthz` as it
+//! does (the bundler asks its RPC, bounded by 3 s), and the broker answers `keygen`, OIDC
+//! discovery, JWKS, the pairing claim (415 without a JSON body, 422 without its fields, 401 without
+//! a session) and serves on for its shutdown grace after SIGTERM. A file `<binary>.fail-health`
 //! next to the binary, or the bytes `standin:fail-health` appended to the executable itself (a
 //! release whose service is broken), make `/healthz` answer 500.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[path = "../../../agent/src/contracts.rs"]
+#[allow(dead_code)]
+mod contracts;
 
 /// Every service binary name this fixture stands in for (the catalog's; `tests/host_converge.rs`
 /// checks the two agree).
@@ -25,6 +34,12 @@ const NAMES: [&str; 9] = [
 fn fail(msg: &str) -> ! {
     eprintln!("standin: {msg}");
     std::process::exit(1);
+}
+
+/// A refused start as the real binary reports it.
+fn refuse(c: &contracts::Contract, msg: &str) -> ! {
+    eprintln!("Error: {msg}");
+    std::process::exit(c.exit_code);
 }
 
 fn arg_after(args: &[String], flag: &str) -> Option<String> {
@@ -84,6 +99,15 @@ struct Reply {
     body: String,
 }
 
+/// One request as the stand-in sees it.
+struct Req {
+    method: String,
+    path: String,
+    content_type: Option<String>,
+    authorization: bool,
+    body: String,
+}
+
 fn reply(status: u16, body: impl Into<String>) -> Reply {
     Reply { status, body: body.into() }
 }
@@ -91,33 +115,79 @@ fn reply(status: u16, body: impl Into<String>) -> Reply {
 #[derive(Clone)]
 struct Service {
     name: String,
+    contract: &'static contracts::Contract,
     marker: PathBuf,
     broken_build: bool,
     issuer: String,
 }
 
+/// The broker's pairing claim without a session: the body is checked before auth.
+fn claim(r: &Req) -> Reply {
+    if !r.content_type.as_deref().is_some_and(|t| t.starts_with("application/json")) {
+        return reply(415, "Expected request with `Content-Type: application/json`");
+    }
+    let field = |f: &str| r.body.contains(&format!("\"{f}\""));
+    if !r.body.trim_start().starts_with('{') {
+        return reply(400, "Failed to parse the request body as JSON");
+    }
+    if !field("pairing_code") || !field("label") {
+        return reply(422, "Failed to deserialize the JSON body into the target type: missing field");
+    }
+    if !r.authorization {
+        return reply(401, "{\"error\":\"unauthorized\"}");
+    }
+    reply(403, "{\"error\":\"stand-in has no sessions\"}")
+}
+
+/// The bundler's health: degraded without a submitter key or EntryPoint; with both it asks the
+/// RPC for the submitter's balance (loopback http only here), bounded by the contract's time,
+/// and answers ready when the answer cannot be read (fail-open).
+fn bundler_health(c: &contracts::Contract) -> Reply {
+    let chain = env("AGENTKEYS_CHAIN").unwrap_or_else(|| "heima".into());
+    let entry =
+        env(&format!("ENTRYPOINT_ADDRESS_{}", contracts::env_suffix(&chain))).or_else(|| env("ENTRYPOINT_ADDRESS"));
+    let key = env("AGENTKEYS_BUNDLER_SIGNER_KEY").or_else(|| env("BROKER_SPONSOR_SIGNER_KEY"));
+    if entry.is_none() || key.is_none() {
+        return reply(200, "{\"ok\":true,\"ready\":false,\"missing\":[\"ENTRYPOINT_ADDRESS[_<CHAIN>]\"]}");
+    }
+    if let Some(addr) =
+        env("AGENTKEYS_CHAIN_RPC_HTTP").and_then(|u| u.strip_prefix("http://127.0.0.1:").map(str::to_owned))
+    {
+        let port = addr.split('/').next().unwrap_or_default().to_owned();
+        let limit = Duration::from_secs(c.health_max_secs);
+        let _ = TcpStream::connect(format!("127.0.0.1:{port}")).and_then(|mut s| {
+            s.set_read_timeout(Some(limit))?;
+            let body = r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":[]}"#;
+            write!(
+                s,
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )?;
+            let mut buf = [0u8; 512];
+            s.read(&mut buf).map(|_| ())
+        });
+    }
+    reply(200, "{\"ok\":true,\"ready\":true}")
+}
+
 impl Service {
-    fn answer(&self, method: &str, path: &str) -> Reply {
+    fn answer(&self, r: &Req) -> Reply {
         let healthy = !self.marker.exists() && !self.broken_build;
-        match (method, path) {
+        let broker = self.name == "agentkeys-broker-server";
+        match (r.method.as_str(), r.path.as_str()) {
             ("GET", "/healthz") if !healthy => reply(500, "broken on purpose"),
-            ("GET", "/healthz") => match self.name.as_str() {
-                "agentkeys-worker-creds"
-                | "agentkeys-worker-memory"
-                | "agentkeys-worker-config"
-                | "agentkeys-worker-classify" => reply(200, "{\"ok\":true}"),
-                "agentkeys-bundler" => reply(200, "{\"ready\":true}"),
-                _ => reply(200, "ok"),
+            ("GET", "/healthz") => match self.contract.health {
+                contracts::HealthBody::PlainOk => reply(200, "ok"),
+                contracts::HealthBody::JsonOk => reply(200, format!("{{\"ok\":true,\"standin\":\"{}\"}}", self.name)),
+                contracts::HealthBody::JsonReady => bundler_health(self.contract),
             },
-            ("GET", "/.well-known/openid-configuration") if self.name == "agentkeys-broker-server" => {
+            ("GET", "/.well-known/openid-configuration") if broker => {
                 reply(200, format!("{{\"issuer\":\"{0}\",\"jwks_uri\":\"{0}/.well-known/jwks.json\"}}", self.issuer))
             }
-            ("GET", "/.well-known/jwks.json") if self.name == "agentkeys-broker-server" => {
+            ("GET", "/.well-known/jwks.json") if broker => {
                 reply(200, "{\"keys\":[{\"kty\":\"EC\",\"alg\":\"ES256\",\"crv\":\"P-256\",\"kid\":\"standin\"}]}")
             }
-            ("POST", "/v1/agent/pairing/claim") if self.name == "agentkeys-broker-server" => {
-                reply(401, "{\"error\":\"unauthorized\"}")
-            }
+            ("POST", "/v1/agent/pairing/claim") if broker => claim(r),
             ("GET", p) if p.starts_with("/dev/") => reply(200, "dev"),
             _ => reply(404, "not found"),
         }
@@ -131,58 +201,47 @@ fn serve(conn: TcpStream, svc: &Service) {
         return;
     }
     let mut parts = first.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
+    let mut req = Req {
+        method: parts.next().unwrap_or_default().to_owned(),
+        path: parts.next().unwrap_or_default().to_owned(),
+        content_type: None,
+        authorization: false,
+        body: String::new(),
+    };
+    let mut length = 0usize;
     let mut line = String::new();
     while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+        if let Some((k, v)) = line.trim_end().split_once(':') {
+            match k.trim().to_ascii_lowercase().as_str() {
+                "content-type" => req.content_type = Some(v.trim().to_ascii_lowercase()),
+                "content-length" => length = v.trim().parse().unwrap_or(0).min(64 * 1024),
+                "authorization" => req.authorization = true,
+                _ => {}
+            }
+        }
         line.clear();
     }
-    let r = svc.answer(&method, &path);
+    let mut body = vec![0u8; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    req.body = String::from_utf8_lossy(&body).into_owned();
+    let r = svc.answer(&req);
     let head = format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", r.status, r.body.len());
     let mut w = &conn;
     let _ = w.write_all(head.as_bytes()).and_then(|()| w.write_all(r.body.as_bytes()));
 }
 
-fn bind_address(name: &str, args: &[String]) -> String {
-    if let Some(port) = arg_after(args, "--port") {
-        let host = arg_after(args, "--bind")
-            .unwrap_or_else(|| if name == "agentkeys-mock-server" { "0.0.0.0".into() } else { "127.0.0.1".into() });
-        return format!("{host}:{port}");
-    }
-    for var in ["AGENTKEYS_WORKER_AUDIT_BIND", "AGENTKEYS_WORKER_EMAIL_BIND", "WORKER_BIND", "AGENTKEYS_BUNDLER_BIND"] {
-        if let Some(v) = env(var) {
-            return v;
-        }
-    }
-    fail("no --port and no *_BIND variable: cannot tell where to listen")
-}
-
-/// Check what the real service would need, so a wrong unit fails here too.
-fn check_inputs(name: &str, args: &[String]) {
-    let need = |var: &str| {
-        if env(var).is_none() {
-            fail(&format!("{name}: {var} is not set"));
-        }
-    };
-    match name {
-        "agentkeys-mock-server" => need("DEV_KEY_SERVICE_MASTER_SECRET"),
-        "agentkeys-broker-server" => {
-            ["BROKER_OIDC_ISSUER", "ACCOUNT_ID", "AGENTKEYS_CHAIN_RPC_HTTP"].iter().for_each(|v| need(v))
-        }
-        "agentkeys-worker-creds" => need("AGENTKEYS_WORKER_KEK_HEX"),
-        "agentkeys-worker-memory" => need("AGENTKEYS_MEMORY_KEK_HEX"),
-        "agentkeys-worker-config" => need("AGENTKEYS_CONFIG_KEK_HEX"),
-        _ => {}
-    }
-    if matches!(
-        name,
-        "agentkeys-worker-creds" | "agentkeys-worker-memory" | "agentkeys-worker-config" | "agentkeys-worker-classify"
-    ) {
-        need("BROKER_CAP_PUBKEY_PEM");
-    }
-    if let Some(p) = arg_after(args, "--broker-session-pubkey-path") {
-        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| fail(&format!("{p}: {e}")));
-        if !text.contains("END PUBLIC KEY") {
-            fail(&format!("{p} is not a public key"));
+/// What the real binary checks before it serves, beyond its contract's variables: the signer
+/// loads the broker's session public key file (exit 2 when it cannot).
+fn check_files(c: &contracts::Contract, args: &[String]) {
+    if c.mode == Some("--signer-only") {
+        let p = arg_after(args, "--broker-session-pubkey-path")
+            .unwrap_or_else(|| "/var/lib/agentkeys/.agentkeys/broker/session-keypair.pub.pem".into());
+        let ok = std::fs::read_to_string(&p)
+            .is_ok_and(|t| t.contains("-----BEGIN PUBLIC KEY-----") && t.contains("-----END PUBLIC KEY-----"));
+        if !ok {
+            refuse(c, &format!("[mock-server] FATAL: cannot load broker session pubkey from {p}"));
         }
     }
 }
@@ -202,6 +261,15 @@ fn export_pubkey(args: &[String]) {
         .unwrap_or_else(|e| fail(&format!("{out}: {e}")));
 }
 
+/// Block SIGTERM in every thread (set before any is spawned) so one thread can wait for it.
+fn watch_sigterm() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.thread_block().unwrap_or_else(|e| fail(&format!("blocking SIGTERM: {e}")));
+    set
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let exe = PathBuf::from(args.first().cloned().unwrap_or_default());
@@ -212,17 +280,39 @@ fn main() {
     if args.get(1).is_some_and(|a| a == "keygen") {
         keygen(&args);
     }
-    check_inputs(&name, &args);
+    let contract =
+        contracts::contract(&name, &args[1..]).unwrap_or_else(|| fail(&format!("{name}: no upstream contract")));
+    let getenv = |k: &str| std::env::var(k).ok();
+    if let Some(msg) = contracts::start_error(contract, &args[1..], &getenv) {
+        refuse(contract, &msg);
+    }
+    check_files(contract, &args);
     export_pubkey(&args);
     let resolved = std::fs::canonicalize(&exe).unwrap_or(exe.clone());
     let marker = Path::new(&format!("{}.fail-health", exe.display())).to_path_buf();
     let marker = if marker.exists() { marker } else { PathBuf::from(format!("{}.fail-health", resolved.display())) };
     let broken_build = std::fs::read("/proc/self/exe").is_ok_and(|b| b.ends_with(b"standin:fail-health"));
-    let svc =
-        Service { name: name.clone(), marker, broken_build, issuer: env("BROKER_OIDC_ISSUER").unwrap_or_default() };
-    let addr = bind_address(&name, &args);
+    let svc = Service {
+        name: name.clone(),
+        contract,
+        marker,
+        broken_build,
+        issuer: env("BROKER_OIDC_ISSUER").unwrap_or_default(),
+    };
+    let grace = contract.shutdown_grace.map(|(var, default)| env(var).and_then(|v| v.parse().ok()).unwrap_or(default));
+    let sigterm = watch_sigterm();
+    let addr = contracts::bind_address(contract, &args[1..], &getenv);
     let listener = TcpListener::bind(&addr).unwrap_or_else(|e| fail(&format!("{name}: cannot listen on {addr}: {e}")));
     println!("standin {name} listening on {addr}");
+    std::thread::spawn(move || {
+        let _ = sigterm.wait();
+        // The broker serves on for its grace before it drains; the others stop at once.
+        if let Some(secs) = grace {
+            println!("standin {name}: SIGTERM, serving {secs} s more before draining");
+            std::thread::sleep(Duration::from_secs(secs));
+        }
+        std::process::exit(0);
+    });
     for conn in listener.incoming().flatten() {
         let svc = svc.clone();
         std::thread::spawn(move || serve(conn, &svc));
