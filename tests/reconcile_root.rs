@@ -304,3 +304,46 @@ fn template_overrides_apply_and_unknown_or_broken_ones_are_refused() {
         }
     }
 }
+
+#[test]
+fn the_channel_worker_runs_only_where_its_binary_ships_and_is_not_switched_off() {
+    let root = common::fake_root(&format!("{BASE_CONFIG}[paths]\nbin_dir = \"/usr/local/bin\"\n"));
+    let r = root.path();
+    let unit = r.join("etc/systemd/system/agentkeys-worker-channel.service");
+    assert_eq!(reconcile(r, &SLOT3).code, 0);
+    assert!(!unit.exists(), "no binary, no unit");
+    let broker = std::fs::read_to_string(r.join("etc/systemd/system/agentkeys-broker.service")).unwrap();
+    assert!(
+        !broker.contains("AGENTKEYS_WORKER_CHANNEL_URL"),
+        "the broker is not pointed at a worker that is not there"
+    );
+
+    std::fs::create_dir_all(r.join("usr/local/bin")).unwrap();
+    std::fs::write(r.join("usr/local/bin/agentkeys-worker-channel"), "binary").unwrap();
+    let run = reconcile(r, &["--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(unit.exists(), "the release ships it: it runs");
+    let generated = run.json()["secrets_generated"].to_string();
+    assert!(
+        generated.contains("AGENTKEYS_CHANNEL_KEK_HEX") && generated.contains("AGENTKEYS_CHANNEL_STS_TOKEN"),
+        "{generated}"
+    );
+    let token = std::fs::read_to_string(r.join("etc/agentkeys/channel-sts.env")).unwrap();
+    assert_eq!(meta(r, "etc/agentkeys/channel-sts.env").0 & 0o777, 0o600, "a secret");
+    let broker = std::fs::read_to_string(r.join("etc/systemd/system/agentkeys-broker.service")).unwrap();
+    assert!(broker.contains("Environment=AGENTKEYS_WORKER_CHANNEL_URL=http://127.0.0.1:9099\n"), "{broker}");
+    assert!(!broker.contains("AGENTKEYS_CHANNEL_STS_TOKEN"), "the token never sits in the world-readable unit");
+    assert!(r.join("etc/nginx/sites-available/channel-test-3.litentry.org.conf").exists());
+
+    // Switched off in configuration: no unit, no vhost; the token is kept (it is a secret).
+    let config = std::fs::read_to_string(r.join("etc/agentkeys/hostd.toml")).unwrap();
+    std::fs::write(
+        r.join("etc/agentkeys/hostd.toml"),
+        format!("{config}[services.agentkeys-worker-channel]\nenabled = false\n"),
+    )
+    .unwrap();
+    std::fs::remove_file(&unit).unwrap();
+    assert_eq!(reconcile(r, &[]).code, 0);
+    assert!(!unit.exists(), "switched off");
+    assert_eq!(std::fs::read_to_string(r.join("etc/agentkeys/channel-sts.env")).unwrap(), token, "kept");
+}

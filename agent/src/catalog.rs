@@ -34,6 +34,11 @@ pub enum Env {
     /// A key-encryption key the service no longer requires (legacy data only): kept forever when
     /// the host has one, never generated on a host that has none.
     LegacyKek(&'static str),
+    /// Set only while the named (optional) service is enabled on this host.
+    WithService(&'static str, &'static str, Val),
+    /// A one-shot secret (64 lowercase hex) shared with other services through its own env file
+    /// (key, file): generated once while this service is enabled, kept forever.
+    SharedSecret(&'static str, &'static str),
 }
 
 /// How the health gate probes a service on loopback (spec §3, §9).
@@ -108,6 +113,9 @@ pub struct Service {
     /// How long one `/healthz` probe may take (the bundler's own health asks the chain RPC with a
     /// 3 s timeout).
     pub probe_timeout_secs: u64,
+    /// Runs only where its binary ships in the release (and the configuration does not switch it
+    /// off); a release without it stays valid.
+    pub optional: bool,
 }
 
 const CHAIN_ENV: [Env; 3] = [
@@ -115,6 +123,9 @@ const CHAIN_ENV: [Env; 3] = [
     Env::Set("AGENTKEYS_CHAIN_RPC_HTTP", Val::ChainRpc),
     Env::ChainAddresses(&crate::chains::CORE_CONTRACTS),
 ];
+
+/// The pub/sub feed worker of upstream's July deploy (optional).
+pub const CHANNEL: &str = "agentkeys-worker-channel";
 
 /// Seconds the broker serves on after SIGTERM before it drains.
 pub const BROKER_SHUTDOWN_GRACE: &str = "5";
@@ -142,6 +153,7 @@ const WORKER: Service = Service {
     restart: Restart::OnFailure,
     loopback_ip_only: false,
     probe_timeout_secs: 2,
+    optional: false,
 };
 
 /// The current set, in start order: backend → broker → signer and workers → bundler.
@@ -162,6 +174,7 @@ pub const SERVICES: &[Service] = &[
         restart: Restart::OnFailure,
         loopback_ip_only: true,
         probe_timeout_secs: 2,
+        optional: false,
     },
     Service {
         unit: "agentkeys-broker",
@@ -204,14 +217,19 @@ pub const SERVICES: &[Service] = &[
             Env::Set("AGENTKEYS_BUNDLER_URL", Val::UrlOf("agentkeys-bundler")),
             AUDIT_URL,
             Env::TestOnly("AGENTKEYS_ACCEPT_ALLOW_ADDR_OVERRIDE", Val::Lit("1")),
+            Env::WithService(CHANNEL, "AGENTKEYS_WORKER_CHANNEL_URL", Val::UrlOf(CHANNEL)),
+            Env::WithService(CHANNEL, "CHANNEL_ROLE_ARN", Val::RoleArn("channel")),
         ],
-        env_files: &[SPONSOR],
+        // The channel worker's bearer (AGENTKEYS_CHANNEL_STS_TOKEN) is a secret: never inlined in
+        // the unit, and absent (ignored) where the channel worker does not run.
+        env_files: &[SPONSOR, (crate::paths::CHANNEL_STS_ENV, true)],
         after: &["agentkeys-backend"],
         vhost: Some(Vhost::Broker),
         pubkey: Pubkey::Writes,
         restart: Restart::Always,
         loopback_ip_only: false,
         probe_timeout_secs: 2,
+        optional: false,
     },
     Service {
         unit: "agentkeys-signer",
@@ -237,6 +255,7 @@ pub const SERVICES: &[Service] = &[
         // (AGENTKEYS_SIGNER_STS_PROVIDER) calls out, which IP filtering would block.
         loopback_ip_only: false,
         probe_timeout_secs: 2,
+        optional: false,
     },
     Service {
         unit: "agentkeys-worker-audit",
@@ -352,6 +371,27 @@ pub const SERVICES: &[Service] = &[
         ..WORKER
     },
     Service {
+        unit: CHANNEL,
+        description: "AgentKeys channel worker",
+        binary: "agentkeys-worker-channel",
+        port: 9099,
+        env_target: EnvTarget::File("/etc/agentkeys/worker-channel.env"),
+        env: &[
+            Env::Set("WORKER_BIND", Val::Bind),
+            Env::Set("CHANNEL_BUCKET", Val::Bucket("channel")),
+            Env::Set("AWS_REGION", Val::Region),
+            CHAIN_ENV[0],
+            CHAIN_ENV[1],
+            CHAIN_ENV[2],
+            Env::Set("AGENTKEYS_BROKER_URL", Val::UrlOf("agentkeys-broker")),
+            Env::SharedSecret("AGENTKEYS_CHANNEL_STS_TOKEN", crate::paths::CHANNEL_STS_ENV),
+            Env::Kek("AGENTKEYS_CHANNEL_KEK_HEX"),
+        ],
+        vhost: Some(Vhost::Worker("channel")),
+        optional: true,
+        ..WORKER
+    },
+    Service {
         unit: "agentkeys-bundler",
         description: "AgentKeys bundler",
         binary: "agentkeys-bundler",
@@ -380,6 +420,7 @@ pub const SERVICES: &[Service] = &[
         restart: Restart::OnFailure,
         loopback_ip_only: false,
         probe_timeout_secs: 5,
+        optional: false,
     },
 ];
 
@@ -392,13 +433,18 @@ pub fn managed_keys(svc: &Service) -> Vec<String> {
     svc.env
         .iter()
         .flat_map(|e| match e {
-            Env::Set(k, _) | Env::TestOnly(k, _) | Env::Kek(k) | Env::LegacyKek(k) => vec![(*k).to_owned()],
+            Env::Set(k, _)
+            | Env::TestOnly(k, _)
+            | Env::Kek(k)
+            | Env::LegacyKek(k)
+            | Env::WithService(_, k, _)
+            | Env::SharedSecret(k, _) => vec![(*k).to_owned()],
             Env::ChainAddresses(names) => names.iter().map(|n| format!("{n}_ADDRESS_")).collect(),
         })
         .collect()
 }
 
-/// One key-encryption key of the catalog.
+/// One one-shot secret of the catalog: a key-encryption key or a shared token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KekSpec {
     pub key: &'static str,
@@ -406,17 +452,26 @@ pub struct KekSpec {
     pub file: &'static str,
     /// Minted on a host that has none (false: legacy, only kept).
     pub generate: bool,
+    /// The service it belongs to.
+    pub unit: &'static str,
 }
 
-/// Every KEK env key, with the env file that holds it.
+/// Every one-shot secret env key, with the env file that holds it.
 pub fn keks() -> impl Iterator<Item = KekSpec> {
     SERVICES.iter().flat_map(|s| {
         s.env.iter().filter_map(move |e| match (e, s.env_target) {
-            (Env::Kek(key), EnvTarget::File(file)) => Some(KekSpec { key, file, generate: true }),
-            (Env::LegacyKek(key), EnvTarget::File(file)) => Some(KekSpec { key, file, generate: false }),
+            (Env::Kek(key), EnvTarget::File(file)) => Some(KekSpec { key, file, generate: true, unit: s.unit }),
+            (Env::LegacyKek(key), EnvTarget::File(file)) => Some(KekSpec { key, file, generate: false, unit: s.unit }),
+            (Env::SharedSecret(key, file), _) => Some(KekSpec { key, file, generate: true, unit: s.unit }),
             _ => None,
         })
     })
+}
+
+/// Is `svc` enabled? Every required service is; an optional one when its binary ships in the
+/// release (`binary_present`) and the configuration does not switch it off.
+pub fn is_enabled(svc: &Service, binary_present: bool, switched_off: bool) -> bool {
+    !svc.optional || (binary_present && !switched_off)
 }
 
 #[cfg(test)]
@@ -426,7 +481,7 @@ mod tests {
 
     #[test]
     fn catalog_is_consistent() {
-        assert_eq!(SERVICES.len(), 10);
+        assert_eq!(SERVICES.len(), 11);
         let units: BTreeSet<_> = SERVICES.iter().map(|s| s.unit).collect();
         assert_eq!(units.len(), SERVICES.len(), "unit names are unique");
         let ports: BTreeSet<_> = SERVICES.iter().map(|s| s.port).collect();
@@ -445,10 +500,30 @@ mod tests {
                 }
             }
         }
-        assert_eq!(keks().count(), 3);
+        assert_eq!(keks().count(), 5, "creds, memory, config, channel KEKs and the channel STS token");
         for svc in SERVICES {
             assert!(crate::contracts::contract(svc.binary, &[]).is_some(), "{}: no upstream contract", svc.binary);
         }
-        assert_eq!(SERVICES.iter().filter(|s| s.vhost.is_some()).count(), 8);
+        assert_eq!(SERVICES.iter().filter(|s| s.vhost.is_some()).count(), 9);
+        for s in SERVICES.iter().filter(|s| !s.optional) {
+            for e in s.env {
+                if let Env::WithService(u, ..) = e {
+                    assert!(service(u).is_some_and(|o| o.optional), "{}: {u} is an optional service", s.unit);
+                }
+            }
+            for dep in s.after {
+                assert!(service(dep).is_some_and(|o| !o.optional), "{} must not depend on an optional unit", s.unit);
+            }
+        }
+    }
+
+    #[test]
+    fn optional_services_follow_their_binary_and_the_switch() {
+        let channel = service(CHANNEL).expect("channel");
+        let broker = service("agentkeys-broker").expect("broker");
+        assert!(is_enabled(broker, false, true), "a required service is always on");
+        assert!(is_enabled(channel, true, false));
+        assert!(!is_enabled(channel, false, false), "not shipped in the release");
+        assert!(!is_enabled(channel, true, true), "switched off in hostd.toml");
     }
 }

@@ -108,7 +108,7 @@ pub async fn observe_runtime(
     state: &crate::state::State,
 ) -> anyhow::Result<Runtime> {
     let mut rt = Runtime::default();
-    for svc in catalog::SERVICES {
+    for svc in settings.services() {
         let unit = sd.unit_state(&format!("{}.service", svc.unit)).await?;
         let facts = ServiceFacts {
             active: unit.is_active(),
@@ -136,6 +136,30 @@ pub async fn observe_runtime(
     Ok(rt)
 }
 
+/// The units that run on this host: the required ones, and each optional one whose binary is in
+/// `bin_dir` (the release being converged to) unless switched off.
+pub fn enabled_units(root: &Root, bin_dir: &str, switched_off: &[String]) -> Vec<&'static str> {
+    catalog::SERVICES
+        .iter()
+        .filter(|s| {
+            let present = root.path(&format!("{bin_dir}/{}", s.binary)).is_file();
+            catalog::is_enabled(s, present, switched_off.iter().any(|u| u == s.unit))
+        })
+        .map(|s| s.unit)
+        .collect()
+}
+
+/// The services of a deployed host, for the commands that run without a full resolve (status,
+/// doctor, the daemon's metrics): the configured binary directory and switches, else defaults.
+pub fn services_on(root: &Root) -> Vec<&'static catalog::Service> {
+    let config = observe::config_files(root).ok().and_then(|f| config::load(&f).ok()).unwrap_or_default();
+    let bin_dir = config.bin_dir.map_or_else(|| crate::host::releases::BIN_DIR.to_owned(), |b| b.value);
+    let off: Vec<String> =
+        config.service_enabled.into_iter().filter(|(_, on)| !on.value).map(|(unit, _)| unit).collect();
+    let on = enabled_units(root, &bin_dir, &off);
+    catalog::SERVICES.iter().filter(|s| on.contains(&s.unit)).collect()
+}
+
 /// Everything up to (not including) apply.
 pub fn prepare(
     root: &Root,
@@ -145,13 +169,16 @@ pub fn prepare(
 ) -> anyhow::Result<Prepared> {
     let inputs = read_inputs(root, req)?;
     let identity = decide_identity(req, &inputs)?;
-    let settings =
+    let mut settings =
         settings::resolve(identity, &req.flags, &inputs.config, inputs.env.as_ref(), inputs.deployed.as_ref())?;
-    let keks: Vec<catalog::KekSpec> = catalog::keks().collect();
+    settings.enabled = enabled_units(root, &settings.bin_dir, &settings.switched_off);
+    let keks: Vec<catalog::KekSpec> = catalog::keks()
+        .map(|k| catalog::KekSpec { generate: k.generate && settings.is_enabled(k.unit), ..k })
+        .collect();
     let secrets = secrets::resolve(&observe::existing_secrets(root)?, paths::DEV_KEY_SERVICE_ENV, &keks, &mut csprng)?;
     let facts = HostFacts {
         secrets,
-        tls: observe::tls_states(root, &settings.identity),
+        tls: observe::tls_states(root, &settings.identity, settings.services()),
         layout: observe::nginx_layout(root),
         login: observe::login_facts(root)?,
         template_overrides: observe::template_overrides(root)?,

@@ -80,9 +80,9 @@ impl fmt::Display for Identity {
 /// The six worker hosts' first-label stems, in catalog order.
 pub const WORKER_STEMS: [&str; 6] = ["audit", "email", "cred", "memory", "config", "classify"];
 /// Bucket classes.
-pub const BUCKET_CLASSES: [&str; 4] = ["mail", "vault", "memory", "config"];
+pub const BUCKET_CLASSES: [&str; 5] = ["mail", "vault", "memory", "config", "channel"];
 /// IAM role stems.
-pub const ROLE_STEMS: [&str; 4] = ["data", "vault", "memory", "config"];
+pub const ROLE_STEMS: [&str; 5] = ["data", "vault", "memory", "config", "channel"];
 
 impl Identity {
     pub fn broker_host(&self) -> String {

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 
-use crate::catalog::SERVICES;
+use crate::catalog::Service;
 use crate::catalog::Vhost;
 use crate::host::accounts::AccountDb;
 use crate::host::fs::Root;
@@ -54,9 +54,13 @@ fn has_pair(root: &Root, dir: &str) -> bool {
 }
 
 /// The TLS state of every public host, from the certificates present.
-pub fn tls_states(root: &Root, identity: &Identity) -> std::collections::BTreeMap<String, TlsState> {
-    SERVICES
-        .iter()
+pub fn tls_states<'a>(
+    root: &Root,
+    identity: &Identity,
+    services: impl IntoIterator<Item = &'a Service>,
+) -> std::collections::BTreeMap<String, TlsState> {
+    services
+        .into_iter()
         .filter_map(|s| s.vhost)
         .map(|v| match v {
             Vhost::Broker => identity.broker_host(),

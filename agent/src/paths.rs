@@ -5,6 +5,8 @@ pub const HOSTD_CONFIG: &str = "/etc/agentkeys/hostd.toml";
 pub const HOSTD_DROPINS: &str = "/etc/agentkeys/hostd.d";
 pub const DEV_KEY_SERVICE_ENV: &str = "/etc/agentkeys/dev-key-service.env";
 pub const BROKER_SPONSOR_ENV: &str = "/etc/agentkeys/broker-sponsor.env";
+/// The one-time bearer the channel worker presents to the broker's `/v1/cap/channel-sts` (0600).
+pub const CHANNEL_STS_ENV: &str = "/etc/agentkeys/channel-sts.env";
 pub const IDENTITY_RECORD: &str = "/var/lib/agentkeys-hostd/identity.json";
 pub const UNIT_DIR: &str = "/etc/systemd/system";
 pub const BROKER_UNIT: &str = "/etc/systemd/system/agentkeys-broker.service";

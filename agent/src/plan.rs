@@ -346,8 +346,9 @@ fn service_actions(triggered: &[(Trigger, String)], runtime: &Runtime) -> Vec<Ac
     if unit_changes > 0 {
         out.push(Action::DaemonReload { reason: format!("{unit_changes} unit file(s) changed") });
     }
-    let disabled: Vec<String> = SERVICES
-        .iter()
+    // The runtime holds the services enabled on this host (the optional ones only where they run).
+    let here = || SERVICES.iter().filter(|s| runtime.services.contains_key(s.unit));
+    let disabled: Vec<String> = here()
         .filter(|s| !runtime.services.get(s.unit).is_some_and(|f| f.enabled))
         .map(|s| format!("{}.service", s.unit))
         .collect();
@@ -363,7 +364,7 @@ fn service_actions(triggered: &[(Trigger, String)], runtime: &Runtime) -> Vec<Ac
             reasons.entry(u.as_str()).or_default().push(why.clone());
         }
     }
-    for svc in SERVICES {
+    for svc in here() {
         let facts = runtime.services.get(svc.unit).cloned().unwrap_or_default();
         if let (Some(now), Some(before)) = (&facts.binary_sha256, &facts.previous_sha256)
             && now != before
@@ -376,7 +377,7 @@ fn service_actions(triggered: &[(Trigger, String)], runtime: &Runtime) -> Vec<Ac
     }
     let broker_moves = reasons.contains_key(BROKER) || !runtime.services.get(BROKER).is_some_and(|f| f.active);
     let mut awaited = false;
-    for svc in SERVICES {
+    for svc in here() {
         let facts = runtime.services.get(svc.unit).cloned().unwrap_or_default();
         let mut why = reasons.remove(svc.unit).unwrap_or_default();
         let consumes = matches!(svc.pubkey, Pubkey::PathArg | Pubkey::PemEnv(_));
@@ -460,7 +461,8 @@ mod tests {
     fn converged_accounts() -> Observed {
         let mut o = Observed::default();
         let mut rt = Runtime { nginx_active: true, ..Runtime::default() };
-        for svc in SERVICES {
+        // A host without the optional channel worker: its runtime holds the required services.
+        for svc in SERVICES.iter().filter(|s| !s.optional) {
             rt.services.insert(
                 svc.unit.into(),
                 crate::observed::ServiceFacts { active: true, enabled: true, ..Default::default() },

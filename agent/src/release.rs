@@ -26,9 +26,18 @@ fn bad(what: &str, reason: impl Into<String>) -> InvalidInput {
     InvalidInput::new(Source::Host { file: MANIFEST.into(), detail: what.into() }, reason)
 }
 
-/// Every binary the catalog runs.
+/// Every binary a release must carry: those of the required services.
 pub fn required_binaries() -> Vec<&'static str> {
-    let mut b: Vec<&str> = crate::catalog::SERVICES.iter().map(|s| s.binary).collect();
+    binaries(|s| !s.optional)
+}
+
+/// Every binary a release may carry: the required ones and the optional services'.
+pub fn known_binaries() -> Vec<&'static str> {
+    binaries(|_| true)
+}
+
+fn binaries(keep: impl Fn(&crate::catalog::Service) -> bool) -> Vec<&'static str> {
+    let mut b: Vec<&str> = crate::catalog::SERVICES.iter().filter(|s| keep(s)).map(|s| s.binary).collect();
     b.sort_unstable();
     b.dedup();
     b
@@ -55,7 +64,7 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, InvalidInput> {
         ));
     }
     for (name, hash) in &m.binaries {
-        if !required_binaries().contains(&name.as_str()) {
+        if !known_binaries().contains(&name.as_str()) {
             return Err(bad(&format!("binaries.{name}"), "not a binary of any managed service"));
         }
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
@@ -127,6 +136,15 @@ mod tests {
             s.push_str(&format!("{b} = \"{}\"\n", "a".repeat(64)));
         }
         s + extra
+    }
+
+    #[test]
+    fn an_optional_binary_may_ship_or_not() {
+        assert!(!required_binaries().contains(&"agentkeys-worker-channel"));
+        assert!(known_binaries().contains(&"agentkeys-worker-channel"));
+        let with = manifest(&format!("agentkeys-worker-channel = \"{}\"\n", "b".repeat(64)));
+        assert!(parse_manifest(&with).expect("valid").binaries.contains_key("agentkeys-worker-channel"));
+        assert!(!parse_manifest(&manifest("")).expect("valid").binaries.contains_key("agentkeys-worker-channel"));
     }
 
     #[test]

@@ -141,8 +141,18 @@ mod tests {
 
     const M: &str = "/etc/agentkeys/dev-key-service.env";
     const KEKS: [KekSpec; 2] = [
-        KekSpec { key: "AGENTKEYS_WORKER_KEK_HEX", file: "/etc/agentkeys/worker-creds.env", generate: true },
-        KekSpec { key: "AGENTKEYS_CONFIG_KEK_HEX", file: "/etc/agentkeys/worker-config.env", generate: false },
+        KekSpec {
+            key: "AGENTKEYS_WORKER_KEK_HEX",
+            file: "/etc/agentkeys/worker-creds.env",
+            generate: true,
+            unit: "agentkeys-worker-creds",
+        },
+        KekSpec {
+            key: "AGENTKEYS_CONFIG_KEK_HEX",
+            file: "/etc/agentkeys/worker-config.env",
+            generate: false,
+            unit: "agentkeys-worker-config",
+        },
     ];
 
     /// 32 bytes n, n+1, …: never a placeholder.

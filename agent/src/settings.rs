@@ -98,6 +98,11 @@ pub struct Settings {
     pub acme: AcmeSettings,
     /// Extra environment per service: unit → key → value.
     pub service_env: BTreeMap<String, BTreeMap<String, String>>,
+    /// Optional services the configuration switches off (`services.<unit>.enabled = false`).
+    pub switched_off: Vec<String>,
+    /// The units that run on this host: every required one, and the optional ones the run
+    /// enabled (`engine::prepare` adds those whose binary ships in the release).
+    pub enabled: Vec<&'static str>,
     /// Overrides between sources and degraded states, reported to the operator.
     pub notes: Vec<String>,
 }
@@ -124,7 +129,9 @@ fn pick(
         return Ok(None);
     };
     let value = check(&first.source, &first.value)?;
-    for other in &candidates[1..] {
+    // Overriding a built-in default is what configuration is for; only disagreements between
+    // sources an operator wrote are worth a note.
+    for other in candidates[1..].iter().filter(|c| !matches!(c.source, Source::Default(_))) {
         if other.value != first.value {
             notes.push(format!(
                 "{what}: {} ({}) overrides {} ({})",
@@ -175,6 +182,37 @@ fn abs_path(source: &Source, v: &str) -> Result<String, InvalidInput> {
 }
 
 /// `[services.<unit>.environment]`: known units, plain keys, safe values, never a key hostd sets.
+/// The optional services switched off in configuration; a required one cannot be.
+fn resolve_switched_off(config: &Config) -> Result<Vec<String>, InvalidInput> {
+    let mut off = Vec::new();
+    for (unit, on) in &config.service_enabled {
+        match crate::catalog::service(unit) {
+            Some(svc) if svc.optional => {
+                if !on.value {
+                    off.push(unit.clone());
+                }
+            }
+            Some(_) if on.value => {}
+            Some(_) => {
+                return Err(InvalidInput::new(on.source(), format!("{unit} is required; it cannot be switched off")));
+            }
+            None => return Err(InvalidInput::new(on.source(), format!("{unit:?} is not a managed service"))),
+        }
+    }
+    Ok(off)
+}
+
+impl Settings {
+    /// The catalog's services that run on this host, in catalog order.
+    pub fn services(&self) -> impl Iterator<Item = &'static crate::catalog::Service> + '_ {
+        crate::catalog::SERVICES.iter().filter(|s| self.enabled.contains(&s.unit))
+    }
+
+    pub fn is_enabled(&self, unit: &str) -> bool {
+        self.enabled.contains(&unit)
+    }
+}
+
 fn resolve_service_env(config: &Config) -> Result<BTreeMap<String, BTreeMap<String, String>>, InvalidInput> {
     let mut out = BTreeMap::new();
     for (unit, vars) in &config.service_env {
@@ -412,6 +450,7 @@ pub fn resolve(
         }
     };
     let service_env = resolve_service_env(config)?;
+    let switched_off = resolve_switched_off(config)?;
     let acme = resolve_acme(config)?;
     Ok(Settings {
         identity,
@@ -428,6 +467,8 @@ pub fn resolve(
         nginx_ipv6: config.nginx_ipv6.as_ref().is_none_or(|f| f.value),
         nginx_http2: http2,
         service_env,
+        switched_off,
+        enabled: crate::catalog::SERVICES.iter().filter(|s| !s.optional).map(|s| s.unit).collect(),
         acme,
         notes,
     })

@@ -193,7 +193,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
                 let hosts: Vec<String> = engine::read_inputs(&root, &req)
                     .ok()
                     .and_then(|i| i.deployed)
-                    .map(|d| observe::tls_states(&root, &d.identity).into_keys().collect())
+                    .map(|d| observe::tls_states(&root, &d.identity, engine::services_on(&root)).into_keys().collect())
                     .unwrap_or_default();
                 checks.extend(dns_checks(&root, &acme, &hosts));
             }

@@ -379,7 +379,8 @@ fn converge(
         Err(e) => return Err((done, Vec::new(), e)),
     }
     failpoints::hit("before-health");
-    let verdicts = health::gate(HEALTH_BUDGET);
+    let services: Vec<&crate::catalog::Service> = p.settings.services().collect();
+    let verdicts = health::gate(HEALTH_BUDGET, &services);
     failpoints::hit("after-health");
     if let Some(bad) = verdicts.iter().find(|v| !v.ok) {
         let state = rt.block_on(sd.unit_state(&bad.unit)).ok();

@@ -8,7 +8,6 @@ use clap::Args;
 use serde::Serialize;
 
 use super::emit;
-use crate::catalog::SERVICES;
 use crate::host::fs::Root;
 use crate::host::systemd::{Systemd, UnitState};
 use crate::state::{self, LastRun, Pending};
@@ -71,7 +70,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<i32> {
         match rt.block_on(async {
             let sd = Systemd::connect().await?;
             let mut out = BTreeMap::new();
-            for svc in SERVICES {
+            for svc in crate::engine::services_on(&root) {
                 let unit = format!("{}.service", svc.unit);
                 out.insert(unit.clone(), sd.unit_state(&unit).await?);
             }
@@ -89,7 +88,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<i32> {
     let certificates = deployed
         .as_ref()
         .map(|d| {
-            observe::tls_states(&root, &d.identity)
+            observe::tls_states(&root, &d.identity, crate::engine::services_on(&root))
                 .into_iter()
                 .map(|(host, s)| {
                     let (path, info) = match &s {
@@ -111,7 +110,11 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<i32> {
         .unwrap_or_default();
     let acme_ledger = crate::tls::read_ledger(&root)?;
     let renewals = match &deployed {
-        Some(d) => crate::tls::schedule(&root, &observe::tls_states(&root, &d.identity), state::now_unix() as i64)?,
+        Some(d) => crate::tls::schedule(
+            &root,
+            &observe::tls_states(&root, &d.identity, crate::engine::services_on(&root)),
+            state::now_unix() as i64,
+        )?,
         None => Vec::new(),
     };
     let status = Status {

@@ -58,6 +58,8 @@ pub struct DaemonFragment {
 pub struct ServiceFragment {
     /// Extra environment for this service (keys hostd sets itself are refused).
     pub environment: Option<BTreeMap<String, String>>,
+    /// `false` keeps an optional service off even when the release ships its binary.
+    pub enabled: Option<bool>,
 }
 
 /// Identity declared at first bootstrap (later runs self-identify from the deployed issuer).
@@ -93,6 +95,7 @@ pub struct BucketsFragment {
     pub vault: Option<String>,
     pub memory: Option<String>,
     pub config: Option<String>,
+    pub channel: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -55,6 +55,8 @@ pub struct Config {
     pub daemon_metrics_listen: Option<FromFile<String>>,
     /// unit → key → value.
     pub service_env: BTreeMap<String, BTreeMap<String, FromFile<String>>>,
+    /// unit → `services.<unit>.enabled`.
+    pub service_enabled: BTreeMap<String, FromFile<bool>>,
 }
 
 /// Parse one file. TOML errors already name the line and key.
@@ -107,7 +109,13 @@ pub fn merge(files: &[(String, Fragment)]) -> Config {
             }
         }
         if let Some(b) = &frag.buckets {
-            for (class, v) in [("mail", &b.mail), ("vault", &b.vault), ("memory", &b.memory), ("config", &b.config)] {
+            for (class, v) in [
+                ("mail", &b.mail),
+                ("vault", &b.vault),
+                ("memory", &b.memory),
+                ("config", &b.config),
+                ("channel", &b.channel),
+            ] {
                 if let Some(v) = v {
                     let key = format!("buckets.{class}");
                     c.buckets.insert(class.to_owned(), FromFile { value: v.clone(), file: file.clone(), key });
@@ -132,6 +140,10 @@ pub fn merge(files: &[(String, Fragment)]) -> Config {
             take!(c.acme_profile, a.profile, "acme.profile");
         }
         for (unit, svc) in frag.services.iter().flatten() {
+            if let Some(on) = svc.enabled {
+                let key = format!("services.{unit}.enabled");
+                c.service_enabled.insert(unit.clone(), FromFile { value: on, file: file.clone(), key });
+            }
             for (k, v) in svc.environment.iter().flatten() {
                 let key = format!("services.{unit}.environment.{k}");
                 c.service_env

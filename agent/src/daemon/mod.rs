@@ -141,7 +141,7 @@ impl Daemon {
         let deployed = observe::host_records(&self.root).and_then(|r| identity::deployed(&r));
         let (hosts, note) = match deployed {
             Ok(Some(d)) => {
-                let tls = observe::tls_states(&self.root, &d.identity);
+                let tls = observe::tls_states(&self.root, &d.identity, engine::services_on(&self.root));
                 match crate::tls::schedule(&self.root, &tls, now_ms() / 1000) {
                     Ok(h) => (h, None),
                     Err(e) => (Vec::new(), Some(format!("certificate schedule unreadable: {e:#}"))),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::catalog::{Health, SERVICES, Service};
+use crate::catalog::{Health, Service};
 
 /// One HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,11 +135,11 @@ fn probe(svc: &Service) -> Result<String, ProbeError> {
 /// How long a service may keep answering unhealthily (e.g. HTTP 500) before the gate fails.
 const ANSWERING_GRACE: Duration = Duration::from_secs(5);
 
-/// Probe every service until healthy or until `budget` runs out, each retried every 200 ms.
-pub fn gate(budget: Duration) -> Vec<Verdict> {
+/// Probe every enabled service until healthy or until `budget` runs out, each retried every 200 ms.
+pub fn gate(budget: Duration, services: &[&Service]) -> Vec<Verdict> {
     let deadline = Instant::now() + budget;
     let mut out = Vec::new();
-    for svc in SERVICES {
+    for svc in services {
         let unit = format!("{}.service", svc.unit);
         // A service that answers, but wrongly, gets `ANSWERING_GRACE`; one that does not answer yet
         // (still starting) gets the whole budget.

@@ -35,7 +35,10 @@ async fn unit_states(systemd: bool) -> BTreeMap<String, String> {
         return out;
     };
     for svc in SERVICES.iter().map(|s| format!("{}.service", s.unit)).chain(["nginx.service".to_owned()]) {
-        if let Ok(s) = sd.unit_state(&svc).await {
+        // A unit systemd does not know (an optional service not shipped here) is left out.
+        if let Ok(s) = sd.unit_state(&svc).await
+            && (!s.unit_file_state.is_empty() || s.active_state != "inactive")
+        {
             out.insert(svc, s.active_state);
         }
     }

@@ -199,10 +199,11 @@ pub fn switch(root: &Root, id: &str) -> anyhow::Result<Option<String>> {
 /// A host set up by the old script: its `/usr/local/bin` binaries become release `adopted`.
 pub fn adopt(root: &Root) -> anyhow::Result<Option<String>> {
     let mut binaries = BTreeMap::new();
-    for name in release::required_binaries() {
+    for name in release::known_binaries() {
         match root.read(&format!("/usr/local/bin/{name}"))? {
             Some(b) => binaries.insert(name.to_owned(), b),
-            None => return Ok(None),
+            None if release::required_binaries().contains(&name) => return Ok(None),
+            None => None,
         };
     }
     let manifest = Manifest {

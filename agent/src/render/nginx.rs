@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::templates::{Engine, PROXY_PARAMS, VHOST};
 use super::{AbsentSpec, DesiredHost, FileKind, FileSpec, HostFacts, LinkSpec, ROOT, Trigger, parent_only};
-use crate::catalog::{SERVICES, Vhost};
+use crate::catalog::Vhost;
 use crate::paths;
 use crate::settings::{Http2Style, Settings};
 
@@ -91,7 +91,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
         reason: "the distro default site would answer for unknown hosts".into(),
         triggers: reload(),
     });
-    for svc in SERVICES {
+    for svc in s.services() {
         let Some(kind) = svc.vhost else { continue };
         let name = match kind {
             Vhost::Broker => s.identity.broker_host(),

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::templates::{ENV_FILE, Engine, UNIT};
 use super::{DesiredHost, FileKind, FileSpec, HostFacts, ROOT, Trigger};
-use crate::catalog::{Env, EnvTarget, Pubkey, Restart, SERVICES, Service, Val};
+use crate::catalog::{Env, EnvTarget, Pubkey, Restart, Service, Val};
 use crate::settings::Settings;
 use crate::{chains, paths, secrets};
 
@@ -74,6 +74,11 @@ fn environment(svc: &Service, s: &Settings, facts: &HostFacts) -> Vec<Pair> {
             Env::Kek(key) | Env::LegacyKek(key) => {
                 out.push(Pair { key: key.into(), value: facts.secrets.keks.get(key).cloned().unwrap_or_default() });
             }
+            Env::WithService(unit, key, v) if s.is_enabled(unit) => {
+                out.push(Pair { key: key.into(), value: value(v, svc, s) })
+            }
+            // A shared secret reaches the service through its own env file (below).
+            Env::WithService(..) | Env::SharedSecret(..) => {}
         }
     }
     for (key, value) in s.service_env.get(svc.unit).into_iter().flatten() {
@@ -109,30 +114,54 @@ fn exec_start(svc: &Service, s: &Settings) -> String {
     words.join(" ")
 }
 
-/// Units that read `path` as an env file.
-fn readers_of(path: &str) -> Vec<Trigger> {
-    SERVICES
-        .iter()
+/// The env file of a service's shared secret, if it has one.
+fn shared_secret(svc: &Service) -> Option<(&'static str, &'static str)> {
+    svc.env.iter().find_map(|e| match e {
+        Env::SharedSecret(key, file) => Some((*key, *file)),
+        _ => None,
+    })
+}
+
+/// Enabled units that read `path` as an env file.
+fn readers_of(path: &str, s: &Settings) -> Vec<Trigger> {
+    s.services()
         .filter(|svc| {
-            svc.env_files.iter().any(|(p, _)| *p == path) || matches!(svc.env_target, EnvTarget::File(p) if p == path)
+            svc.env_files.iter().any(|(p, _)| *p == path)
+                || matches!(svc.env_target, EnvTarget::File(p) if p == path)
+                || shared_secret(svc).is_some_and(|(_, f)| f == path)
         })
         .map(|svc| Trigger::Restart(svc.unit.into()))
         .collect()
 }
 
 pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mut DesiredHost) -> anyhow::Result<()> {
-    for svc in SERVICES {
+    for svc in s.services() {
         let env = environment(svc, s, facts);
         let mut env_files: Vec<String> = svc
             .env_files
             .iter()
             .map(|(p, optional)| if *optional { format!("-{p}") } else { (*p).to_owned() })
             .collect();
+        if let Some((key, file)) = shared_secret(svc) {
+            env_files.push(file.to_owned());
+            let value = facts.secrets.keks.get(key).cloned().unwrap_or_default();
+            host.files.push(FileSpec {
+                path: file.into(),
+                content: engine.render(ENV_FILE, &EnvContext { environment: vec![Pair { key: key.into(), value }] })?,
+                mode: 0o600,
+                owner: paths::SERVICE_USER,
+                group: paths::SERVICE_USER,
+                kind: FileKind::Secret,
+                triggers: readers_of(file, s),
+                validate: None,
+            });
+        }
         let unit_env = match svc.env_target {
             EnvTarget::Unit => env,
             EnvTarget::File(path) => {
                 env_files.push(path.to_owned());
-                let has_secret = svc.env.iter().any(|e| matches!(e, Env::Kek(_) | Env::LegacyKek(_)));
+                let has_secret =
+                    svc.env.iter().any(|e| matches!(e, Env::Kek(_) | Env::LegacyKek(_) | Env::SharedSecret(..)));
                 host.files.push(FileSpec {
                     path: path.into(),
                     content: engine.render(ENV_FILE, &EnvContext { environment: env })?,
@@ -186,7 +215,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
         owner: paths::SERVICE_USER,
         group: paths::SERVICE_USER,
         kind: FileKind::Secret,
-        triggers: readers_of(paths::DEV_KEY_SERVICE_ENV),
+        triggers: readers_of(paths::DEV_KEY_SERVICE_ENV, s),
         validate: None,
     });
     Ok(())

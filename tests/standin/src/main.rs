@@ -19,11 +19,12 @@ mod contracts;
 
 /// Every service binary name this fixture stands in for (the catalog's; `tests/host_converge.rs`
 /// checks the two agree).
-const NAMES: [&str; 9] = [
+const NAMES: [&str; 10] = [
     "agentkeys-broker-server",
     "agentkeys-bundler",
     "agentkeys-mock-server",
     "agentkeys-worker-audit",
+    "agentkeys-worker-channel",
     "agentkeys-worker-classify",
     "agentkeys-worker-config",
     "agentkeys-worker-creds",
@@ -60,20 +61,26 @@ fn random_hex() -> String {
 
 /// As `agentkeys-standin`: `names` prints them; `install DIR` copies this executable to DIR under
 /// each name (mode 0755), so a test host's setup needs no list of its own.
+/// The binaries of optional services: `install` leaves them out unless `--all` is given, as a
+/// release may (the catalog's `optional`).
+const OPTIONAL: [&str; 1] = ["agentkeys-worker-channel"];
+
 fn fixture_command(args: &[String]) -> ! {
     use std::os::unix::fs::PermissionsExt;
-    match (args.get(1).map(String::as_str), args.get(2)) {
+    let all = args.get(2).is_some_and(|a| a == "--all");
+    let dir = if all { args.get(3) } else { args.get(2) };
+    match (args.get(1).map(String::as_str), dir) {
         (Some("names"), None) => NAMES.iter().for_each(|n| println!("{n}")),
         (Some("install"), Some(dir)) => {
             let me = std::env::current_exe().unwrap_or_else(|e| fail(&format!("own executable: {e}")));
-            for n in NAMES {
+            for n in NAMES.iter().filter(|n| all || !OPTIONAL.contains(n)) {
                 let to = Path::new(dir).join(n);
                 std::fs::copy(&me, &to)
                     .and_then(|_| std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)))
                     .unwrap_or_else(|e| fail(&format!("installing {}: {e}", to.display())));
             }
         }
-        _ => fail("as agentkeys-standin: `names` or `install DIR`; installed under a service's name it serves"),
+        _ => fail("as agentkeys-standin: `names` or `install [--all] DIR`; installed under a service's name it serves"),
     }
     std::process::exit(0);
 }
