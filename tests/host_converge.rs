@@ -340,3 +340,27 @@ fn no_secret_value_reaches_the_journal_the_report_or_status() {
         }
     }
 }
+
+#[test]
+fn the_channel_worker_runs_when_the_release_ships_it() {
+    let c = Container::boot(BASE_CONFIG);
+    let out = std::process::Command::new(common::container::standin())
+        .args(["install", "--all"])
+        .arg(c.path("/usr/local/bin"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let run = c.reconcile(&DECLARE);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["healthy"], hostd::catalog::SERVICES.len(), "{}", run.stdout);
+    let state = c.exec(&["systemctl", "is-active", "agentkeys-worker-channel.service"]).stdout;
+    assert_eq!(state.trim(), "active");
+    let broker = String::from_utf8(c.read("/etc/systemd/system/agentkeys-broker.service")).unwrap();
+    assert!(broker.contains("Environment=AGENTKEYS_WORKER_CHANNEL_URL=http://127.0.0.1:9099\n"), "{broker}");
+    // The shared bearer reaches both services, and only through the 0600 file.
+    let token = String::from_utf8(c.read("/etc/agentkeys/channel-sts.env")).unwrap();
+    assert!(token.contains("AGENTKEYS_CHANNEL_STS_TOKEN="), "{token}");
+    assert_eq!(std::fs::metadata(c.path("/etc/agentkeys/channel-sts.env")).unwrap().mode() & 0o777, 0o600);
+    let again = c.reconcile(&[]);
+    assert!(again.stdout.contains(" 0 changed") && again.stdout.contains("0 (re)started"), "{}", again.stdout);
+}
