@@ -146,7 +146,8 @@ fn exposure_after_a_full_converge() {
     // The hardened services still pass their health checks (the converge above gated on them).
     assert_eq!(run.json()["healthy"], 10, "{}", run.stdout);
 
-    // 2. Listeners: only nginx (80/443), sshd (22) and the IP-filtered backend/signer on non-loopback.
+    // 2. Listeners: only nginx (80/443), sshd (22) and the IP-filtered backend on non-loopback (the
+    // signer binds loopback itself).
     let all = listeners(&c);
     for (addr, port, process) in &all {
         eprintln!("listener: {addr}:{port} {process}");

@@ -258,8 +258,10 @@ fn the_backend_and_signer_answer_only_loopback_clients() {
         let outside = connect("10.231.0.1", port);
         assert_ne!(outside.code, 0, "port {port} answered a non-loopback client: {}", outside.stdout);
     }
-    // The stand-in's socket really is on all interfaces: only systemd's IP filtering stops it.
-    assert!(c.exec(&["ss", "-ltn"]).stdout.contains("0.0.0.0:8090"));
+    // The backend's socket really is on all interfaces: only systemd's IP filtering stops it. The
+    // signer (--signer-only) binds loopback itself, as upstream's does.
+    let ss = c.exec(&["ss", "-ltn"]).stdout;
+    assert!(ss.contains("0.0.0.0:8090") && ss.contains("127.0.0.1:8092"), "{ss}");
 }
 
 #[test]
