@@ -16,6 +16,13 @@ use std::time::{Duration, Instant};
 
 use hostd::contracts::{self, CONTRACTS, Contract, HealthBody};
 
+/// A real P-256 public key in SubjectPublicKeyInfo PEM (made with openssl for this test).
+const P256_PEM: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEYK5PMb+Ef2qc8SFe3y/MD4bzmXiP
+kildeR8D/7GdSljghywFQBA9Yf1uKL2IRxJAqNam7ivgVs6umBgAG1lrkQ==
+-----END PUBLIC KEY-----
+";
+
 const KEK: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 /// The stand-in installed under `name` in a fresh directory.
@@ -56,7 +63,7 @@ fn args_for(c: &Contract, port: u16, dir: &Path) -> Vec<String> {
     }
     if c.mode == Some("--signer-only") {
         let pem = dir.join("session.pub.pem");
-        std::fs::write(&pem, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").unwrap();
+        std::fs::write(&pem, P256_PEM).unwrap();
         a.extend(["--broker-session-pubkey-path".into(), pem.display().to_string()]);
     }
     a
@@ -100,6 +107,27 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
+/// A running stand-in, killed when the test ends however it ends (a failed assertion included).
+struct Running(Option<Child>);
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    fn take(mut self) -> Child {
+        self.0.take().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            stop(c);
+        }
+    }
+}
+
 #[test]
 fn each_contract_refuses_what_the_real_binary_refuses_and_serves_its_health() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,9 +153,9 @@ fn each_contract_refuses_what_the_real_binary_refuses_and_serves_its_health() {
             assert_eq!(out.status.code(), Some(c.exit_code), "{what}: placeholder {} accepted", v.name);
         }
         // Complete: it binds where the contract says and answers its health.
-        let child = spawn(&bin, &args, &full_env(c, port));
+        let child = Running(Some(spawn(&bin, &args, &full_env(c, port))));
         let (status, body) = wait_healthz(port);
-        stop(child);
+        drop(child);
         assert_eq!(status, 200, "{what}: {body}");
         let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
         match c.health {
@@ -141,6 +169,48 @@ fn each_contract_refuses_what_the_real_binary_refuses_and_serves_its_health() {
 }
 
 #[test]
+fn the_signer_loads_only_a_p256_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = contracts::contract("agentkeys-mock-server", &["--signer-only".into()]).unwrap();
+    let bin = as_binary(dir.path(), c.binary);
+    let args = args_for(c, 39093, dir.path());
+    let pem = dir.path().join("session.pub.pem");
+    let rsa = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----\n";
+    for bad in ["", "-----BEGIN PUBLIC KEY-----\nnot base64!\n-----END PUBLIC KEY-----\n", rsa] {
+        std::fs::write(&pem, bad).unwrap();
+        let out = spawn(&bin, &args, &full_env(c, 39093)).wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains("cannot load broker session pubkey"), "{stderr}");
+    }
+}
+
+#[test]
+fn the_broker_exports_a_p256_public_key_pem() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let c = contracts::contract("agentkeys-broker-server", &[]).unwrap();
+    let bin = as_binary(dir.path(), c.binary);
+    let keypair = dir.path().join("session.json");
+    std::fs::write(&keypair, "{}").unwrap();
+    let out_pem = dir.path().join("exported.pub.pem");
+    let mut args = args_for(c, 39094, dir.path());
+    args.extend(["--export-session-pubkey-to".into(), out_pem.display().to_string()]);
+    let mut env = full_env(c, 39094);
+    env.insert("BROKER_SESSION_KEYPAIR_PATH".into(), keypair.display().to_string());
+    let child = Running(Some(spawn(&bin, &args, &env)));
+    wait_healthz(39094);
+    drop(child);
+    let text = std::fs::read_to_string(&out_pem).unwrap();
+    assert!(hostd::cli::exec_pubkey::parse_public_key_pem(&text).is_ok(), "{text}");
+    let verify =
+        Command::new("openssl").args(["pkey", "-pubin", "-noout", "-text", "-in"]).arg(&out_pem).output().unwrap();
+    let described = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success() && described.contains("prime256v1"), "openssl reads a P-256 key: {described}");
+    assert_eq!(std::fs::metadata(&out_pem).unwrap().permissions().mode() & 0o777, 0o644, "readable by the signer");
+}
+
+#[test]
 fn the_broker_checks_the_claim_body_before_auth_and_serves_through_its_grace() {
     let dir = tempfile::tempdir().unwrap();
     let c = contracts::contract("agentkeys-broker-server", &[]).unwrap();
@@ -148,7 +218,7 @@ fn the_broker_checks_the_claim_body_before_auth_and_serves_through_its_grace() {
     let bin = as_binary(dir.path(), c.binary);
     let mut env = full_env(c, port);
     env.insert("BROKER_SHUTDOWN_GRACE_SECONDS".into(), "2".into());
-    let child = spawn(&bin, &args_for(c, port, dir.path()), &env);
+    let child = Running(Some(spawn(&bin, &args_for(c, port, dir.path()), &env)));
     wait_healthz(port);
     let post = "POST /v1/agent/pairing/claim HTTP/1.1";
     assert_eq!(http(port, post, "").unwrap().0, 415, "no JSON content type");
@@ -162,7 +232,7 @@ fn the_broker_checks_the_claim_body_before_auth_and_serves_through_its_grace() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(http(port, "GET /healthz HTTP/1.1", "").map(|a| a.0), Some(200), "serves on during its grace");
-    let out = child.wait_with_output().unwrap();
+    let out = child.take().wait_with_output().unwrap();
     let took = t.elapsed();
     assert!(out.status.success(), "{out:?}");
     assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(4), "exit after the 2 s grace, took {took:?}");
@@ -182,7 +252,7 @@ fn the_bundler_health_waits_for_its_rpc_up_to_three_seconds() {
     env.insert("AGENTKEYS_CHAIN_RPC_HTTP".into(), format!("http://127.0.0.1:{rpc_port}"));
     env.insert("ENTRYPOINT_ADDRESS_HEIMA".into(), "0x0000000071727De22E5E9d8BAf0edAc6f37da032".into());
     env.insert("AGENTKEYS_BUNDLER_SIGNER_KEY".into(), KEK.into());
-    let child = spawn(&as_binary(dir.path(), c.binary), &[], &env);
+    let child = Running(Some(spawn(&as_binary(dir.path(), c.binary), &[], &env)));
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "the bundler stand-in never listened");
@@ -191,7 +261,7 @@ fn the_bundler_health_waits_for_its_rpc_up_to_three_seconds() {
     let t = Instant::now();
     let (status, body) = http(port, "GET /healthz HTTP/1.1", "").unwrap();
     let took = t.elapsed();
-    stop(child);
+    drop(child);
     let _ = hold.join();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"ready\":true"), "an unreadable balance fails open: {body}");

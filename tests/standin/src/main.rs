@@ -245,25 +245,68 @@ fn check_files(c: &contracts::Contract, args: &[String]) {
     if c.mode == Some("--signer-only") {
         let p = arg_after(args, "--broker-session-pubkey-path")
             .unwrap_or_else(|| "/var/lib/agentkeys/.agentkeys/broker/session-keypair.pub.pem".into());
-        let ok = std::fs::read_to_string(&p)
-            .is_ok_and(|t| t.contains("-----BEGIN PUBLIC KEY-----") && t.contains("-----END PUBLIC KEY-----"));
+        let ok = std::fs::read_to_string(&p).is_ok_and(|t| is_p256_spki_pem(&t));
         if !ok {
             refuse(c, &format!("[mock-server] FATAL: cannot load broker session pubkey from {p}"));
         }
     }
 }
 
-/// The broker exports its session public key at boot, derived from its session keypair.
+/// The session public key the stand-in broker exports: a real P-256 point in SubjectPublicKeyInfo
+/// PEM, the format the real broker writes (the stand-in's keypair holds no real key to derive it).
+const SESSION_PUBKEY_PEM: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE3c9Vi86J9WwLlh0Y/06+8EoyTfbj
+D5FV9nwCiwuEDru2Rp0CrmA4u0sobWw7tElYKZL0ToRBPw6bzmz9SOnT5A==
+-----END PUBLIC KEY-----
+";
+
+/// DER of a P-256 SubjectPublicKeyInfo up to the uncompressed point (ecPublicKey, prime256v1).
+const SPKI_P256_HEAD: [u8; 27] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
+];
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let data: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let end = data.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    let (mut out, mut acc, mut bits) = (Vec::new(), 0u32, 0);
+    for &c in &data[..end] {
+        acc = (acc << 6) | u32::from(val(c)?);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// Is `text` a P-256 public key in SubjectPublicKeyInfo PEM (what the signer loads at start)?
+fn is_p256_spki_pem(text: &str) -> bool {
+    let body =
+        text.trim().strip_prefix("-----BEGIN PUBLIC KEY-----").and_then(|t| t.strip_suffix("-----END PUBLIC KEY-----"));
+    body.and_then(base64_decode).is_some_and(|der| der.len() == 91 && der.starts_with(&SPKI_P256_HEAD))
+}
+
+/// The broker exports its session public key at boot once its session keypair loads (mode 0644).
 fn export_pubkey(args: &[String]) {
+    use std::os::unix::fs::PermissionsExt;
     let Some(out) = arg_after(args, "--export-session-pubkey-to") else {
         return;
     };
     let keypair = env("BROKER_SESSION_KEYPAIR_PATH").unwrap_or_else(|| fail("BROKER_SESSION_KEYPAIR_PATH is not set"));
-    let secret = std::fs::read_to_string(&keypair).unwrap_or_else(|e| fail(&format!("{keypair}: {e}")));
-    let body: String = secret.bytes().filter(u8::is_ascii_hexdigit).map(char::from).take(64).collect();
-    let pem = format!("-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----\n");
+    std::fs::read_to_string(&keypair).unwrap_or_else(|e| fail(&format!("BOOT_FAIL: {keypair}: {e}")));
     let tmp = format!("{out}.tmp");
-    std::fs::write(&tmp, pem)
+    std::fs::write(&tmp, SESSION_PUBKEY_PEM)
+        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)))
         .and_then(|()| std::fs::rename(&tmp, &out))
         .unwrap_or_else(|e| fail(&format!("{out}: {e}")));
 }
