@@ -81,6 +81,11 @@ fn fresh_host_converges_green_and_a_rerun_touches_nothing() {
     assert_eq!(c.main_pids(), pids, "no unit was restarted");
     assert_eq!(secrets(&c), before);
     assert!(before.values().all(Option::is_some));
+    // Each service journals under its unit's name, even those started through hostd's wrapper;
+    // `journalctl -t agentkeys-hostd` holds hostd alone.
+    let journal = |id: &str| c.exec(&["journalctl", "-q", "-o", "cat", "-t", id]).stdout;
+    assert!(journal("agentkeys-worker-creds").contains("standin agentkeys-worker-creds listening"));
+    assert!(!journal("agentkeys-hostd").contains("standin"), "{}", journal("agentkeys-hostd"));
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Release bundles for tests: every service binary is the stand-in, optionally with bytes appended
+//! Release bundles for tests: every required service binary is the stand-in, optionally with bytes appended
 //! (a different build of the same program), plus a manifest with their SHA-256.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,7 +17,8 @@ pub fn write(dir: &Path, version: &str, commit: &str, changed: &[(&str, &[u8])])
     let mut manifest = format!(
         "version = \"{version}\"\ncommit = \"{commit}\"\nbroker_features = [\"auth-email-link\"]\n[binaries]\n"
     );
-    for name in super::service_binaries() {
+    // The required services only (a release without the optional channel worker, as most are).
+    for name in hostd::release::required_binaries() {
         let mut bytes = standin.clone();
         if let Some((_, extra)) = changed.iter().find(|(n, _)| *n == name) {
             bytes.extend_from_slice(extra);
