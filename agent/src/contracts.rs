@@ -274,12 +274,10 @@ pub const CONTRACTS: &[Contract] = &[
 
 /// The contract `binary` runs under with `args`.
 pub fn contract(binary: &str, args: &[String]) -> Option<&'static Contract> {
-    let mut of_binary = CONTRACTS.iter().filter(|c| c.binary == binary);
-    let all: Vec<&Contract> = of_binary.by_ref().collect();
-    all.iter()
+    let of_binary = || CONTRACTS.iter().filter(move |c| c.binary == binary);
+    of_binary()
         .find(|c| c.mode.is_some_and(|m| args.iter().any(|a| a == m)))
-        .or_else(|| all.iter().find(|c| c.mode.is_none()))
-        .copied()
+        .or_else(|| of_binary().find(|c| c.mode.is_none()))
 }
 
 /// `<CHAIN>` of a variable name: the chain upper-cased, `-` → `_`.
