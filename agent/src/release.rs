@@ -59,7 +59,7 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, InvalidInput> {
         return Err(bad(
             "broker_features",
             format!(
-                "the broker lacks {REQUIRED_BROKER_FEATURE} (it would answer the pairing claim with 404); rebuild it with that feature"
+                "the broker lacks {REQUIRED_BROKER_FEATURE}: with BROKER_AUTH_METHODS=wallet_sig,email_link it would stop at boot (BOOT_FAIL … BROKER_AUTH_METHODS); rebuild it with that feature"
             ),
         ));
     }
