@@ -239,6 +239,23 @@ fn the_broker_checks_the_claim_body_before_auth_and_serves_through_its_grace() {
 }
 
 #[test]
+fn the_bundler_refuses_a_chain_without_a_chain_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = contracts::contract("agentkeys-bundler", &[]).unwrap();
+    let bin = as_binary(dir.path(), c.binary);
+    let mut env = full_env(c, 39095);
+    env.insert("AGENTKEYS_CHAIN".into(), "my-l2".into());
+    let out = spawn(&bin, &[], &env).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("bundler chain id unresolved"), "{stderr}");
+    env.insert("AGENTKEYS_CHAIN_ID_MY_L2".into(), "777".into());
+    let child = Running(Some(spawn(&bin, &[], &env)));
+    assert_eq!(wait_healthz(39095).0, 200, "an explicit chain id starts it");
+    drop(child);
+}
+
+#[test]
 fn the_bundler_health_waits_for_its_rpc_up_to_three_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let c = contracts::contract("agentkeys-bundler", &[]).unwrap();

@@ -118,6 +118,8 @@ mod tests {
         }
         let names: std::collections::BTreeSet<_> = PROFILES.iter().map(|p| p.name).collect();
         assert_eq!(names.len(), 7, "the seven upstream profiles, each once");
+        let compiled: std::collections::BTreeSet<_> = crate::contracts::COMPILED_PROFILES.into_iter().collect();
+        assert_eq!(names, compiled, "the profiles hostd knows are the ones upstream compiles in");
         assert_eq!(profile("heima").map(|p| p.chain_id), Some(212_013));
     }
 }

@@ -73,7 +73,16 @@ pub struct Contract {
     pub shutdown_grace: Option<(&'static str, u64)>,
     /// The exit status of a refused start.
     pub exit_code: i32,
+    /// Needs a chain id: `AGENTKEYS_CHAIN_ID[_<CHAIN>]`, else the compiled profile of the chain.
+    pub needs_chain_id: bool,
 }
+
+/// The chains upstream compiles a profile for (`crates/agentkeys-core/chain-profiles/`).
+pub const COMPILED_PROFILES: [&str; 7] =
+    ["anvil", "base", "base-sepolia", "ethereum", "heima", "heima-paseo", "sepolia"];
+
+const CHAIN_ID_UNRESOLVED: &str = "bundler chain id unresolved — set AGENTKEYS_CHAIN_ID[_<CHAIN>] or run with an \
+                                   AGENTKEYS_CHAIN that has a compiled chain profile";
 
 const PEM: Var = Var {
     name: "BROKER_CAP_PUBKEY_PEM",
@@ -120,6 +129,7 @@ const WORKER: Contract = Contract {
     health_max_secs: 1,
     shutdown_grace: None,
     exit_code: 1,
+    needs_chain_id: false,
 };
 
 /// Every contract hostd runs a binary under.
@@ -268,6 +278,7 @@ pub const CONTRACTS: &[Contract] = &[
         health: HealthBody::JsonReady,
         // With a submitter key and a gas floor it asks the RPC for the balance, bounded by 3 s.
         health_max_secs: 3,
+        needs_chain_id: true,
         ..WORKER
     },
 ];
@@ -325,6 +336,17 @@ pub fn start_error(c: &Contract, args: &[String], env: &dyn Fn(&str) -> Option<S
         match value {
             None if var.required => return Some(expand(var.message)),
             Some(v) if !obeys(var.rule, &v) => return Some(expand(var.message)),
+            _ => {}
+        }
+    }
+    if c.needs_chain_id {
+        let chain = env("AGENTKEYS_CHAIN").unwrap_or_else(|| "heima".into());
+        let explicit = env(&format!("AGENTKEYS_CHAIN_ID_{suffix}")).or_else(|| env("AGENTKEYS_CHAIN_ID"));
+        match explicit.filter(|v| !v.trim().is_empty()) {
+            Some(id) if id.trim().parse::<u64>().is_err() => {
+                return Some("AGENTKEYS_CHAIN_ID must be a u64 chain id".into());
+            }
+            None if !COMPILED_PROFILES.contains(&chain.as_str()) => return Some(CHAIN_ID_UNRESOLVED.into()),
             _ => {}
         }
     }
@@ -393,6 +415,20 @@ mod tests {
         placeholder.push(("AGENTKEYS_WORKER_KEK_HEX", &same));
         assert!(start_error(c, &[], &env_of(&placeholder)).is_some_and(|m| m.contains("KEK")));
         assert_eq!(bind_address(c, &[], &env_of(&good)), "127.0.0.1:8080", "the upstream default");
+    }
+
+    #[test]
+    fn the_bundler_needs_a_chain_id() {
+        let c = contract("agentkeys-bundler", &[]).expect("bundler");
+        let rpc = ("AGENTKEYS_CHAIN_RPC_HTTP", "https://rpc");
+        assert_eq!(start_error(c, &[], &env_of(&[rpc])), None, "heima's compiled profile");
+        assert_eq!(start_error(c, &[], &env_of(&[rpc, ("AGENTKEYS_CHAIN", "base")])), None);
+        let custom = [rpc, ("AGENTKEYS_CHAIN", "my-l2")];
+        assert!(start_error(c, &[], &env_of(&custom)).is_some_and(|m| m.contains("chain id unresolved")));
+        let with_id = [rpc, ("AGENTKEYS_CHAIN", "my-l2"), ("AGENTKEYS_CHAIN_ID_MY_L2", "777")];
+        assert_eq!(start_error(c, &[], &env_of(&with_id)), None);
+        let garbled = [rpc, ("AGENTKEYS_CHAIN_ID", "x")];
+        assert!(start_error(c, &[], &env_of(&garbled)).is_some_and(|m| m.contains("u64")));
     }
 
     #[test]
