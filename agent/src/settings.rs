@@ -156,9 +156,11 @@ fn envf(env: Option<&EnvFile>, key: &str) -> Option<Candidate> {
     })
 }
 
+/// A value of the deployed broker unit; an empty assignment counts as absent (the old script wrote
+/// such lines, which the broker cannot use), so the next source decides.
 fn unit(deployed: Option<&Deployed>, key: &str) -> Option<Candidate> {
     deployed.and_then(|d| {
-        d.unit_env.get(key).map(|v| Candidate {
+        d.unit_env.get(key).filter(|v| !v.is_empty()).map(|v| Candidate {
             value: v.clone(),
             source: Source::Host { file: d.record.clone(), detail: format!("Environment={key}") },
             lazy: true,
