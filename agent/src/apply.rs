@@ -36,19 +36,18 @@ fn check_nginx(root: &Root, plan: &Plan, observed: &Observed) -> anyhow::Result<
     if changed.is_empty() || !root.is_real_root() {
         return Ok(());
     }
-    let out = crate::host::system_command("nginx").arg("-t").output().context("failed to run nginx -t")?;
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-    if out.status.success() && !stderr.contains("[warn]") && !stderr.contains("[emerg]") {
+    let Err(rejected) = crate::host::nginx::test() else {
         return Ok(());
-    }
+    };
     for path in &changed {
         restore(root, path, observed.entry(path))
             .with_context(|| format!("failed to restore {path} after nginx -t failed"))?;
     }
-    bail!(
-        "nginx -t rejected the new configuration ({stderr}); restored the previous {} and did not reload nginx",
-        changed.join(", ")
-    )
+    let why = match rejected {
+        crate::host::nginx::Rejected::Config(said) => format!("nginx -t rejected the new configuration ({said})"),
+        not_run => not_run.to_string(),
+    };
+    bail!("{why}; restored the previous {} and did not reload nginx", changed.join(", "))
 }
 
 fn restore(root: &Root, path: &str, entry: &Entry) -> anyhow::Result<()> {

@@ -121,15 +121,6 @@ fn mint_keypair(settings: &Settings, accounts: &Accounts, purpose: &str, path: &
     Ok(())
 }
 
-fn nginx_test() -> anyhow::Result<()> {
-    let out = crate::host::system_command("nginx").arg("-t").output().context("failed to run nginx -t")?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() || stderr.contains("[warn]") || stderr.contains("[emerg]") {
-        bail!("nginx -t rejected the configuration: {}", stderr.trim());
-    }
-    Ok(())
-}
-
 /// Execute every service effect of `plan`; returns the display lines of what was done.
 pub async fn run(
     sd: &Systemd,
@@ -155,9 +146,7 @@ pub async fn run(
             Action::Restart { unit, .. } => notes.extend(start(sd, Job::Restart, unit).await?),
             Action::AwaitPubkey { path } => await_pubkey(sd, root, path).await?,
             Action::ReloadNginx { .. } => {
-                nginx_test()?;
-                let job = if sd.unit_state("nginx.service").await?.is_active() { Job::Reload } else { Job::Start };
-                sd.run_job(job, "nginx.service").await.context("failed to reload nginx")?;
+                crate::host::nginx::reload_or_start(sd).await?;
             }
             Action::ReloadSshd { .. } => {
                 // Debian and Ubuntu call it ssh.service; a stopped sshd reads the file when it starts.

@@ -79,6 +79,8 @@ impl fmt::Display for Identity {
 
 /// The six worker hosts' first-label stems, in catalog order.
 pub const WORKER_STEMS: [&str; 6] = ["audit", "email", "cred", "memory", "config", "classify"];
+/// Hosts of the optional workers (a vhost and certificate only where the worker runs).
+pub const OPTIONAL_WORKER_STEMS: [&str; 1] = ["channel"];
 /// Bucket classes.
 pub const BUCKET_CLASSES: [&str; 5] = ["mail", "vault", "memory", "config", "channel"];
 /// IAM role stems.
@@ -141,6 +143,7 @@ impl Identity {
     /// Check that every derived DNS name is valid (a long zone can push a host past 253 characters).
     pub fn check_names(&self) -> Result<(), String> {
         let mut all = self.public_hosts();
+        all.extend(OPTIONAL_WORKER_STEMS.iter().map(|s| self.service_host(s)));
         all.push(self.mcp_host());
         all.push(self.mail_domain());
         for host in all {

@@ -23,15 +23,11 @@ pub struct DoctorArgs {
     pub json: bool,
 }
 
+/// The same `nginx -t` rule as every reconcile (a `[warn]` fails here too).
 fn nginx() -> Check {
-    match system_command("nginx").arg("-t").output() {
-        Ok(o) if o.status.success() => Check::new("nginx", Verdict::Pass, "nginx -t: the configuration is valid"),
-        Ok(o) => {
-            let err = String::from_utf8_lossy(&o.stderr);
-            let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
-            Check::new("nginx", Verdict::Fail, format!("nginx -t failed: {last}"))
-        }
-        Err(_) => Check::new("nginx", Verdict::Fail, "nginx is not installed: apt-get install nginx"),
+    match crate::host::nginx::test() {
+        Ok(()) => Check::new("nginx", Verdict::Pass, "nginx -t: the configuration is valid"),
+        Err(e) => Check::new("nginx", Verdict::Fail, e.to_string()),
     }
 }
 

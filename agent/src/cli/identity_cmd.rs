@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::IdentityArgs;
 use crate::engine::{self, Request};
 use crate::host::fs::Root;
-use crate::naming::{BUCKET_CLASSES, Identity, ROLE_STEMS, Stack, WORKER_STEMS};
+use crate::naming::{BUCKET_CLASSES, Identity, OPTIONAL_WORKER_STEMS, ROLE_STEMS, Stack, WORKER_STEMS};
 use crate::settings::{self, Flags};
 
 #[derive(Debug, Serialize)]
@@ -40,7 +40,7 @@ fn names(id: &Identity, deployed: bool, account_id: Option<String>) -> Names {
     };
     let mut hosts =
         BTreeMap::from([("broker", id.broker_host()), ("signer", id.signer_host()), ("mcp", id.mcp_host())]);
-    for stem in WORKER_STEMS {
+    for stem in WORKER_STEMS.iter().chain(OPTIONAL_WORKER_STEMS.iter()) {
         hosts.insert(stem, id.service_host(stem));
     }
     let (buckets, roles) = match &account_id {

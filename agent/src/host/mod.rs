@@ -10,6 +10,7 @@ pub mod health;
 pub mod imds;
 pub mod journal;
 pub mod metrics_server;
+pub mod nginx;
 pub mod releases;
 pub mod sd_notify;
 pub mod systemd;
