@@ -370,4 +370,27 @@ fn the_channel_worker_runs_when_the_release_ships_it() {
     assert_eq!(std::fs::metadata(c.path("/etc/agentkeys/channel-sts.env")).unwrap().mode() & 0o777, 0o600);
     let again = c.reconcile(&[]);
     assert!(again.stdout.contains(" 0 changed") && again.stdout.contains("0 (re)started"), "{}", again.stdout);
+
+    // Switched off: stopped, its unit, enablement and vhost removed; the broker restarts (its unit
+    // no longer points at the worker) with its key consumers, nothing else.
+    let pids = c.main_pids();
+    c.write("/etc/agentkeys/hostd.d/50-channel.toml", "[services.agentkeys-worker-channel]\nenabled = false\n");
+    let off = c.reconcile(&[]);
+    assert_eq!(off.code, 0, "{}\n{}", off.stdout, off.stderr);
+    assert!(off.stdout.contains("done: stop agentkeys-worker-channel.service"), "{}", off.stdout);
+    assert_eq!(off.json()["healthy"], 10, "{}", off.stdout);
+    let state =
+        c.exec(&["systemctl", "show", "-p", "ActiveState,LoadState", "agentkeys-worker-channel.service"]).stdout;
+    assert!(state.contains("ActiveState=inactive") && state.contains("LoadState=not-found"), "{state}");
+    assert!(!c.path("/etc/nginx/sites-enabled/channel-test-2.litentry.org.conf").exists());
+    assert!(c.path("/etc/agentkeys/worker-channel.env").exists(), "the KEK stays");
+    let after = c.main_pids();
+    for unit in ["agentkeys-backend", "agentkeys-worker-audit", "agentkeys-worker-email", "agentkeys-bundler"] {
+        let unit = format!("{unit}.service");
+        assert_eq!(after[&unit], pids[&unit], "{unit} was not restarted");
+    }
+    assert_ne!(after["agentkeys-broker.service"], pids["agentkeys-broker.service"], "the broker's unit changed");
+    let broker = String::from_utf8(c.read("/etc/systemd/system/agentkeys-broker.service")).unwrap();
+    assert!(!broker.contains("AGENTKEYS_WORKER_CHANNEL_URL"), "{broker}");
+    assert!(c.reconcile(&[]).stdout.contains(" 0 changed"), "then converged");
 }

@@ -335,15 +335,20 @@ fn the_channel_worker_runs_only_where_its_binary_ships_and_is_not_switched_off()
     assert!(!broker.contains("AGENTKEYS_CHANNEL_STS_TOKEN"), "the token never sits in the world-readable unit");
     assert!(r.join("etc/nginx/sites-available/channel-test-3.litentry.org.conf").exists());
 
-    // Switched off in configuration: no unit, no vhost; the token is kept (it is a secret).
+    // Switched off in configuration: its unit and vhost go; the KEK's env file and the token stay
+    // (data may be encrypted with the KEK; both are secrets hostd never regenerates).
+    let kek = std::fs::read_to_string(r.join("etc/agentkeys/worker-channel.env")).unwrap();
     let config = std::fs::read_to_string(r.join("etc/agentkeys/hostd.toml")).unwrap();
     std::fs::write(
         r.join("etc/agentkeys/hostd.toml"),
         format!("{config}[services.agentkeys-worker-channel]\nenabled = false\n"),
     )
     .unwrap();
-    std::fs::remove_file(&unit).unwrap();
-    assert_eq!(reconcile(r, &[]).code, 0);
-    assert!(!unit.exists(), "switched off");
+    let run = reconcile(r, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!unit.exists(), "switched off: the unit is removed");
+    assert!(!r.join("etc/nginx/sites-available/channel-test-3.litentry.org.conf").exists(), "and its vhost");
     assert_eq!(std::fs::read_to_string(r.join("etc/agentkeys/channel-sts.env")).unwrap(), token, "kept");
+    assert_eq!(std::fs::read_to_string(r.join("etc/agentkeys/worker-channel.env")).unwrap(), kek, "kept");
+    assert!(reconcile(r, &[]).stdout.contains(" 0 changed"), "and then converged");
 }

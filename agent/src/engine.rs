@@ -118,6 +118,12 @@ pub async fn observe_runtime(
         };
         rt.services.insert(svc.unit.to_owned(), facts);
     }
+    for svc in catalog::SERVICES.iter().filter(|s| !settings.is_enabled(s.unit)) {
+        let unit = sd.unit_state(&format!("{}.service", svc.unit)).await?;
+        if unit.active_state != "inactive" && unit.active_state != "failed" {
+            rt.retired_running.push(svc.unit.to_owned());
+        }
+    }
     rt.pending_restarts = state.pending.as_ref().map(|p| p.restarts.clone()).unwrap_or_default();
     for (purpose, path) in [("oidc", paths::OIDC_KEYPAIR), ("session", paths::SESSION_KEYPAIR)] {
         if !root.path(path).exists() {

@@ -145,6 +145,7 @@ pub async fn run(
             Action::Start { unit, .. } => notes.extend(start(sd, Job::Start, unit).await?),
             Action::Restart { unit, .. } => notes.extend(start(sd, Job::Restart, unit).await?),
             Action::AwaitPubkey { path } => await_pubkey(sd, root, path).await?,
+            Action::Stop { unit, .. } => sd.run_job(Job::Stop, unit).await?,
             Action::ReloadNginx { .. } => {
                 crate::host::nginx::reload_or_start(sd).await?;
             }

@@ -83,6 +83,8 @@ pub struct Runtime {
     pub nginx_active: bool,
     /// amazon-ssm-agent's ActiveState (CI deploys need it), or `not installed`.
     pub ssm_agent: String,
+    /// Optional services no longer enabled here whose unit still runs (to be stopped).
+    pub retired_running: Vec<String>,
 }
 
 /// Everything observed that the planner compares against.

@@ -97,6 +97,11 @@ pub enum Action {
         unit: String,
         reasons: Vec<String>,
     },
+    /// Stop an optional service that no longer runs here (its unit file is removed).
+    Stop {
+        unit: String,
+        reason: String,
+    },
     /// Wait until the broker's session public key exists and parses (no fixed sleep).
     AwaitPubkey {
         path: String,
@@ -162,6 +167,7 @@ impl fmt::Display for Action {
             Action::Restart { unit, reasons } => {
                 write!(f, "restart {unit}: {}", reasons.join("; "))
             }
+            Action::Stop { unit, reason } => write!(f, "stop {unit}: {reason}"),
             Action::ReloadNginx { reasons } => write!(f, "reload nginx: {}", reasons.join("; ")),
         }
     }
@@ -341,7 +347,14 @@ fn describe(entry: &Entry) -> String {
 /// restarts in catalog (dependency) order, each with every reason that applies; pubkey consumers
 /// restart with the broker and wait for its key; then an nginx reload.
 fn service_actions(triggered: &[(Trigger, String)], runtime: &Runtime) -> Vec<Action> {
-    let mut out = Vec::new();
+    let mut out: Vec<Action> = runtime
+        .retired_running
+        .iter()
+        .map(|u| Action::Stop {
+            unit: format!("{u}.service"),
+            reason: "optional service no longer enabled (not in the release, or switched off)".into(),
+        })
+        .collect();
     let unit_changes = triggered.iter().filter(|(t, _)| matches!(t, Trigger::UnitFile(_))).count();
     if unit_changes > 0 {
         out.push(Action::DaemonReload { reason: format!("{unit_changes} unit file(s) changed") });
@@ -456,6 +469,21 @@ mod tests {
             triggers,
             validate: None,
         }
+    }
+
+    #[test]
+    fn a_retired_optional_service_is_stopped_first_and_nothing_else_moves() {
+        let mut rt = converged_accounts().runtime.expect("runtime");
+        rt.retired_running.push("agentkeys-worker-channel".into());
+        let unit_gone = (Trigger::UnitFile("agentkeys-worker-channel".into()), "unit removed".to_owned());
+        let actions: Vec<String> = service_actions(&[unit_gone], &rt).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            actions,
+            [
+                "stop agentkeys-worker-channel.service: optional service no longer enabled (not in the release, or switched off)",
+                "daemon-reload: 1 unit file(s) changed",
+            ]
+        );
     }
 
     fn converged_accounts() -> Observed {

@@ -44,6 +44,7 @@ pub enum Job {
     Start,
     Restart,
     Reload,
+    Stop,
 }
 
 impl Systemd {
@@ -100,6 +101,7 @@ impl Systemd {
             Job::Start => self.manager.start_unit(name, mode).await,
             Job::Restart => self.manager.restart_unit(name, mode).await,
             Job::Reload => self.manager.reload_unit(name, mode).await,
+            Job::Stop => self.manager.stop_unit(name, mode).await,
         }
         .with_context(|| format!("systemd refused to {job:?} {unit}"))?;
         let wait = async {
@@ -121,7 +123,8 @@ impl Systemd {
                         // that no longer exists has ended, and the unit's state tells how.
                         if !self.job_exists(&path).await {
                             let state = self.unit_state(unit).await?;
-                            return Ok(if state.is_active() { "done".to_owned() } else { format!("failed ({})", state.active_state) });
+                            let reached = if job == Job::Stop { !state.is_active() } else { state.is_active() };
+                            return Ok(if reached { "done".to_owned() } else { format!("failed ({})", state.active_state) });
                         }
                     }
                 }

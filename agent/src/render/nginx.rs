@@ -91,6 +91,22 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
         reason: "the distro default site would answer for unknown hosts".into(),
         triggers: reload(),
     });
+    // The vhost of an optional service that no longer runs here goes (its certificate stays).
+    for svc in crate::catalog::SERVICES.iter().filter(|v| !s.is_enabled(v.unit)) {
+        if let Some(Vhost::Worker(stem)) = svc.vhost {
+            let name = s.identity.service_host(stem);
+            let reason = format!("{} is not enabled on this host", svc.unit);
+            host.absent.push(AbsentSpec {
+                path: format!("{conf_dir}/{name}.conf"),
+                reason: reason.clone(),
+                triggers: reload(),
+            });
+            if facts.layout == Layout::SitesEnabled {
+                let path = format!("{}/{name}.conf", paths::NGINX_SITES_ENABLED);
+                host.absent.push(AbsentSpec { path, reason, triggers: reload() });
+            }
+        }
+    }
     for svc in s.services() {
         let Some(kind) = svc.vhost else { continue };
         let name = match kind {

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::templates::{ENV_FILE, Engine, UNIT};
 use super::{DesiredHost, FileKind, FileSpec, HostFacts, ROOT, Trigger};
-use crate::catalog::{Env, EnvTarget, Pubkey, Restart, Service, Val};
+use crate::catalog::{Env, EnvTarget, Pubkey, Restart, SERVICES, Service, Val};
 use crate::settings::Settings;
 use crate::{chains, paths, secrets};
 
@@ -199,6 +199,18 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
             triggers: vec![Trigger::UnitFile(svc.unit.into())],
             validate: None,
         });
+    }
+    // An optional service that no longer runs here loses its unit (and its enablement); the
+    // executor stops it first. Its env files stay: they hold a KEK data may be encrypted with.
+    for svc in SERVICES.iter().filter(|v| !s.is_enabled(v.unit)) {
+        let reason = format!("{} is not enabled on this host", svc.unit);
+        for path in [
+            format!("{}/{}.service", paths::UNIT_DIR, svc.unit),
+            format!("{}/multi-user.target.wants/{}.service", paths::UNIT_DIR, svc.unit),
+        ] {
+            let triggers = vec![Trigger::UnitFile(svc.unit.into())];
+            host.absent.push(super::AbsentSpec { path, reason: reason.clone(), triggers });
+        }
     }
     let master = match (&facts.secrets.master_file, &facts.secrets.new_master) {
         (Some(kept), _) => kept.clone(),
