@@ -475,3 +475,92 @@ pub fn resolve(
         notes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::naming::Stack;
+
+    fn identity(stack: Stack) -> Identity {
+        Identity { stack, zone: "litentry.org".into() }
+    }
+
+    fn config(text: &str) -> Config {
+        crate::config::load(&[("/etc/agentkeys/hostd.toml".to_owned(), text.to_owned())]).expect("config")
+    }
+
+    fn resolve_with(
+        stack: Stack,
+        text: &str,
+        env: Option<&EnvFile>,
+        deployed: Option<&Deployed>,
+    ) -> Result<Settings, InvalidInput> {
+        let flags = Flags { account_id: Some("429071895007".into()), region: None };
+        resolve(identity(stack), &flags, &config(text), env, deployed)
+    }
+
+    #[test]
+    fn the_chain_profile_supplies_rpc_and_contracts_without_a_note() {
+        for (stack, chain) in [(Stack::Prod, "heima"), (Stack::Base, "base"), (Stack::Test { slot: 2 }, "heima")] {
+            let s = resolve_with(stack, "", None, None).expect("resolves with no configuration");
+            let p = chains::profile(chain).expect("profile");
+            assert_eq!(s.rpc_http, p.default_rpc_http);
+            for name in chains::CORE_CONTRACTS.iter().chain(chains::OPTIONAL_CONTRACTS.iter()) {
+                assert_eq!(s.addresses.get(*name).map(String::as_str), chains::default_address(chain, name), "{name}");
+            }
+            assert!(s.notes.is_empty(), "overriding nothing an operator wrote: {:?}", s.notes);
+        }
+    }
+
+    #[test]
+    fn configuration_beats_the_env_file_beats_the_deployed_unit_beats_the_profile() {
+        let env = crate::envfile::parse(
+            "op.env",
+            "SCOPE_CONTRACT_ADDRESS_HEIMA=0x2222222222222222222222222222222222222222\n",
+        )
+        .expect("env file");
+        let mut unit_env = BTreeMap::new();
+        unit_env
+            .insert("SCOPE_CONTRACT_ADDRESS_HEIMA".to_owned(), "0x3333333333333333333333333333333333333333".to_owned());
+        unit_env.insert("SIDECAR_REGISTRY_ADDRESS_HEIMA".to_owned(), String::new());
+        let deployed = Deployed {
+            identity: identity(Stack::Prod),
+            record: "/etc/systemd/system/agentkeys-broker.service".into(),
+            unit_env,
+            recorded_account_id: None,
+        };
+        let conf = "[chain.addresses]\nSCOPE_CONTRACT = \"0x1111111111111111111111111111111111111111\"\n";
+        let s = resolve_with(Stack::Prod, conf, Some(&env), Some(&deployed)).expect("resolves");
+        assert_eq!(s.addresses["SCOPE_CONTRACT"], "0x1111111111111111111111111111111111111111");
+        assert!(s.notes.iter().any(|n| n.contains("overrides 0x2222")), "the env file's value is noted: {:?}", s.notes);
+        let s = resolve_with(Stack::Prod, "", Some(&env), Some(&deployed)).expect("resolves");
+        assert_eq!(s.addresses["SCOPE_CONTRACT"], "0x2222222222222222222222222222222222222222");
+        let s = resolve_with(Stack::Prod, "", None, Some(&deployed)).expect("resolves");
+        assert_eq!(s.addresses["SCOPE_CONTRACT"], "0x3333333333333333333333333333333333333333");
+        // The old script's empty assignment is no value: the profile decides.
+        assert_eq!(
+            s.addresses["SIDECAR_REGISTRY"],
+            chains::default_address("heima", "SIDECAR_REGISTRY").unwrap_or_default()
+        );
+    }
+
+    #[test]
+    fn an_emptied_core_contract_is_refused_naming_the_key() {
+        let e =
+            resolve_with(Stack::Base, "[chain.addresses]\nK3_EPOCH_COUNTER = \"\"\n", None, None).expect_err("refused");
+        let text = e.to_string();
+        assert!(text.contains("K3_EPOCH_COUNTER_ADDRESS_BASE") && text.contains("exit at start"), "{text}");
+        let ok = resolve_with(Stack::Base, "[chain.addresses]\nENTRYPOINT = \"\"\n", None, None).expect("optional");
+        assert!(!ok.addresses.contains_key("ENTRYPOINT"), "an emptied optional contract is left out");
+    }
+
+    #[test]
+    fn only_optional_services_can_be_switched_off() {
+        let s = resolve_with(Stack::Prod, "[services.agentkeys-worker-channel]\nenabled = false\n", None, None);
+        assert_eq!(s.expect("resolves").switched_off, ["agentkeys-worker-channel"]);
+        let e = resolve_with(Stack::Prod, "[services.agentkeys-broker]\nenabled = false\n", None, None);
+        assert!(e.expect_err("refused").to_string().contains("required"));
+        let s = resolve_with(Stack::Prod, "", None, None).expect("resolves");
+        assert!(!s.is_enabled(crate::catalog::CHANNEL) && s.is_enabled("agentkeys-broker"), "until the run enables it");
+    }
+}
