@@ -280,3 +280,80 @@ pub fn resolve(
     }
     Ok(identity)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNIT: &str = "/etc/systemd/system/agentkeys-broker.service";
+    const RECORD: &str = "/var/lib/agentkeys-hostd/identity.json";
+
+    fn unit(issuer: &str) -> Option<(String, String)> {
+        Some((UNIT.into(), format!("[Service]\nEnvironment=BROKER_OIDC_ISSUER={issuer}\nExecStart=/x\n")))
+    }
+
+    fn record(issuer: &str) -> Option<(String, String)> {
+        Some((RECORD.into(), format!("{{\"issuer\":\"{issuer}\",\"account_id\":\"429071895007\"}}")))
+    }
+
+    fn deployed_slot2() -> Deployed {
+        let records = HostRecords { broker_unit: unit("https://broker-test-2.litentry.org"), ..Default::default() };
+        deployed(&records).expect("reads").expect("deployed")
+    }
+
+    #[test]
+    fn the_unit_decides_and_the_record_must_agree() {
+        let d = deployed_slot2();
+        assert_eq!(d.identity.stack, Stack::Test { slot: 2 });
+        assert_eq!((d.record.as_str(), d.recorded_account_id.as_deref()), (UNIT, None), "an old-script host");
+        let both = HostRecords {
+            broker_unit: unit("https://broker-test-2.litentry.org"),
+            record: record("https://broker-test-2.litentry.org"),
+            deployed_secrets_exist: true,
+        };
+        assert_eq!(
+            deployed(&both).expect("agree").and_then(|d| d.recorded_account_id).as_deref(),
+            Some("429071895007")
+        );
+        let edited = HostRecords { record: record("https://broker-base.litentry.org"), ..both.clone() };
+        let e = deployed(&edited).expect_err("a hand-edited unit contradicts the record");
+        assert!(e.downcast_ref::<IdentityConflict>().is_some(), "{e}");
+        // The unit removed but the deployed secrets kept: still deployed (from the record).
+        let unitless = HostRecords { broker_unit: None, ..both.clone() };
+        assert_eq!(deployed(&unitless).expect("reads").map(|d| d.record).as_deref(), Some(RECORD));
+        let repurposed = HostRecords { broker_unit: None, deployed_secrets_exist: false, ..both };
+        assert!(deployed(&repurposed).expect("reads").is_none(), "unit and /etc/agentkeys removed: virgin");
+        let bad = HostRecords { broker_unit: unit("https://broker-test-02.litentry.org"), ..Default::default() };
+        assert!(deployed(&bad).is_err_and(|e| e.to_string().contains("re-purpose")));
+    }
+
+    #[test]
+    fn selectors_that_contradict_the_deployed_identity_are_a_conflict() {
+        let d = deployed_slot2();
+        let config = Config::default();
+        let ok = |sel: Selectors| resolve(&sel, &config, None, Some(&d));
+        assert_eq!(ok(Selectors::default()).expect("flagless adopts").stack, Stack::Test { slot: 2 });
+        assert!(ok(Selectors { ci: true, ..Default::default() }).is_ok(), "a bare --ci is consistent with slot 2");
+        for sel in [
+            Selectors { base: true, ..Default::default() },
+            Selectors { ci: true, slot: Some(3), ..Default::default() },
+            Selectors { zone: Some("example.org".into()), ..Default::default() },
+        ] {
+            let e = ok(sel.clone()).expect_err("contradiction");
+            assert!(e.downcast_ref::<IdentityConflict>().is_some(), "{sel:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_virgin_host_needs_a_zone_and_combines_agreeing_sources() {
+        let config = Config::default();
+        let e = resolve(&Selectors { ci: true, ..Default::default() }, &config, None, None).expect_err("no zone");
+        assert!(e.to_string().contains("--zone"), "{e}");
+        let sel = Selectors { ci: true, slot: Some(4), zone: Some("litentry.org".into()), ..Default::default() };
+        let id = resolve(&sel, &config, None, None).expect("declared");
+        assert_eq!((id.stack, id.issuer()), (Stack::Test { slot: 4 }, "https://broker-test-4.litentry.org".to_owned()));
+        let env = crate::envfile::parse("op.env", "ZONE=example.org\n").expect("env");
+        let e = resolve(&sel, &config, Some(&env), None).expect_err("two zones");
+        assert!(e.to_string().contains("make the sources agree"), "{e}");
+    }
+}
