@@ -104,6 +104,48 @@ pub fn record_failure(ledger: Option<&Ledger>, now: i64, class: &str, retry_afte
 }
 
 /// Whether a host's public DNS points at this machine.
+/// What one host's certificate came to in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertState {
+    /// Served and not yet due.
+    Https,
+    /// Ordered, installed and served in this run.
+    Issued,
+    /// Its DNS does not point here: no order (parked).
+    DnsNotReady,
+    /// A recent failed order: no order until the ledger allows one.
+    Backoff,
+    /// The order failed (or its preconditions could not be read).
+    Failed,
+    /// nginx did not serve the challenge path to ourselves: no order.
+    SelfCheckFailed,
+}
+
+impl CertState {
+    /// The run failed for this host (it keeps whatever it served before).
+    pub fn is_failure(self) -> bool {
+        matches!(self, CertState::Failed | CertState::SelfCheckFailed)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertState::Https => "https",
+            CertState::Issued => "issued",
+            CertState::DnsNotReady => "dns_not_ready",
+            CertState::Backoff => "backoff",
+            CertState::Failed => "failed",
+            CertState::SelfCheckFailed => "self_check_failed",
+        }
+    }
+}
+
+impl std::fmt::Display for CertState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum DnsVerdict {
@@ -146,6 +188,22 @@ pub fn dns_verdict(public_ip: Ipv4Addr, lookup: &Lookup) -> DnsVerdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cert_states_keep_their_names_and_say_what_fails() {
+        let all = [
+            (CertState::Https, "https", false),
+            (CertState::Issued, "issued", false),
+            (CertState::DnsNotReady, "dns_not_ready", false),
+            (CertState::Backoff, "backoff", false),
+            (CertState::Failed, "failed", true),
+            (CertState::SelfCheckFailed, "self_check_failed", true),
+        ];
+        for (state, name, fails) in all {
+            assert_eq!(serde_json::to_value(state).ok(), Some(serde_json::Value::from(name)), "the report's spelling");
+            assert_eq!((state.to_string().as_str(), state.is_failure()), (name, fails));
+        }
+    }
 
     #[test]
     fn serial_jitter_is_stable_spread_and_in_range() {

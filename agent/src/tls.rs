@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::acme_policy::{self, Cert, DnsVerdict, Ledger};
+use crate::acme_policy::{self, Cert, CertState, DnsVerdict, Ledger};
 use crate::host::acme::{self, AcmeConfig};
 
 use crate::host::certs::{self, CertInfo};
@@ -80,8 +80,10 @@ async fn ari_window(
 /// What happened to one host's certificate in this run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostOutcome {
-    /// `https`, `issued`, `dns_not_ready`, `backoff`, `failed`, `self_check_failed`.
-    pub state: String,
+    pub state: CertState,
+    /// The serial of the certificate issued in this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_after: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,8 +92,8 @@ pub struct HostOutcome {
 }
 
 impl HostOutcome {
-    fn new(state: &str, detail: impl Into<String>) -> Self {
-        Self { state: state.into(), not_after: None, renew_at: None, detail: detail.into() }
+    fn new(state: CertState, detail: impl Into<String>) -> Self {
+        Self { state, serial: None, not_after: None, renew_at: None, detail: detail.into() }
     }
 
     /// Whole days until the certificate expires (negative when expired).
@@ -231,7 +233,7 @@ pub async fn converge(
             let cert = Cert { not_before: c.not_before, not_after: c.not_after, ari: window };
             let r = acme_policy::renewal_time(&cert, now, acme_policy::serial_jitter(&c.serial));
             if r.at > now {
-                let mut o = HostOutcome::new("https", format!("renewal due at {} ({})", r.at, r.why));
+                let mut o = HostOutcome::new(CertState::Https, format!("renewal due at {} ({})", r.at, r.why));
                 (o.not_after, o.renew_at) = (Some(c.not_after), Some(r.at));
                 out.insert(host.clone(), o);
                 continue;
@@ -249,7 +251,7 @@ pub async fn converge(
         let public_ip = match public_ip.clone().expect("set above") {
             Ok(ip) => ip,
             Err(e) => {
-                out.insert(host.clone(), keep(HostOutcome::new("failed", e)));
+                out.insert(host.clone(), keep(HostOutcome::new(CertState::Failed, e)));
                 continue;
             }
         };
@@ -257,7 +259,7 @@ pub async fn converge(
             out.insert(
                 host.clone(),
                 keep(HostOutcome::new(
-                    "failed",
+                    CertState::Failed,
                     "no DNS resolver: set acme.resolver or a nameserver in /etc/resolv.conf",
                 )),
             );
@@ -266,7 +268,7 @@ pub async fn converge(
         let lookup = dns::lookup_a(resolver, host);
         if let DnsVerdict::DnsNotReady { expected, found, detail } = acme_policy::dns_verdict(public_ip, &lookup) {
             let msg = format!("{detail}: expected {expected}, found [{}]", found.join(", "));
-            out.insert(host.clone(), keep(HostOutcome::new("dns_not_ready", msg)));
+            out.insert(host.clone(), keep(HostOutcome::new(CertState::DnsNotReady, msg)));
             continue;
         }
         if let Err(not_yet) = acme_policy::may_order(ledger.get(host), now) {
@@ -274,11 +276,11 @@ pub async fn converge(
                 "{} failed order(s), last {}; next attempt at {}",
                 not_yet.failures, not_yet.last_error_class, not_yet.next_attempt
             );
-            out.insert(host.clone(), keep(HostOutcome::new("backoff", msg)));
+            out.insert(host.clone(), keep(HostOutcome::new(CertState::Backoff, msg)));
             continue;
         }
         if let Err(e) = self_check(root, host) {
-            out.insert(host.clone(), keep(HostOutcome::new("self_check_failed", e)));
+            out.insert(host.clone(), keep(HostOutcome::new(CertState::SelfCheckFailed, e)));
             continue;
         }
         let acct = ensure_account(&mut account, root, settings).await?;
@@ -300,7 +302,8 @@ pub async fn converge(
                 acme::install(root, host, &info.serial.replace(':', ""), &issued)?;
                 ledger.remove(host);
                 installed = true;
-                let mut o = HostOutcome::new("issued", format!("serial {}", info.serial));
+                let mut o = HostOutcome::new(CertState::Issued, format!("serial {}", info.serial));
+                o.serial = Some(info.serial.clone());
                 if let Some(n) = note {
                     o.detail = format!("{}; {n}", o.detail);
                 }
@@ -313,7 +316,7 @@ pub async fn converge(
                     host.clone(),
                     acme_policy::record_failure(ledger.get(host), now, &failed.class, failed.retry_after),
                 );
-                out.insert(host.clone(), keep(HostOutcome::new("failed", failed.to_string())));
+                out.insert(host.clone(), keep(HostOutcome::new(CertState::Failed, failed.to_string())));
             }
         }
     }

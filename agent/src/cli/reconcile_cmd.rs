@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use super::{ReconcileArgs, emit};
+use crate::acme_policy::CertState;
 use crate::engine::{self, Prepared, Request};
 use crate::error::{InvalidInput, Source, exit};
 use crate::host::health;
@@ -165,7 +166,7 @@ pub fn run_collect(args: &ReconcileArgs, collected: &mut Option<serde_json::Valu
                 done.extend(more);
                 let failed: Vec<String> = outcomes
                     .iter()
-                    .filter(|(_, o)| matches!(o.state.as_str(), "failed" | "self_check_failed"))
+                    .filter(|(_, o)| o.state.is_failure())
                     .map(|(h, o)| format!("{h}: {}", o.detail))
                     .collect();
                 if !failed.is_empty() {
@@ -183,7 +184,7 @@ pub fn run_collect(args: &ReconcileArgs, collected: &mut Option<serde_json::Valu
     let mut summary = report::summary(&prepared, true, error.as_ref().map(|e| format!("{e:#}")));
     summary.notes.extend(release_notes);
     summary.release = releases::current(&root);
-    if error.as_ref().is_some_and(|e| format!("{e}").starts_with("rolled_back")) {
+    if rolled_back {
         summary.result = "rolled_back";
     }
     if error.is_none() && !args.dry_run {
@@ -201,11 +202,11 @@ pub fn run_collect(args: &ReconcileArgs, collected: &mut Option<serde_json::Valu
     }
     if let Some(outcomes) = &certs {
         let now = state::now_unix() as i64;
-        summary.parked = outcomes.values().filter(|o| o.state == "dns_not_ready").count();
+        summary.parked = outcomes.values().filter(|o| o.state == CertState::DnsNotReady).count();
         summary.tls = outcomes
             .iter()
             .map(|(h, o)| {
-                (h.clone(), o.days_left(now).map_or_else(|| o.state.clone(), |d| format!("{} {d}d", o.state)))
+                (h.clone(), o.days_left(now).map_or_else(|| o.state.to_string(), |d| format!("{} {d}d", o.state)))
             })
             .collect();
     }
@@ -317,7 +318,7 @@ fn certificates(
         let (more, plan) = reconverge(ctx)?;
         done = more;
         let renewed: Vec<String> =
-            outcomes.iter().filter(|(_, o)| o.state == "issued").map(|(h, _)| h.clone()).collect();
+            outcomes.iter().filter(|(_, o)| o.state == CertState::Issued).map(|(h, _)| h.clone()).collect();
         if let Some(reload) = crate::plan::reload_for_certificates(&plan, &renewed) {
             // The vhosts point at each host's `current` link: a renewal changes no nginx file, so
             // nginx must still be told, or it keeps serving the old certificate (spec §12).
@@ -326,13 +327,13 @@ fn certificates(
             let settings = &p.settings;
             done.extend(rt.block_on(execute::run(ctx.sd, root, settings, &accounts, &only))?);
         }
-        for (host, o) in outcomes.iter().filter(|(_, o)| o.state == "issued") {
+        for (host, o) in outcomes.iter().filter(|(_, o)| o.state == CertState::Issued) {
             let path = root.path(&format!("{}/{host}/current/fullchain.pem", crate::paths::TLS_STORE));
             let leaf = crate::host::certs::read_leaf(&path)?.leaf_der;
             crate::host::tls_proof::prove(443, host, &leaf, Duration::from_secs(10))?;
             done.push(format!(
                 "prove {host} serves serial {} on 127.0.0.1:443",
-                o.detail.trim_start_matches("serial ")
+                o.serial.as_deref().unwrap_or_default()
             ));
         }
     }
