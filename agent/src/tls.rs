@@ -164,8 +164,9 @@ pub fn schedule(root: &Root, tls: &BTreeMap<String, TlsState>, now: i64) -> anyh
         .collect())
 }
 
-/// Fetch a probe token through nginx on port 80 with the host's `Host` header.
-fn self_check(root: &Root, host: &str) -> Result<(), String> {
+/// Fetch a probe token through nginx on port 80 with the host's `Host` header (each try a short
+/// loopback request; the waits between them yield to the runtime).
+async fn self_check(root: &Root, host: &str) -> Result<(), String> {
     let token = format!("hostd-probe-{}", std::process::id());
     let path = format!("{}/.well-known/acme-challenge/{token}", paths::ACME_WEBROOT);
     root.write_atomic(&path, token.as_bytes(), 0o644, 0, 0).map_err(|e| format!("{e:#}"))?;
@@ -177,7 +178,7 @@ fn self_check(root: &Root, host: &str) -> Result<(), String> {
         if good || std::time::Instant::now() >= deadline {
             break a;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     let _ = root.remove(&path);
     match answer {
@@ -279,7 +280,7 @@ pub async fn converge(
             out.insert(host.clone(), keep(HostOutcome::new(CertState::Backoff, msg)));
             continue;
         }
-        if let Err(e) = self_check(root, host) {
+        if let Err(e) = self_check(root, host).await {
             out.insert(host.clone(), keep(HostOutcome::new(CertState::SelfCheckFailed, e)));
             continue;
         }
