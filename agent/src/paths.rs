@@ -19,6 +19,8 @@ pub const OIDC_KEYPAIR: &str = "/var/lib/agentkeys/.agentkeys/broker/oidc-keypai
 pub const SESSION_KEYPAIR: &str = "/var/lib/agentkeys/.agentkeys/broker/session-keypair.json";
 pub const AUDIT_LEAVES: &str = "/var/lib/agentkeys/audit-leaves";
 
+/// The service binaries of the release in service (`current` links to it).
+pub const BIN_DIR: &str = "/opt/agentkeys/current/bin";
 pub const STATE_DIR: &str = "/var/lib/agentkeys-hostd";
 pub const ACME_WEBROOT: &str = "/var/lib/agentkeys-hostd/acme-webroot";
 pub const TLS_STORE: &str = "/var/lib/agentkeys-hostd/tls";

@@ -441,7 +441,7 @@ pub fn resolve(
             Err(InvalidInput::new(t.source(), "must be between 1 and 3600 seconds"))
         }
     })?;
-    let bin_dir = config_or_default("bin dir", &config.bin_dir, crate::host::releases::BIN_DIR, n)?;
+    let bin_dir = config_or_default("bin dir", &config.bin_dir, crate::paths::BIN_DIR, n)?;
     let hostd_bin = config_or_default("hostd binary", &config.hostd_bin, "/usr/bin/agentkeys-hostd", n)?;
     let http2 = match config.nginx_http2.as_ref() {
         None => Http2Style::Listen,

@@ -16,7 +16,7 @@ use crate::release::{self, MANIFEST, Manifest};
 
 pub const RELEASES: &str = "/opt/agentkeys/releases";
 pub const CURRENT: &str = "/opt/agentkeys/current";
-pub const BIN_DIR: &str = "/opt/agentkeys/current/bin";
+pub use crate::paths::BIN_DIR;
 /// Largest binary or archive member accepted.
 const MAX_FILE: u64 = 512 << 20;
 
