@@ -15,7 +15,7 @@ use std::process::{Command, Output};
 pub const BIN: &str = env!("CARGO_BIN_EXE_agentkeys-hostd");
 pub const ACCOUNT: &str = "429071895007";
 
-/// A base configuration every fake host gets (the Heima chain has no built-in RPC).
+/// A base configuration every fake host gets (its own RPC and addresses, overriding the profile).
 pub const BASE_CONFIG: &str = r#"
 [chain]
 rpc_http = "https://rpc.heima.example.net"
