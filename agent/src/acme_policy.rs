@@ -185,6 +185,25 @@ pub fn dns_verdict(public_ip: Ipv4Addr, lookup: &Lookup) -> DnsVerdict {
     }
 }
 
+/// One host's certificate as the daemon and `status` see it, from files only (no network).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSchedule {
+    pub host: String,
+    /// `https` or `http_placeholder`.
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renew_why: Option<String>,
+    /// When the cached ARI window should be asked for again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ari_next_check: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<Ledger>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,7 +81,7 @@ pub struct IdentityConflict {
 /// Map any error chain to the exit code of the first typed error in it.
 pub fn exit_code_of(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
-        if cause.downcast_ref::<crate::state::LockBusy>().is_some() {
+        if cause.downcast_ref::<LockBusy>().is_some() {
             return exit::LOCKED;
         }
         if cause.downcast_ref::<IdentityConflict>().is_some() {
@@ -92,6 +92,17 @@ pub fn exit_code_of(err: &anyhow::Error) -> i32 {
         }
     }
     exit::APPLY
+}
+
+/// Another run held the lock past the wait limit: exit 75.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another converge (pid {holder}) still holds {path} after {waited_secs} s; try again later or raise --lock-wait"
+)]
+pub struct LockBusy {
+    pub holder: String,
+    pub path: String,
+    pub waited_secs: u64,
 }
 
 #[cfg(test)]

@@ -1,7 +1,11 @@
 //! agentkeys-hostd: the on-host agent of an AgentKeys broker host.
 //!
-//! Deciding (pure): `config`, `envfile`, `naming`, `identity`, `settings`, `secrets`, `catalog`,
-//! `chains`, `render`, `observed`, `plan`. Doing (effects): `host`, `observe`, `apply`, `engine`, `cli`.
+//! Deciding (pure, no effect module imported — `tests/architecture.rs` checks it): `acme_policy`,
+//! `catalog`, `chains`, `config`, `contracts`, `daemon::{options, record, schedule}`, `doctor`,
+//! `envfile`, `error`, `failpoints`, `identity`, `metrics`, `naming`, `observed`, `paths`, `plan`,
+//! `release`, `render`, `secrets`, `settings`, `unitfile`, `validate`.
+//! Doing (effects): `host` (filesystem, accounts, systemd, nginx, ACME, DNS, health, …), `observe`,
+//! `apply`, `execute`, `engine`, `tls`, `state`, `report`, `daemon` (its loop), `cli`.
 
 pub mod acme_policy;
 pub mod apply;

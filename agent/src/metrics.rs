@@ -104,8 +104,8 @@ pub fn render(d: &DaemonRecord, units: &BTreeMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acme_policy::HostSchedule;
     use crate::daemon::record::LastReconcile;
-    use crate::tls::HostSchedule;
 
     #[test]
     fn renders_every_family_with_escaped_labels() {

@@ -16,16 +16,7 @@ pub const LOCK_FILE: &str = "/run/agentkeys-hostd.lock";
 /// The full report of the last run that changed something or failed.
 pub const REPORT_FILE: &str = "/var/lib/agentkeys-hostd/last-report.json";
 
-/// Another run held the lock past the wait limit: exit 75.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "another converge (pid {holder}) still holds {path} after {waited_secs} s; try again later or raise --lock-wait"
-)]
-pub struct LockBusy {
-    pub holder: String,
-    pub path: String,
-    pub waited_secs: u64,
-}
+pub use crate::error::LockBusy;
 
 /// Held for the whole run; released when dropped (or when the process dies).
 #[derive(Debug)]

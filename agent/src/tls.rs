@@ -115,24 +115,7 @@ fn write_ledger(root: &Root, ledger: &BTreeMap<String, Ledger>) -> anyhow::Resul
     root.write_atomic(LEDGER_FILE, (serde_json::to_string_pretty(ledger)? + "\n").as_bytes(), 0o600, 0, 0)
 }
 
-/// One host's certificate as the daemon and `status` see it, from files only (no network).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct HostSchedule {
-    pub host: String,
-    /// `https` or `http_placeholder`.
-    pub state: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub not_after: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub renew_at: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub renew_why: Option<String>,
-    /// When the cached ARI window should be asked for again.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ari_next_check: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ledger: Option<Ledger>,
-}
+pub use crate::acme_policy::HostSchedule;
 
 /// Every host's renewal time and why (ARI from the cache, else the lifetime rule), with its ledger.
 pub fn schedule(root: &Root, tls: &BTreeMap<String, TlsState>, now: i64) -> anyhow::Result<Vec<HostSchedule>> {

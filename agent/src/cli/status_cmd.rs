@@ -131,7 +131,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<i32> {
         certificates,
         acme_ledger,
         renewals,
-        daemon: crate::daemon::record::read(&root),
+        daemon: crate::daemon::read_record(&root),
     };
     if args.json {
         emit(&(serde_json::to_string(&status)? + "\n"))?;

@@ -131,7 +131,7 @@ impl Daemon {
             f(&mut r);
             r.clone()
         };
-        if let Err(e) = record::write(&self.root, &snapshot) {
+        if let Err(e) = write_record(&self.root, &snapshot) {
             tracing::warn!(error = %format!("{e:#}"), "could not write the daemon record");
         }
     }
@@ -317,6 +317,18 @@ pub fn run(opts: Options, started: Instant) -> anyhow::Result<i32> {
     sd_notify::notify("STOPPING=1");
     let _ = std::fs::remove_file(d.root.path(record::DAEMON_FILE));
     Ok(crate::error::exit::OK)
+}
+
+/// The record of a running daemon, if there is one.
+pub fn read_record(root: &Root) -> Option<DaemonRecord> {
+    let text = root.read_string(record::DAEMON_FILE).ok()??;
+    serde_json::from_str(&text).ok()
+}
+
+pub fn write_record(root: &Root, record: &DaemonRecord) -> anyhow::Result<()> {
+    let dir = root.path("/run/agentkeys-hostd");
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("failed to create {}: {e}", dir.display()))?;
+    root.write_atomic(record::DAEMON_FILE, (serde_json::to_string_pretty(record)? + "\n").as_bytes(), 0o644, 0, 0)
 }
 
 #[cfg(test)]

@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::host::fs::Root;
-use crate::tls::HostSchedule;
+use crate::acme_policy::HostSchedule;
 
 pub const DAEMON_FILE: &str = "/run/agentkeys-hostd/daemon.json";
 
@@ -56,18 +55,6 @@ pub struct DaemonRecord {
     /// Why the daemon is idle (e.g. no identity deployed yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-}
-
-/// The record of a running daemon, if there is one.
-pub fn read(root: &Root) -> Option<DaemonRecord> {
-    let text = root.read_string(DAEMON_FILE).ok()??;
-    serde_json::from_str(&text).ok()
-}
-
-pub fn write(root: &Root, record: &DaemonRecord) -> anyhow::Result<()> {
-    let dir = root.path("/run/agentkeys-hostd");
-    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("failed to create {}: {e}", dir.display()))?;
-    root.write_atomic(DAEMON_FILE, (serde_json::to_string_pretty(record)? + "\n").as_bytes(), 0o644, 0, 0)
 }
 
 /// The class a failed run is counted under in the metrics (`None` for success).
