@@ -120,6 +120,7 @@ mod tests {
         assert_eq!(names.len(), 7, "the seven upstream profiles, each once");
         let compiled: std::collections::BTreeSet<_> = crate::contracts::COMPILED_PROFILES.into_iter().collect();
         assert_eq!(names, compiled, "the profiles hostd knows are the ones upstream compiles in");
+        assert!(crate::contracts::PROFILES_WITH_GAS_FLOOR.iter().all(|c| profile(c).is_some()));
         assert_eq!(profile("heima").map(|p| p.chain_id), Some(212_013));
     }
 }

@@ -77,6 +77,10 @@ pub struct Contract {
     pub needs_chain_id: bool,
 }
 
+/// The chains whose compiled profile carries a gas floor for the bundler's submitter
+/// (`funding.deploy_min_wei`): with one (or `AGENTKEYS_BUNDLER_GAS_FLOOR_WEI`) its health asks the RPC.
+pub const PROFILES_WITH_GAS_FLOOR: [&str; 2] = ["base", "heima"];
+
 /// The chains upstream compiles a profile for (`crates/agentkeys-core/chain-profiles/`).
 pub const COMPILED_PROFILES: [&str; 7] =
     ["anvil", "base", "base-sepolia", "ethereum", "heima", "heima-paseo", "sepolia"];

@@ -159,9 +159,8 @@ pub fn enabled_units(root: &Root, bin_dir: &str, switched_off: &[String]) -> Vec
 /// doctor, the daemon's metrics): the configured binary directory and switches, else defaults.
 pub fn services_on(root: &Root) -> Vec<&'static catalog::Service> {
     let config = observe::config_files(root).ok().and_then(|f| config::load(&f).ok()).unwrap_or_default();
-    let bin_dir = config.bin_dir.map_or_else(|| paths::BIN_DIR.to_owned(), |b| b.value);
-    let off: Vec<String> =
-        config.service_enabled.into_iter().filter(|(_, on)| !on.value).map(|(unit, _)| unit).collect();
+    let bin_dir = config.bin_dir.as_ref().map_or_else(|| paths::BIN_DIR.to_owned(), |b| b.value.clone());
+    let off = settings::resolve_switched_off(&config).unwrap_or_default();
     let on = enabled_units(root, &bin_dir, &off);
     catalog::SERVICES.iter().filter(|s| on.contains(&s.unit)).collect()
 }

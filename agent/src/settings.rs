@@ -185,7 +185,7 @@ fn abs_path(source: &Source, v: &str) -> Result<String, InvalidInput> {
 
 /// `[services.<unit>.environment]`: known units, plain keys, safe values, never a key hostd sets.
 /// The optional services switched off in configuration; a required one cannot be.
-fn resolve_switched_off(config: &Config) -> Result<Vec<String>, InvalidInput> {
+pub fn resolve_switched_off(config: &Config) -> Result<Vec<String>, InvalidInput> {
     let mut off = Vec::new();
     for (unit, on) in &config.service_enabled {
         match crate::catalog::service(unit) {

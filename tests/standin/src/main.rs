@@ -146,9 +146,9 @@ fn claim(r: &Req) -> Reply {
     reply(403, "{\"error\":\"stand-in has no sessions\"}")
 }
 
-/// The bundler's health: degraded without a submitter key or EntryPoint; with both it asks the
-/// RPC for the submitter's balance (loopback http only here), bounded by the contract's time,
-/// and answers ready when the answer cannot be read (fail-open).
+/// The bundler's health: degraded without a submitter key or EntryPoint; with both and a known gas
+/// floor it asks the RPC for the submitter's balance (loopback http only here), bounded by the
+/// contract's time, and answers ready when the answer cannot be read (fail-open).
 fn bundler_health(c: &contracts::Contract) -> Reply {
     let chain = env("AGENTKEYS_CHAIN").unwrap_or_else(|| "heima".into());
     let entry =
@@ -157,9 +157,10 @@ fn bundler_health(c: &contracts::Contract) -> Reply {
     if entry.is_none() || key.is_none() {
         return reply(200, "{\"ok\":true,\"ready\":false,\"missing\":[\"ENTRYPOINT_ADDRESS[_<CHAIN>]\"]}");
     }
-    if let Some(addr) =
-        env("AGENTKEYS_CHAIN_RPC_HTTP").and_then(|u| u.strip_prefix("http://127.0.0.1:").map(str::to_owned))
-    {
+    let floor = env("AGENTKEYS_BUNDLER_GAS_FLOOR_WEI").is_some()
+        || contracts::PROFILES_WITH_GAS_FLOOR.contains(&chain.as_str());
+    let rpc = env("AGENTKEYS_CHAIN_RPC_HTTP").and_then(|u| u.strip_prefix("http://127.0.0.1:").map(str::to_owned));
+    if let (true, Some(addr)) = (floor, rpc) {
         let port = addr.split('/').next().unwrap_or_default().to_owned();
         let limit = Duration::from_secs(c.health_max_secs);
         let _ = TcpStream::connect(format!("127.0.0.1:{port}")).and_then(|mut s| {
