@@ -102,7 +102,7 @@ pub fn sha256_file(root: &Root, path: &str) -> anyhow::Result<Option<String>> {
 
 /// Read the systemd-side facts: unit states, binary hashes, the pending marker, keypairs.
 pub async fn observe_runtime(
-    sd: &crate::host::systemd::Systemd,
+    sd: &impl crate::host::systemd::Manager,
     root: &Root,
     settings: &Settings,
     state: &crate::state::State,

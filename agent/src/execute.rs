@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 
 use crate::cli::exec_pubkey::parse_public_key_pem;
 use crate::host::fs::Root;
-use crate::host::systemd::{Job, Systemd, UnitState};
+use crate::host::systemd::{Job, Manager, UnitState};
 use crate::observed::Accounts;
 use crate::plan::{Action, Plan};
 use crate::settings::Settings;
@@ -48,7 +48,7 @@ pub fn unit_failure(unit: &str, what: &str, state: Option<&UnitState>) -> anyhow
 const AUTO_RESTART_GRACE: Duration = Duration::from_secs(15);
 
 /// Start or restart `unit`; `Ok(Some(note))` when it only came up after an automatic restart.
-async fn start(sd: &Systemd, job: Job, unit: &str) -> anyhow::Result<Option<String>> {
+async fn start(sd: &impl Manager, job: Job, unit: &str) -> anyhow::Result<Option<String>> {
     let failed = sd.run_job(job, unit).await.err();
     let mut state = sd.unit_state(unit).await?;
     let Some(first) = failed else {
@@ -75,7 +75,7 @@ async fn start(sd: &Systemd, job: Job, unit: &str) -> anyhow::Result<Option<Stri
     Err(unit_failure(unit, &format!("failed to start: {first:#}"), Some(&state)))
 }
 
-async fn await_pubkey(sd: &Systemd, root: &Root, path: &str) -> anyhow::Result<()> {
+async fn await_pubkey(sd: &impl Manager, root: &Root, path: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + PUBKEY_WAIT;
     loop {
         if let Ok(text) = std::fs::read_to_string(root.path(path))
@@ -123,7 +123,7 @@ fn mint_keypair(settings: &Settings, accounts: &Accounts, purpose: &str, path: &
 
 /// Execute every service effect of `plan`; returns the display lines of what was done.
 pub async fn run(
-    sd: &Systemd,
+    sd: &impl Manager,
     root: &Root,
     settings: &Settings,
     accounts: &Accounts,
@@ -147,7 +147,7 @@ pub async fn run(
             Action::AwaitPubkey { path } => await_pubkey(sd, root, path).await?,
             Action::Stop { unit, .. } => sd.run_job(Job::Stop, unit).await?,
             Action::ReloadNginx { .. } => {
-                crate::host::nginx::reload_or_start(sd).await?;
+                crate::host::nginx::reload_or_start(sd, root).await?;
             }
             Action::ReloadSshd { .. } => {
                 // Debian and Ubuntu call it ssh.service; a stopped sshd reads the file when it starts.
@@ -168,4 +168,61 @@ pub async fn run(
     }
     done.extend(notes.into_iter().map(|n| format!("note: {n}")));
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::systemd::fake::FakeManager;
+
+    fn start(unit: &str) -> Action {
+        Action::Start { unit: unit.into(), reasons: vec!["not running".into()] }
+    }
+
+    fn run_plan(sd: &FakeManager, actions: Vec<Action>) -> anyhow::Result<Vec<String>> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = Root::new(dir.path());
+        let settings = crate::run::testhost::settings();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(run(sd, &root, &settings, &Accounts::default(), &Plan { actions }))
+    }
+
+    #[test]
+    fn jobs_run_in_plan_order() {
+        let sd = FakeManager::new();
+        let plan = vec![
+            Action::DaemonReload { reason: "units changed".into() },
+            Action::Enable { units: vec!["a.service".into(), "b.service".into()] },
+            start("a.service"),
+            Action::Restart { unit: "b.service".into(), reasons: vec!["env changed".into()] },
+            Action::Stop { unit: "c.service".into(), reason: "switched off".into() },
+        ];
+        let done = run_plan(&sd, plan).expect("every job succeeds");
+        assert_eq!(done.len(), 5, "{done:?}");
+        assert_eq!(
+            sd.take_log(),
+            ["daemon-reload", "enable a.service b.service", "Start a.service", "Restart b.service", "Stop c.service"]
+        );
+    }
+
+    #[test]
+    fn a_failing_start_stops_the_plan_and_names_the_unit_and_its_state() {
+        let sd = FakeManager::new();
+        sd.fail_when(|job, unit| job == Job::Start && unit == "b.service");
+        let err = run_plan(&sd, vec![start("a.service"), start("b.service"), start("c.service")])
+            .expect_err("b fails to start");
+        let text = format!("{err:#}");
+        assert!(text.contains("b.service failed to start"), "{text}");
+        assert!(text.contains("ActiveState=failed") && text.contains("Result=exit-code"), "{text}");
+        assert_eq!(sd.take_log(), ["Start a.service", "Start b.service"], "nothing after the failure");
+    }
+
+    #[test]
+    fn nginx_is_started_when_down_and_reloaded_when_up() {
+        let sd = FakeManager::new();
+        let reload = || Action::ReloadNginx { reasons: vec!["vhost changed".into()] };
+        run_plan(&sd, vec![reload()]).expect("start");
+        run_plan(&sd, vec![reload()]).expect("reload");
+        assert_eq!(sd.take_log(), ["Start nginx.service", "Reload nginx.service"]);
+    }
 }

@@ -12,12 +12,29 @@ fn main() {
         )
         .init();
     let cli = hostd::cli::Cli::parse();
-    let code = match hostd::cli::run(cli) {
+    let code = match runtime() {
+        Ok(rt) => run(cli, &rt),
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// The one runtime of the process: the command's thread drives it with `block_on`, and one
+/// worker runs what the daemon spawns (its metrics endpoint) while the main loop waits.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()
+}
+
+fn run(cli: hostd::cli::Cli, rt: &tokio::runtime::Runtime) -> i32 {
+    let env = hostd::cli::Env { rt, clock: &hostd::clock::SystemClock };
+    match hostd::cli::run(cli, &env) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
             hostd::error::exit_code_of(&err)
         }
-    };
-    std::process::exit(code);
+    }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::engine::Prepared;
 use crate::naming::Stack;
 use crate::plan::Action;
+use crate::run::decide::RunResult;
 
 #[derive(Debug, Serialize)]
 pub struct IdentitySummary {
@@ -19,8 +20,8 @@ pub struct IdentitySummary {
 
 #[derive(Debug, Serialize)]
 pub struct Summary {
-    /// `planned` (dry run), `converged` (nothing to do), `changed`, or `failed`.
-    pub result: &'static str,
+    /// `planned` (dry run), `converged` (nothing to do), `changed`, `failed` or `rolled_back`.
+    pub result: RunResult,
     pub identity: IdentitySummary,
     pub changed: usize,
     pub unchanged: usize,
@@ -90,12 +91,7 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
         notes.push("adopted a host set up by the old tooling: its identity was read from the broker unit".into());
     }
     Summary {
-        result: match (&error, applied, p.plan.is_empty()) {
-            (Some(_), _, _) => "failed",
-            (None, false, _) => "planned",
-            (None, true, true) => "converged",
-            (None, true, false) => "changed",
-        },
+        result: RunResult::of(error.is_some(), applied, p.plan.is_empty(), false),
         identity: identity_summary(p),
         changed,
         unchanged: managed.saturating_sub(changed),

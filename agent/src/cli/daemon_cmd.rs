@@ -17,7 +17,7 @@ pub struct DaemonArgs {
     pub no_acme: bool,
 }
 
-pub fn run(args: &DaemonArgs) -> anyhow::Result<i32> {
+pub fn run(args: &DaemonArgs, env: &super::Env) -> anyhow::Result<i32> {
     let started = std::time::Instant::now();
     let root = crate::host::fs::Root::new(&args.root);
     if !args.root.is_dir() {
@@ -35,5 +35,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<i32> {
             no_acme: args.no_acme || args.no_systemd || elsewhere,
         },
         started,
+        env.rt,
+        env.clock,
     )
 }

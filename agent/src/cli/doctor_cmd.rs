@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::emit;
+use super::{Env, emit};
 use crate::acme_policy::{self, DnsVerdict};
 use crate::doctor::{self, Check, Verdict};
 use crate::host::fs::Root;
@@ -95,7 +95,7 @@ fn trust_store(root: &Root) -> Check {
 }
 
 /// The ACME directory answers, and the clock agrees with the CA's `Date` header.
-fn acme_and_clock(root: &Root, acme: &crate::settings::AcmeSettings) -> Vec<Check> {
+fn acme_and_clock(env: &Env, root: &Root, acme: &crate::settings::AcmeSettings) -> Vec<Check> {
     let url = acme.directory_url.clone();
     let ca = acme.ca_bundle.as_ref().map(|p| root.path(p));
     let probe = async {
@@ -104,18 +104,14 @@ fn acme_and_clock(root: &Root, acme: &crate::settings::AcmeSettings) -> Vec<Chec
         let date = resp.headers().get(hyper::header::DATE).and_then(|v| v.to_str().ok().map(str::to_owned));
         anyhow::Ok((resp.status(), date))
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
-    let answer = match rt {
-        Ok(rt) => rt.block_on(probe),
-        Err(e) => Err(e.into()),
-    };
+    let answer = env.rt.block_on(probe);
     match answer {
         Ok((status, date)) if status.is_success() => {
             let mut out = vec![Check::new("acme directory", Verdict::Pass, format!("{url} answered {status}"))];
             let skew = date.and_then(|d| {
                 let fmt = time::format_description::well_known::Rfc2822;
                 let theirs = time::OffsetDateTime::parse(&d, &fmt).ok()?.unix_timestamp();
-                Some(crate::state::now_unix() as i64 - theirs)
+                Some(env.clock.now_unix() - theirs)
             });
             out.push(match skew {
                 Some(s) => doctor::clock(s),
@@ -132,17 +128,13 @@ fn acme_and_clock(root: &Root, acme: &crate::settings::AcmeSettings) -> Vec<Chec
     }
 }
 
-fn dns_checks(root: &Root, acme: &crate::settings::AcmeSettings, hosts: &[String]) -> Vec<Check> {
+fn dns_checks(env: &Env, root: &Root, acme: &crate::settings::AcmeSettings, hosts: &[String]) -> Vec<Check> {
     if hosts.is_empty() {
         return vec![Check::new("dns", Verdict::Warn, "no identity deployed yet: no public hosts to check")];
     }
     let ip = match acme.public_ipv4 {
         Some(ip) => Ok(ip),
-        None => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(crate::host::imds::public_ipv4(acme.imds_endpoint.as_deref()))),
+        None => env.rt.block_on(crate::host::imds::public_ipv4(acme.imds_endpoint.as_deref())),
     };
     let ip = match ip {
         Ok(ip) => ip,
@@ -176,7 +168,7 @@ fn dns_checks(root: &Root, acme: &crate::settings::AcmeSettings, hosts: &[String
         .collect()
 }
 
-pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
+pub fn run(args: &DoctorArgs, env: &Env) -> anyhow::Result<i32> {
     let root = Root::new(&args.root);
     let mut checks = vec![nginx(), port_80(), units_lint(&root), disk(&root, "/var/lib"), disk(&root, "/opt")];
     checks.push(trust_store(&root));
@@ -184,14 +176,14 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<i32> {
     match cfg {
         Ok(cfg) => match crate::settings::resolve_acme(&cfg) {
             Ok(acme) => {
-                checks.extend(acme_and_clock(&root, &acme));
+                checks.extend(acme_and_clock(env, &root, &acme));
                 let req = engine::Request::default();
                 let hosts: Vec<String> = engine::read_inputs(&root, &req)
                     .ok()
                     .and_then(|i| i.deployed)
                     .map(|d| observe::tls_states(&root, &d.identity, engine::services_on(&root)).into_keys().collect())
                     .unwrap_or_default();
-                checks.extend(dns_checks(&root, &acme, &hosts));
+                checks.extend(dns_checks(env, &root, &acme, &hosts));
             }
             Err(e) => checks.push(Check::new("config", Verdict::Fail, e.to_string())),
         },

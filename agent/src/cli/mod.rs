@@ -152,14 +152,21 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// What `main` hands every command: the one runtime and the one clock of the process.
+#[allow(missing_debug_implementations)] // a runtime and a trait object
+pub struct Env<'a> {
+    pub rt: &'a tokio::runtime::Runtime,
+    pub clock: &'a dyn crate::clock::Clock,
+}
+
 /// Run a parsed command line; returns the exit code.
-pub fn run(cli: Cli) -> anyhow::Result<i32> {
+pub fn run(cli: Cli, env: &Env) -> anyhow::Result<i32> {
     match cli.command {
         Command::Identity(a) => identity_cmd::run(&a),
-        Command::Reconcile(a) => reconcile_cmd::run(&a),
-        Command::Status(a) => status_cmd::run(&a),
-        Command::Daemon(a) => daemon_cmd::run(&a),
-        Command::Doctor(a) => doctor_cmd::run(&a),
+        Command::Reconcile(a) => reconcile_cmd::run(&a, env),
+        Command::Status(a) => status_cmd::run(&a, env),
+        Command::Daemon(a) => daemon_cmd::run(&a, env),
+        Command::Doctor(a) => doctor_cmd::run(&a, env),
         Command::Oidc(a) => oidc_cmd::run(&a),
         Command::ExecWithPubkey(a) => exec_pubkey::run(&a),
     }

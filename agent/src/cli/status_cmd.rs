@@ -60,14 +60,13 @@ struct CertView {
     path: Option<String>,
 }
 
-pub fn run(args: &StatusArgs) -> anyhow::Result<i32> {
+pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
     let root = Root::new(&args.root);
     let deployed = identity::deployed(&observe::host_records(&root)?)?;
     let saved = state::read(&root)?;
     let mut services = BTreeMap::new();
     let systemd = if root.is_real_root() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        match rt.block_on(async {
+        match env.rt.block_on(async {
             let sd = Systemd::connect().await?;
             let mut out = BTreeMap::new();
             for svc in crate::engine::services_on(&root) {
@@ -113,7 +112,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<i32> {
         Some(d) => crate::tls::schedule(
             &root,
             &observe::tls_states(&root, &d.identity, crate::engine::services_on(&root)),
-            state::now_unix() as i64,
+            env.clock.now_unix(),
         )?,
         None => Vec::new(),
     };

@@ -9,12 +9,17 @@ pub mod schedule;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use crate::cli::{ReconcileArgs, SelectorArgs};
+use crate::catalog::Service;
+use crate::clock::Clock;
+use crate::host::accounts;
 use crate::host::fs::Root;
+use crate::host::health::Verdict;
 use crate::host::metrics_server::{self, Signal};
 use crate::host::sd_notify;
+use crate::host::systemd::{Manager, Systemd};
+use crate::run::{self, Host, RunRequest};
 use crate::{config, engine, identity, observe, paths};
 use options::DaemonOptions;
 use record::{DaemonRecord, LastReconcile, NextWake};
@@ -48,13 +53,13 @@ struct Asked {
 }
 
 impl Asked {
-    /// Note one event; the loop acts on what was asked after a burst is drained.
-    fn take(&mut self, event: Event, debounce: Duration) {
+    /// Note one event (at `now_ms`); the loop acts on what was asked after a burst is drained.
+    fn take(&mut self, event: Event, debounce: Duration, now_ms: i64) {
         match event {
             Event::Signal(Signal::Reload) => self.reconcile = Some(Trigger::Reload),
             Event::Signal(Signal::Stop) => self.stop = true,
             Event::ConfigChanged => {
-                self.debounce_until = Some(now_ms() + i64::try_from(debounce.as_millis()).unwrap_or(1000));
+                self.debounce_until = Some(now_ms + i64::try_from(debounce.as_millis()).unwrap_or(1000));
             }
             Event::StateChanged => self.observe = true,
         }
@@ -63,10 +68,6 @@ impl Asked {
 
 /// When another run holds the lock, try again after this long.
 const LOCK_RETRY: Duration = Duration::from_secs(30);
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 fn random_unit() -> f64 {
     let mut b = [0u8; 8];
@@ -116,15 +117,23 @@ fn watch(
     Ok(watcher)
 }
 
-struct Daemon {
+/// Connects to the system manager for one run (`None`: files only).
+type Connect<'a, M> = &'a dyn Fn() -> anyhow::Result<Option<M>>;
+
+/// The daemon's state between runs, and what it runs with.
+struct Daemon<'a, M: Manager> {
     opts: Options,
     root: Root,
     record: Arc<Mutex<DaemonRecord>>,
     settings: DaemonOptions,
     last_run_unix: i64,
+    connect: Connect<'a, M>,
+    health: &'a dyn Fn(&[&Service]) -> Vec<Verdict>,
+    clock: &'a dyn Clock,
+    rt: &'a tokio::runtime::Runtime,
 }
 
-impl Daemon {
+impl<M: Manager> Daemon<'_, M> {
     fn update(&self, f: impl FnOnce(&mut DaemonRecord)) {
         let snapshot = {
             let mut r = self.record.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -142,7 +151,7 @@ impl Daemon {
         let (hosts, note) = match deployed {
             Ok(Some(d)) => {
                 let tls = observe::tls_states(&self.root, &d.identity, engine::services_on(&self.root));
-                match crate::tls::schedule(&self.root, &tls, now_ms() / 1000) {
+                match crate::tls::schedule(&self.root, &tls, self.clock.now_unix()) {
                     Ok(h) => (h, None),
                     Err(e) => (Vec::new(), Some(format!("certificate schedule unreadable: {e:#}"))),
                 }
@@ -166,55 +175,72 @@ impl Daemon {
         }
     }
 
+    /// One run through the library, as `reconcile` with no flags runs it.
+    fn run_once(&self, trigger: Trigger) -> anyhow::Result<run::RunReport> {
+        let manager = (self.connect)()?;
+        let db = accounts::for_root(&self.root);
+        let host = Host {
+            root: &self.root,
+            accounts: db.as_ref(),
+            manager: manager.as_ref(),
+            health: self.health,
+            clock: self.clock,
+            rt: self.rt,
+        };
+        let ask = RunRequest {
+            request: engine::Request::default(),
+            release: None,
+            dry_run: false,
+            acme: !self.opts.no_acme,
+            keep_releases: 1,
+            lock_wait: Duration::from_secs(5),
+            trigger: Some(trigger.name().to_owned()),
+        };
+        run::reconcile(&host, &ask)
+    }
+
     fn reconcile(&mut self, trigger: Trigger) -> i32 {
         self.settings = read_options(&self.root);
         if !self.deployable() {
             self.observe();
             return 0;
         }
-        let args = ReconcileArgs {
-            common: SelectorArgs::flagless(self.opts.root.clone()),
-            region: None,
-            no_systemd: self.opts.no_systemd,
-            no_acme: self.opts.no_acme,
-            dry_run: false,
-            release: None,
-            sha256: None,
-            release_ca: None,
-            keep_releases: 1,
-            lock_wait_secs: 5,
-            trigger: Some(trigger.name().to_owned()),
-        };
         let began = Instant::now();
-        let mut summary = None;
-        let (code, error) = match crate::cli::reconcile_cmd::run_collect(&args, &mut summary) {
-            Ok(code) => (code, None),
+        let (code, result, class, corrective, error) = match self.run_once(trigger) {
+            Ok(report) => {
+                let class = report.failure_class();
+                let (code, result) = (report.exit_code(), report.result());
+                let corrective = report.summary.corrective.clone();
+                (code, result.to_string(), class, corrective, report.into_error())
+            }
             Err(e) => {
-                tracing::error!(trigger = trigger.name(), "reconcile failed: {e:#}");
-                (crate::error::exit_code_of(&e), Some(format!("{e:#}")))
+                let code = crate::error::exit_code_of(&e);
+                let class = run::decide::failure_class(run::decide::Verdict {
+                    exit_code: code,
+                    result: None,
+                    unhealthy: false,
+                    certificate_failed: false,
+                });
+                (code, run::decide::RunResult::Failed.to_string(), class, Vec::new(), Some(e))
             }
         };
-        let summary = summary.unwrap_or_default();
-        let result = summary["result"].as_str().unwrap_or(if code == 0 { "converged" } else { "failed" }).to_owned();
-        let corrective: Vec<String> = summary["corrective"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
-        let class = record::failure_class(code, &result, &summary);
-        self.last_run_unix = now_ms() / 1000;
+        if let Some(e) = &error {
+            tracing::error!(trigger = trigger.name(), "reconcile failed: {e:#}");
+        }
+        self.last_run_unix = self.clock.now_unix();
         let last = LastReconcile {
             trigger: trigger.name().to_owned(),
             result,
             exit_code: code,
             finished_unix: self.last_run_unix,
             duration_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
-            error,
+            error: error.map(|e| format!("{e:#}")),
             corrective,
         };
         self.update(|r| {
             *r.reconciles.entry(trigger.name().to_owned()).or_default() += 1;
             if let Some(class) = class {
-                *r.failures.entry(class.to_owned()).or_default() += 1;
+                *r.failures.entry(class.as_str().to_owned()).or_default() += 1;
             }
             r.corrections += last.corrective.len() as u64;
             r.last = Some(last);
@@ -227,17 +253,18 @@ impl Daemon {
 const NOT_DEPLOYED: &str = "no identity deployed yet: run `agentkeys-hostd reconcile` with the identity flags once (or set [identity] stack in hostd.toml); the daemon then keeps it converged";
 
 /// Run until `SIGTERM`; returns the exit code.
-pub fn run(opts: Options, started: Instant) -> anyhow::Result<i32> {
+pub fn run(opts: Options, started: Instant, rt: &tokio::runtime::Runtime, clock: &dyn Clock) -> anyhow::Result<i32> {
     let root = Root::new(&opts.root);
     let settings = read_options(&root);
     let record = Arc::new(Mutex::new(DaemonRecord {
         pid: std::process::id(),
-        started_unix: now_ms() / 1000,
+        started_unix: clock.now_unix(),
         ..Default::default()
     }));
     let (tx, rx) = mpsc::channel::<Event>();
     let signals = tx.clone();
     metrics_server::start(
+        rt,
         move |s| signals.send(Event::Signal(s)).is_ok(),
         record.clone(),
         settings.metrics_listen,
@@ -246,7 +273,19 @@ pub fn run(opts: Options, started: Instant) -> anyhow::Result<i32> {
     let _config =
         watch(root.path(paths::ETC_AGENTKEYS), schedule::is_config_path, tx.clone(), || Event::ConfigChanged)?;
     let _state = watch(root.path(paths::STATE_DIR), schedule::is_schedule_input, tx, || Event::StateChanged)?;
-    let mut d = Daemon { opts, root, record, settings, last_run_unix: 0 };
+    let no_systemd = opts.no_systemd;
+    let connect = || if no_systemd { Ok(None) } else { rt.block_on(Systemd::connect()).map(Some) };
+    let mut d = Daemon {
+        opts,
+        root,
+        record,
+        settings,
+        last_run_unix: 0,
+        connect: &connect,
+        health: &run::health_gate,
+        clock,
+        rt,
+    };
     d.observe();
     let ready_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     d.update(|r| r.ready_ms = ready_ms);
@@ -261,10 +300,10 @@ pub fn run(opts: Options, started: Instant) -> anyhow::Result<i32> {
         if let Some(trigger) = asked.reconcile.take() {
             sd_notify::notify(&format!("STATUS=reconciling ({})", trigger.name()));
             let code = d.reconcile(trigger);
-            next_drift_ms = now_ms() + i64::try_from(d.settings.drift_interval.as_millis()).unwrap_or(i64::MAX);
+            next_drift_ms = clock.now_ms() + i64::try_from(d.settings.drift_interval.as_millis()).unwrap_or(i64::MAX);
             if code == crate::error::exit::LOCKED {
                 // Another converge (an SSM run) holds the lock: come back soon with the same reason.
-                next_drift_ms = now_ms() + LOCK_RETRY.as_millis() as i64;
+                next_drift_ms = clock.now_ms() + LOCK_RETRY.as_millis() as i64;
             }
             if trigger == Trigger::Config {
                 asked.debounce_until = None;
@@ -284,25 +323,25 @@ pub fn run(opts: Options, started: Instant) -> anyhow::Result<i32> {
                 wake.why
             ));
         }
-        let mut timeout = Duration::from_millis(u64::try_from((wake.at - now_ms()).max(0)).unwrap_or(0));
+        let mut timeout = Duration::from_millis(u64::try_from((wake.at - clock.now_ms()).max(0)).unwrap_or(0));
         if let Some(w) = watchdog {
             timeout = timeout.min(w);
         }
         match rx.recv_timeout(timeout) {
             Ok(event) => {
                 let burst = matches!(event, Event::StateChanged);
-                asked.take(event, d.settings.debounce);
+                asked.take(event, d.settings.debounce, clock.now_ms());
                 if burst {
                     // Coalesce a burst (a run installs several certificates) before reading again.
                     std::thread::sleep(Duration::from_millis(200));
                     while let Ok(event) = rx.try_recv() {
-                        asked.take(event, d.settings.debounce);
+                        asked.take(event, d.settings.debounce, clock.now_ms());
                     }
                 }
             }
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
-                if now_ms() >= wake.at {
+                if clock.now_ms() >= wake.at {
                     asked.reconcile = Some(wake.trigger);
                 }
             }
@@ -338,14 +377,66 @@ mod tests {
     #[test]
     fn a_burst_of_events_is_one_set_of_requests() {
         let mut asked = Asked::default();
-        let before = now_ms();
+        let before = 1_000_000;
         for event in [Event::StateChanged, Event::ConfigChanged, Event::StateChanged, Event::Signal(Signal::Reload)] {
-            asked.take(event, Duration::from_millis(300));
+            asked.take(event, Duration::from_millis(300), before);
         }
         assert_eq!(asked.reconcile, Some(Trigger::Reload));
         assert!(asked.observe && !asked.stop);
-        assert!(asked.debounce_until.is_some_and(|t| t >= before + 300), "{:?}", asked.debounce_until);
-        asked.take(Event::Signal(Signal::Stop), Duration::ZERO);
+        assert_eq!(asked.debounce_until, Some(before + 300));
+        asked.take(Event::Signal(Signal::Stop), Duration::ZERO, before);
         assert!(asked.stop, "a stop in the burst ends the loop");
+    }
+
+    #[test]
+    fn each_run_is_counted_with_its_trigger_and_failures_by_class() {
+        let h = run::testhost::TestHost::new();
+        let a = h.release("1.0.0");
+        let first = h.reconcile(&run::testhost::TestHost::ask(Some(&a))).expect("deploy");
+        assert!(first.error.is_none(), "{:?}", first.error);
+        let sd = &*h.sd;
+        let connect = || Ok(Some(sd));
+        let gate = |s: &[&Service]| sd.gate(s);
+        let opts = Options { root: h.dir.path().to_owned(), no_systemd: false, no_acme: true };
+        let mut d = Daemon {
+            opts,
+            root: h.root.clone(),
+            record: Arc::default(),
+            settings: read_options(&h.root),
+            last_run_unix: 0,
+            connect: &connect,
+            health: &gate,
+            clock: &crate::clock::SystemClock,
+            rt: &h.rt,
+        };
+        assert_eq!(d.reconcile(Trigger::Start), 0, "the deployed identity, no flags");
+
+        // A hand edit: the drift check puts the unit back, counted as a correction.
+        let unit = h.root.path(paths::BROKER_UNIT);
+        std::fs::write(&unit, "[Service]\nExecStart=/bin/true\n").expect("edit");
+        assert_eq!(d.reconcile(Trigger::Drift), 0);
+        let record = read_record(&h.root).expect("the record is written");
+        assert_eq!(record.corrections, 1, "{record:?}");
+        let last = record.last.expect("last run");
+        assert_eq!((last.trigger.as_str(), last.result.as_str()), ("drift", "changed"));
+        assert!(last.corrective.iter().any(|c| c.contains("agentkeys-broker.service")), "{:?}", last.corrective);
+
+        // An unhealthy service: the run fails and is counted as a health failure.
+        sd.set_unhealthy("agentkeys-signer.service", true);
+        assert_eq!(d.reconcile(Trigger::Drift), 1);
+        let record = read_record(&h.root).expect("record");
+        assert_eq!(record.failures.get("health"), Some(&1), "{:?}", record.failures);
+        assert_eq!(record.reconciles.get("drift"), Some(&2));
+        assert_eq!(record.reconciles.get("start"), Some(&1));
+        let error = record.last.and_then(|l| l.error).unwrap_or_default();
+        assert!(error.contains("agentkeys-signer.service failed its health check"), "{error}");
+
+        // A start that fails (no release switch to undo): an apply failure.
+        sd.set_unhealthy("agentkeys-signer.service", false);
+        sd.fail_when(|_, unit| unit == "agentkeys-bundler.service");
+        std::fs::write(h.root.path("/etc/systemd/system/agentkeys-bundler.service"), "[Service]\n").expect("edit");
+        assert_eq!(d.reconcile(Trigger::Config), 1);
+        let record = read_record(&h.root).expect("record");
+        assert_eq!(record.failures.get("apply"), Some(&1), "{:?}", record.failures);
     }
 }

@@ -96,8 +96,7 @@ pub async fn fetch(url: &str, ca_bundle: Option<&std::path::Path>) -> anyhow::Re
 }
 
 /// Download, pin and load a release archive.
-pub fn release(url: &str, sha256: &str, ca_bundle: Option<&std::path::Path>) -> anyhow::Result<Loaded> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let bytes = rt.block_on(fetch(url, ca_bundle))?;
+pub async fn release(url: &str, sha256: &str, ca_bundle: Option<&std::path::Path>) -> anyhow::Result<Loaded> {
+    let bytes = fetch(url, ca_bundle).await?;
     releases::load_archive(url, &bytes, Some(sha256))
 }

@@ -1,4 +1,4 @@
-//! The daemon's background thread: the Prometheus endpoint on loopback (hyper) and the signals
+//! The daemon's background task (on the process's runtime): the Prometheus endpoint on loopback (hyper) and the signals
 //! (`SIGHUP` → reconcile, `SIGTERM`/`SIGINT` → stop), both handed to the main loop as events.
 
 use std::collections::BTreeMap;
@@ -18,7 +18,7 @@ use crate::host::systemd::Systemd;
 /// How long a stop waits for a running reconcile to end.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// What the background thread tells the main loop.
+/// What the background task tells the main loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     Reload,
@@ -81,74 +81,63 @@ async fn serve(listener: tokio::net::TcpListener, record: Arc<Mutex<DaemonRecord
     }
 }
 
-/// Start the thread; returns once the signal handlers are installed and the listener is bound
+/// Spawn the task; returns once the signal handlers are installed and the listener is bound
 /// (so a `SIGHUP` right after `READY=1` is never lost, and a taken port is reported at start).
 pub fn start(
+    rt: &tokio::runtime::Runtime,
     events: impl Fn(Signal) -> bool + Send + 'static,
     record: Arc<Mutex<DaemonRecord>>,
     listen: Option<SocketAddr>,
     systemd: bool,
 ) -> anyhow::Result<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
-    std::thread::Builder::new()
-        .name("hostd-background".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
+    rt.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let armed = (|| {
+            let hup = signal(SignalKind::hangup()).context("failed to install the SIGHUP handler")?;
+            let term = signal(SignalKind::terminate()).context("failed to install the SIGTERM handler")?;
+            let int = signal(SignalKind::interrupt()).context("failed to install the SIGINT handler")?;
+            anyhow::Ok((hup, term, int))
+        })();
+        let (mut hup, mut term, mut int) = match armed {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        };
+        if let Some(addr) = listen {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    tokio::spawn(serve(l, record, systemd));
+                }
                 Err(e) => {
-                    let _ = ready_tx.send(Err(e.into()));
+                    let _ = ready_tx.send(Err(anyhow::anyhow!(
+                        "failed to listen for metrics on {addr}: {e}; free the port or set daemon.metrics_listen"
+                    )));
                     return;
                 }
+            }
+        }
+        let _ = ready_tx.send(Ok(()));
+        loop {
+            let sig = tokio::select! {
+                _ = hup.recv() => Signal::Reload,
+                _ = term.recv() => Signal::Stop,
+                _ = int.recv() => Signal::Stop,
             };
-            rt.block_on(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let armed = (|| {
-                    let hup = signal(SignalKind::hangup()).context("failed to install the SIGHUP handler")?;
-                    let term = signal(SignalKind::terminate()).context("failed to install the SIGTERM handler")?;
-                    let int = signal(SignalKind::interrupt()).context("failed to install the SIGINT handler")?;
-                    anyhow::Ok((hup, term, int))
-                })();
-                let (mut hup, mut term, mut int) = match armed {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                if let Some(addr) = listen {
-                    match tokio::net::TcpListener::bind(addr).await {
-                        Ok(l) => {
-                            tokio::spawn(serve(l, record, systemd));
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(anyhow::anyhow!(
-                                "failed to listen for metrics on {addr}: {e}; free the port or set daemon.metrics_listen"
-                            )));
-                            return;
-                        }
-                    }
-                }
-                let _ = ready_tx.send(Ok(()));
-                loop {
-                    let sig = tokio::select! {
-                        _ = hup.recv() => Signal::Reload,
-                        _ = term.recv() => Signal::Stop,
-                        _ = int.recv() => Signal::Stop,
-                    };
-                    if !events(sig) {
-                        return;
-                    }
-                    if sig == Signal::Stop {
-                        // The main loop stops between runs. A run that does not end within the
-                        // grace time is cut short: every step is crash-safe (atomic writes, the
-                        // pending marker), and the next run finishes what it started.
-                        tokio::time::sleep(STOP_GRACE).await;
-                        tracing::warn!("stopping in the middle of a reconcile; the next run completes it");
-                        std::process::exit(0);
-                    }
-                }
-            });
-        })
-        .context("failed to start the daemon's background thread")?;
-    ready_rx.recv().context("the daemon's background thread died while starting")?
+            if !events(sig) {
+                return;
+            }
+            if sig == Signal::Stop {
+                // The main loop stops between runs. A run that does not end within the
+                // grace time is cut short: every step is crash-safe (atomic writes, the
+                // pending marker), and the next run finishes what it started.
+                tokio::time::sleep(STOP_GRACE).await;
+                tracing::warn!("stopping in the middle of a reconcile; the next run completes it");
+                std::process::exit(0);
+            }
+        }
+    });
+    ready_rx.recv().context("the daemon's background task died while starting")?
 }

@@ -2,6 +2,9 @@
 //! `JobRemoved` result awaited (the stream is opened before the call), then the unit's state.
 //! `DBUS_SYSTEM_BUS_ADDRESS` selects the bus. No `systemctl` anywhere.
 
+#[cfg(test)]
+pub mod fake;
+
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -45,6 +48,60 @@ pub enum Job {
     Restart,
     Reload,
     Stop,
+}
+
+/// The systemd calls a run makes — the seam between the run and the system manager: [`Systemd`]
+/// over D-Bus on a host, [`fake::FakeManager`] in the in-process tests. Runs are driven on one
+/// current-thread runtime, so the futures need not be `Send`.
+#[allow(async_fn_in_trait)]
+pub trait Manager {
+    /// The manager's overall state (`running`, `degraded`, `starting`, …).
+    async fn system_state(&self) -> anyhow::Result<String>;
+    /// `daemon-reload`; returns when systemd has reloaded.
+    async fn daemon_reload(&self) -> anyhow::Result<()>;
+    /// Enable the units that are not enabled yet; true if anything changed.
+    async fn enable(&self, units: &[String]) -> anyhow::Result<bool>;
+    /// Run one job and wait for its end; an error names the unit and the job result.
+    async fn run_job(&self, job: Job, unit: &str) -> anyhow::Result<()>;
+    /// The state of `unit`, read fresh every time.
+    async fn unit_state(&self, unit: &str) -> anyhow::Result<UnitState>;
+}
+
+/// A borrowed manager is a manager (the daemon lends one to each run).
+impl<T: Manager> Manager for &T {
+    async fn system_state(&self) -> anyhow::Result<String> {
+        (**self).system_state().await
+    }
+    async fn daemon_reload(&self) -> anyhow::Result<()> {
+        (**self).daemon_reload().await
+    }
+    async fn enable(&self, units: &[String]) -> anyhow::Result<bool> {
+        (**self).enable(units).await
+    }
+    async fn run_job(&self, job: Job, unit: &str) -> anyhow::Result<()> {
+        (**self).run_job(job, unit).await
+    }
+    async fn unit_state(&self, unit: &str) -> anyhow::Result<UnitState> {
+        (**self).unit_state(unit).await
+    }
+}
+
+impl Manager for Systemd {
+    async fn system_state(&self) -> anyhow::Result<String> {
+        Systemd::system_state(self).await
+    }
+    async fn daemon_reload(&self) -> anyhow::Result<()> {
+        Systemd::daemon_reload(self).await
+    }
+    async fn enable(&self, units: &[String]) -> anyhow::Result<bool> {
+        Systemd::enable(self, units).await
+    }
+    async fn run_job(&self, job: Job, unit: &str) -> anyhow::Result<()> {
+        Systemd::run_job(self, job, unit).await
+    }
+    async fn unit_state(&self, unit: &str) -> anyhow::Result<UnitState> {
+        Systemd::unit_state(self, unit).await
+    }
 }
 
 impl Systemd {

@@ -1,0 +1,319 @@
+//! One converge, as a library: the command line and the daemon both call [`reconcile`] with the
+//! host it acts on and what was asked, and get a typed [`RunReport`] back.
+//! Phases: decide (nothing written on bad input) → release → lock → observe/plan → pending marker →
+//! files → systemd jobs → health gate → rollback → certificates (re-planned) → retention → record.
+//! The run's own decisions are the pure functions of [`decide`].
+
+pub mod decide;
+mod steps;
+#[cfg(test)]
+pub(crate) mod testhost;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::acme_policy::CertState;
+use crate::catalog::Service;
+use crate::clock::Clock;
+use crate::engine::{self, Request};
+use crate::error::exit;
+use crate::host::accounts::AccountDb;
+use crate::host::health::{self, Verdict};
+use crate::host::systemd::Manager;
+use crate::host::{fs::Root, releases};
+use crate::report::{self, Summary};
+use crate::state::{self, LastRun, Pending};
+use crate::tls::HostOutcome;
+use crate::{failpoints, plan};
+use decide::{RunResult, Switch};
+
+/// How long the real health gate retries before it declares a service down.
+pub const HEALTH_BUDGET: Duration = Duration::from_secs(30);
+
+/// The health gate over HTTP on loopback, as a host runs it.
+pub fn health_gate(services: &[&Service]) -> Vec<Verdict> {
+    health::gate(HEALTH_BUDGET, services)
+}
+
+/// What a run acts on and with.
+#[allow(missing_debug_implementations)] // trait objects and a runtime
+pub struct Host<'a, M: Manager> {
+    pub root: &'a Root,
+    pub accounts: &'a dyn AccountDb,
+    /// `None`: files only (`--no-systemd`, or another root).
+    pub manager: Option<&'a M>,
+    /// Probes the services after their jobs (see [`health_gate`]).
+    pub health: &'a dyn Fn(&[&Service]) -> Vec<Verdict>,
+    pub clock: &'a dyn Clock,
+    pub rt: &'a tokio::runtime::Runtime,
+}
+
+/// Where a release comes from.
+#[derive(Debug, Clone)]
+pub enum ReleaseSource {
+    /// A directory or archive on this machine, optionally pinned.
+    Local { path: String, sha256: Option<String> },
+    /// An `https://` archive, always pinned; `ca` replaces the system roots.
+    Url { url: String, sha256: String, ca: Option<PathBuf> },
+}
+
+/// What a run was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub request: Request,
+    pub release: Option<ReleaseSource>,
+    pub dry_run: bool,
+    /// Obtain and renew certificates (needs systemd: nginx reloads through it).
+    pub acme: bool,
+    pub keep_releases: usize,
+    pub lock_wait: Duration,
+    /// Who asked, when not an operator (`drift`, `renewal`, …).
+    pub trigger: Option<String>,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct RunReport {
+    pub summary: Summary,
+    /// What was done, in order (display lines).
+    pub done: Vec<String>,
+    pub health: Vec<Verdict>,
+    /// Per host, when the certificate step ran.
+    pub certificates: Option<BTreeMap<String, HostOutcome>>,
+    pub plan: plan::Plan,
+    /// Why the run failed; what was done before stays applied.
+    pub error: Option<anyhow::Error>,
+}
+
+impl RunReport {
+    pub fn result(&self) -> RunResult {
+        self.summary.result
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        self.error.as_ref().map_or(exit::OK, crate::error::exit_code_of)
+    }
+
+    /// The class this run counts under when it failed.
+    pub fn failure_class(&self) -> Option<decide::FailureClass> {
+        decide::failure_class(decide::Verdict {
+            exit_code: self.exit_code(),
+            result: Some(self.result()),
+            unhealthy: self.health.iter().any(|v| !v.ok),
+            certificate_failed: self.certificates.as_ref().is_some_and(|c| c.values().any(|o| o.state.is_failure())),
+        })
+    }
+
+    /// The run's error with what an operator does next.
+    pub fn into_error(self) -> Option<anyhow::Error> {
+        self.error
+            .map(|e| e.context("reconcile failed; what was done before the failure stays applied, re-run to finish"))
+    }
+}
+
+/// Converge the host. `Err` is a run refused before it changed anything (bad input, lock busy,
+/// unreadable state); a run that started returns `Ok` with its error in the report.
+pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Result<RunReport> {
+    let root = host.root;
+    let began = Instant::now();
+    let req = Request { options: plan::Options { no_systemd: host.manager.is_none() }, ..ask.request.clone() };
+    // Decide once before taking the lock, so bad input is refused with nothing written (not even
+    // the lock file); the run itself decides again under the lock. A release is verified here too.
+    engine::prepare(root, host.accounts, &req, None)?;
+    let bundle = match &ask.release {
+        Some(ReleaseSource::Url { url, sha256, ca }) => {
+            Some(host.rt.block_on(crate::host::download::release(url, sha256, ca.as_deref()))?)
+        }
+        Some(ReleaseSource::Local { path, sha256 }) => Some(releases::load(path, sha256.as_deref())?),
+        None => None,
+    };
+    let _lock = if ask.dry_run {
+        None
+    } else {
+        Some(state::lock(root, ask.lock_wait, |holder| {
+            eprintln!(
+                "queued: another converge (pid {holder}) holds the lock; waiting up to {} s",
+                ask.lock_wait.as_secs()
+            );
+        })?)
+    };
+    let mut notes = Vec::new();
+    let switched = if ask.dry_run { None } else { release_step(root, bundle.as_ref(), &mut notes)? };
+    let saved = state::read(root)?;
+    if let Some(p) = &saved.pending {
+        eprintln!(
+            "note: a run started by pid {} did not finish; completing its restarts ({})",
+            p.pid,
+            p.restarts.join(", ")
+        );
+    }
+    let ctx = steps::Ctx { host, req: &req, saved: &saved };
+    let prepared = ctx.prepare()?;
+    if ask.dry_run {
+        let summary = report::summary(&prepared, false, None);
+        return Ok(RunReport {
+            summary,
+            done: Vec::new(),
+            health: Vec::new(),
+            certificates: None,
+            plan: prepared.plan,
+            error: None,
+        });
+    }
+
+    let this_run: Vec<String> = prepared
+        .plan
+        .actions
+        .iter()
+        .filter_map(|a| a.started_unit())
+        .map(|u| u.trim_end_matches(".service").to_owned())
+        .collect();
+    let earlier = saved.pending.as_ref().map(|p| p.restarts.clone()).unwrap_or_default();
+    let pending = decide::pending_restarts(&this_run, &earlier);
+    let mut marked = saved.clone();
+    if !pending.is_empty() {
+        let started_unix = u64::try_from(host.clock.now_unix()).unwrap_or_default();
+        marked.pending = Some(Pending { started_unix, pid: std::process::id(), restarts: pending });
+        state::write(root, &marked)?;
+    }
+    // The later steps observe with the marker: a rollback restarts what this run restarted.
+    let ctx = steps::Ctx { saved: &marked, ..ctx };
+
+    let (mut done, verdicts, mut error) = match ctx.converge(&prepared) {
+        Ok((done, verdicts)) => (done, verdicts, None),
+        Err(steps::Failed { done, verdicts, error }) => (done, verdicts, Some(error)),
+    };
+    let mut rolled_back = false;
+    if let (Some(why), Some(previous)) =
+        (&error, decide::rollback_target(error.is_some(), switched.as_ref(), host.manager.is_some()))
+    {
+        // Health-gated rollback: back to the previous release, restart what changed again, verify.
+        let id = switched.as_ref().map(|s| s.to.clone()).unwrap_or_default();
+        let why = format!("{why:#}");
+        let back = ctx.rollback(previous);
+        rolled_back = back.is_ok();
+        error = Some(match back {
+            Ok(more) => {
+                done.extend(more);
+                anyhow::anyhow!("rolled_back: release {id} failed and {previous} is serving again, healthy\n{why}")
+            }
+            Err(b) => anyhow::anyhow!("release {id} failed ({why}) and the rollback to {previous} failed too: {b:#}"),
+        });
+        notes.push(format!("rolled back from {id} to {previous}"));
+    }
+    let mut certificates = None;
+    if error.is_none() && ask.acme && host.manager.is_some() {
+        match ctx.certificates(&prepared) {
+            Ok((outcomes, more)) => {
+                done.extend(more);
+                let failed: Vec<String> = outcomes
+                    .iter()
+                    .filter(|(_, o)| o.state.is_failure())
+                    .map(|(h, o)| format!("{h}: {}", o.detail))
+                    .collect();
+                if !failed.is_empty() {
+                    error = Some(anyhow::anyhow!(
+                        "certificates could not be obtained for {} host(s); each keeps what it served before:\n{}",
+                        failed.len(),
+                        failed.join("\n")
+                    ));
+                }
+                certificates = Some(outcomes);
+            }
+            Err(e) => error = Some(e),
+        }
+    }
+    let mut summary = report::summary(&prepared, true, error.as_ref().map(|e| format!("{e:#}")));
+    summary.notes.extend(notes);
+    summary.release = releases::current(root);
+    summary.result = RunResult::of(error.is_some(), true, prepared.plan.is_empty(), rolled_back);
+    if error.is_none() {
+        let previous = switched.as_ref().and_then(|s| s.from.as_deref());
+        let keep = crate::release::releases_to_keep(
+            releases::current(root).as_deref(),
+            previous,
+            &releases::list_by_age(root)?,
+            ask.keep_releases,
+        );
+        let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+        for r in releases::clean(root, &keep)? {
+            summary.notes.push(format!("removed old release {r}"));
+        }
+    }
+    if let Some(outcomes) = &certificates {
+        let now = host.clock.now_unix();
+        summary.parked = outcomes.values().filter(|o| o.state == CertState::DnsNotReady).count();
+        summary.tls = outcomes
+            .iter()
+            .map(|(h, o)| {
+                (h.clone(), o.days_left(now).map_or_else(|| o.state.to_string(), |d| format!("{} {d}d", o.state)))
+            })
+            .collect();
+    }
+    if !verdicts.is_empty() {
+        summary.healthy = Some(verdicts.iter().filter(|v| v.ok).count());
+        summary.unhealthy = verdicts.iter().filter(|v| !v.ok).map(|v| (v.unit.clone(), v.detail.clone())).collect();
+    }
+    summary.trigger.clone_from(&ask.trigger);
+    if ask.trigger.as_deref() == Some("drift") {
+        // A drift check only finds what someone changed by hand: each file it puts back is corrective.
+        summary.corrective =
+            prepared.plan.actions.iter().filter(|a| !a.is_service_effect()).map(ToString::to_string).collect();
+    }
+    let binaries = prepared
+        .observed
+        .runtime
+        .as_ref()
+        .map(|r| r.services.iter().filter_map(|(u, f)| f.binary_sha256.clone().map(|h| (u.clone(), h))).collect())
+        .unwrap_or_default();
+    let last = LastRun {
+        result: summary.result.to_string(),
+        finished_unix: u64::try_from(host.clock.now_unix()).unwrap_or_default(),
+        duration_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+        summary: serde_json::to_value(&summary)?,
+    };
+    let after = decide::next_state(marked, error.is_some(), rolled_back, binaries, last);
+    if !decide::writes_nothing(prepared.plan.is_empty(), error.is_some(), &saved, &after) {
+        state::write(root, &after)?;
+        let full = serde_json::json!({
+            "summary": &summary,
+            "done": &done,
+            "health": verdicts,
+            "plan": prepared.plan.actions.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        });
+        root.write_atomic(state::REPORT_FILE, (serde_json::to_string_pretty(&full)? + "\n").as_bytes(), 0o600, 0, 0)?;
+    }
+    if root.is_real_root() {
+        let line = serde_json::to_string(&summary)?;
+        let message =
+            format!("reconcile {}: {} changed, {} restarted", summary.result, summary.changed, summary.restarts.len());
+        crate::host::journal::send(&message, &[("AGENTKEYS_SUMMARY", &line)]);
+    }
+    Ok(RunReport { summary, done, health: verdicts, certificates, plan: prepared.plan, error })
+}
+
+/// Switch to the requested release, or adopt the old script's binaries when none exists yet.
+fn release_step(
+    root: &Root,
+    bundle: Option<&releases::Loaded>,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Option<Switch>> {
+    if let Some(b) = bundle {
+        let id = releases::install(root, b)?;
+        failpoints::hit("release-staged");
+        if releases::current(root).as_deref() != Some(id.as_str()) {
+            let previous = releases::switch(root, &id)?;
+            failpoints::hit("release-switched");
+            notes.push(format!("switched to release {id} (previous: {})", previous.as_deref().unwrap_or("none")));
+            return Ok(Some(Switch { to: id, from: previous }));
+        }
+    } else if releases::current(root).is_none()
+        && let Some(id) = releases::adopt(root)?
+    {
+        notes.push(format!("adopted the binaries in /usr/local/bin as release {id}"));
+    }
+    Ok(None)
+}
