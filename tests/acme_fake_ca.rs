@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use base64::prelude::BASE64_URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use hostd::acme_policy::{self, Cert};
+use hostd::decide::acme_policy::{self, Cert};
 use hostd::host::acme::{self, AcmeConfig};
 use hostd::host::fs::Root;
 use http::{Request, Response};

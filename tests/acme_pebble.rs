@@ -31,7 +31,7 @@ struct Env {
 fn env(realistic: bool) -> Env {
     let _root_dir = tempfile::tempdir().unwrap();
     let root = Root::new(_root_dir.path());
-    let webroot = root.path(hostd::paths::ACME_WEBROOT);
+    let webroot = root.path(hostd::decide::paths::ACME_WEBROOT);
     std::fs::create_dir_all(webroot.join(".well-known/acme-challenge")).unwrap();
     let _guard = common::pebble_lock();
     let pebble = Pebble::start(&webroot, realistic);
@@ -94,7 +94,10 @@ fn realistic_pebble_with_nonce_rejections_and_delays_still_issues() {
     let e = env(true);
     let (root, pebble, cfg, rt) = (&e.root, &e.pebble, &e.cfg, &e.rt);
     let account = rt.block_on(acme::account(root, cfg)).unwrap();
-    let id = hostd::naming::Identity { stack: hostd::naming::Stack::Test { slot: 2 }, zone: "litentry.org".into() };
+    let id = hostd::decide::naming::Identity {
+        stack: hostd::decide::naming::Stack::Test { slot: 2 },
+        zone: "litentry.org".into(),
+    };
     for host in id.public_hosts() {
         let host = host.as_str();
         let issued = rt.block_on(acme::issue(&account, root, host, None)).unwrap_or_else(|e| panic!("{host}: {e}"));

@@ -1,51 +1,31 @@
-//! The shape of the code: the deciding modules import no effect module (they are pure functions of
-//! their inputs, testable without a host). A deciding file that reaches for `crate::host`, the
-//! engine, the run's effects or the command line fails here, naming the file and line.
+//! The shape of the code: nothing under `agent/src/decide` imports the effects (`host`), the run,
+//! the command line or the daemon, nor touches files, processes, the network, the clock or
+//! randomness itself. A deciding file that does fails here, naming the file and line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 
-/// The deciding (pure) modules, as paths under agent/src (a directory means every file in it).
-const DECIDING: [&str; 24] = [
-    "acme_policy.rs",
-    "catalog.rs",
-    "chains.rs",
-    "config",
-    "contracts.rs",
-    "daemon/options.rs",
-    "daemon/record.rs",
-    "daemon/schedule.rs",
-    "doctor.rs",
-    "envfile.rs",
-    "error.rs",
-    "identity.rs",
-    "naming.rs",
-    "observed.rs",
-    "paths.rs",
-    "plan.rs",
-    "release.rs",
-    "render",
-    "secrets.rs",
-    "settings.rs",
-    "unitfile.rs",
-    "validate.rs",
-    "metrics.rs",
-    "failpoints.rs",
-];
+/// The deciding code: every file under agent/src/decide.
+const DECIDING: &str = "decide";
 
-/// The effect modules a deciding module must not use.
-const EFFECTS: [&str; 11] = [
+/// What a deciding file must not use: the other four parts of the crate, and the effects of the
+/// standard library and the runtime crates (files, processes, the environment, the network, time,
+/// randomness). Time and randomness come in as parameters.
+const EFFECTS: [&str; 14] = [
     "crate::host",
-    "crate::engine",
-    "crate::observe",
-    "crate::apply",
-    "crate::execute",
+    "crate::run",
     "crate::cli",
-    "crate::tls",
-    "crate::state",
-    "crate::report",
-    "crate::daemon::mod",
-    "crate::daemon::Daemon",
+    "crate::daemon",
+    "super::super::super",
+    "std::fs",
+    "std::process",
+    "std::env",
+    "std::net::Tcp",
+    "SystemTime::now",
+    "Instant::now",
+    "tokio",
+    "zbus",
+    "getrandom",
 ];
 
 /// `crate::observe` must not match `crate::observed`: the token ends where an identifier does.
@@ -54,28 +34,31 @@ fn uses(line: &str, module: &str) -> bool {
         .any(|(i, m)| line[i + m.len()..].chars().next().is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_')))
 }
 
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|x| x == "rs") {
+            out.push(path);
+        }
+    }
+}
+
 fn violations(src: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(&src.join(DECIDING), &mut files);
+    files.sort();
     let mut out = Vec::new();
-    for entry in DECIDING {
-        let path = src.join(entry);
-        let files: Vec<_> = if path.is_dir() {
-            std::fs::read_dir(&path)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|x| x == "rs"))
-                .collect()
-        } else {
-            vec![path]
-        };
-        for file in files {
-            let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-            for (n, line) in text.lines().enumerate() {
-                if line.trim_start().starts_with("//") {
-                    continue;
-                }
-                for module in EFFECTS.iter().filter(|m| uses(line, m)) {
-                    out.push(format!("{}:{}: a deciding module uses {module}", file.display(), n + 1));
-                }
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for module in EFFECTS.iter().filter(|m| uses(line, m)) {
+                out.push(format!("{}:{}: deciding code uses {module}", file.display(), n + 1));
             }
         }
     }
@@ -94,19 +77,17 @@ fn the_check_can_fail() {
     assert!(uses("use crate::host::fs::Root;", "crate::host"));
     assert!(uses("crate::observe::tls_states(root)", "crate::observe"));
     assert!(!uses("use crate::observed::Entry;", "crate::observe"), "observed is pure");
+    assert!(uses("let t = std::fs::read(p);", "std::fs"));
     // A deciding file with an effect import, in a scratch tree, is caught with its line.
     let dir = tempfile::tempdir().unwrap();
-    for entry in DECIDING {
-        let p = dir.path().join(entry);
-        if entry.ends_with(".rs") {
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, "//! pure\n").unwrap();
-        } else {
-            std::fs::create_dir_all(&p).unwrap();
-        }
-    }
-    std::fs::write(dir.path().join("settings.rs"), "//! pure\nuse crate::host::releases::BIN_DIR;\n").unwrap();
+    let decide = dir.path().join("decide/render");
+    std::fs::create_dir_all(&decide).unwrap();
+    std::fs::write(decide.join("mod.rs"), "//! pure\nuse crate::decide::plan::Plan;\n").unwrap();
+    std::fs::write(dir.path().join("decide/settings.rs"), "//! pure\nuse crate::host::releases::BIN_DIR;\n").unwrap();
+    std::fs::write(decide.join("nginx.rs"), "//! pure\n\nfn now() { let _ = std::time::SystemTime::now(); }\n")
+        .unwrap();
     let found = violations(dir.path());
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].ends_with("settings.rs:2: a deciding module uses crate::host"), "{found:?}");
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].ends_with("decide/render/nginx.rs:3: deciding code uses SystemTime::now"), "{found:?}");
+    assert!(found[1].ends_with("decide/settings.rs:2: deciding code uses crate::host"), "{found:?}");
 }

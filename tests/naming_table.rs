@@ -1,6 +1,6 @@
 //! Table tests for naming in all four stacks (spec §1) and for the inverse, issuer → identity.
 
-use hostd::naming::{Identity, Stack, identity_from_issuer};
+use hostd::decide::naming::{Identity, Stack, identity_from_issuer};
 
 fn id(stack: Stack, zone: &str) -> Identity {
     Identity { stack, zone: zone.into() }

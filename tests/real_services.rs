@@ -41,7 +41,7 @@ fn real_services_converge_stay_up_and_stop_cleanly() {
     let c = Container::boot("");
     std::fs::remove_file(c.path("/etc/agentkeys/hostd.toml")).unwrap();
     let mut real = Vec::new();
-    for svc in hostd::catalog::SERVICES {
+    for svc in hostd::decide::catalog::SERVICES {
         let from = dir.join(svc.binary);
         if from.is_file() && !real.contains(&svc.binary) {
             c.install(from.to_str().unwrap(), &format!("/usr/local/bin/{}", svc.binary));
@@ -55,10 +55,10 @@ fn real_services_converge_stay_up_and_stop_cleanly() {
     let run = c.reconcile(&DECLARE);
     println!("first reconcile: exit {} in {:.1} s\n{}", run.code, t.elapsed().as_secs_f64(), run.stdout);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert_eq!(run.json()["healthy"], hostd::catalog::SERVICES.len(), "{}", run.stdout);
+    assert_eq!(run.json()["healthy"], hostd::decide::catalog::SERVICES.len(), "{}", run.stdout);
 
     std::thread::sleep(Duration::from_secs(5));
-    let units: Vec<String> = hostd::catalog::SERVICES.iter().map(|s| format!("{}.service", s.unit)).collect();
+    let units: Vec<String> = hostd::decide::catalog::SERVICES.iter().map(|s| format!("{}.service", s.unit)).collect();
     let state = show(&c, &units, "Id,ActiveState,NRestarts");
     println!("5 s later:\n{state}");
     assert!(
@@ -80,7 +80,7 @@ fn real_services_converge_stay_up_and_stop_cleanly() {
     println!("systemctl stop agentkeys-broker: {:.1} s, {}", took.as_secs_f64(), result.trim());
     assert_eq!(stop.code, 0, "{}", stop.stderr);
     assert_eq!(result.trim(), "Result=success");
-    assert!(took < Duration::from_secs(hostd::catalog::STOP_TIMEOUT_SECS), "{took:?}");
+    assert!(took < Duration::from_secs(hostd::decide::catalog::STOP_TIMEOUT_SECS), "{took:?}");
 
     let after = c.reconcile(&[]);
     println!("reconcile after the stop: exit {}\n{}", after.code, after.stdout);

@@ -184,10 +184,10 @@ fn adopted_host_keeps_identity_settings_secrets_and_certificates() {
 /// whole environment (`Environment=`, every `EnvironmentFile=`, and the PEM hostd's wrapper injects).
 fn launch(
     root: &Path,
-    svc: &hostd::catalog::Service,
+    svc: &hostd::decide::catalog::Service,
 ) -> (String, Vec<String>, std::collections::BTreeMap<String, String>) {
     let unit = read(root, &format!("/etc/systemd/system/{}.service", svc.unit));
-    let mut env = hostd::unitfile::service_environment(&unit);
+    let mut env = hostd::decide::unitfile::service_environment(&unit);
     let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("ExecStart");
     let mut words: Vec<String> = exec.split_whitespace().map(str::to_owned).collect();
     if words.get(1).is_some_and(|w| w == "exec-with-pubkey") {
@@ -219,8 +219,8 @@ fn launch(
 /// well inside the stop timeout).
 #[test]
 fn every_rendered_unit_meets_its_upstream_contract() {
-    use hostd::catalog::{Health, SERVICES, STOP_TIMEOUT_SECS};
-    use hostd::contracts::{self, HealthBody};
+    use hostd::decide::catalog::{Health, SERVICES, STOP_TIMEOUT_SECS};
+    use hostd::decide::contracts::{self, HealthBody};
     for case in CASES {
         let root = converge(case);
         for svc in SERVICES {

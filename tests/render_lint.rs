@@ -113,7 +113,7 @@ fn all_stacks_both_tls_states_pass_the_real_linters() {
                 .collect::<Vec<_>>();
             let want = if https { "https" } else { "http-placeholder" };
             // Every vhost, the channel worker's included (its binary is among the stubs).
-            let hosts = hostd::catalog::SERVICES.iter().filter(|s| s.vhost.is_some()).count();
+            let hosts = hostd::decide::catalog::SERVICES.iter().filter(|s| s.vhost.is_some()).count();
             assert!(states.len() == hosts && states.iter().all(|s| s == want), "{name}: {states:?}");
             for (unit, _) in files_in(&r.join("etc/systemd/system"), "service") {
                 verify_unit(r, &unit).unwrap_or_else(|e| panic!("{name} https={https}: {e}"));

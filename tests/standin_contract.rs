@@ -1,4 +1,4 @@
-//! The stand-in against the upstream contracts (agent/src/contracts.rs, read at the commit it names):
+//! The stand-in against the upstream contracts (agent/src/decide/contracts.rs, read at the commit it names):
 //! run as each binary on loopback, it must refuse to start exactly when and how the real binary
 //! does, bind where it binds, answer `/healthz` as it does and stop as it stops. The literal facts
 //! below (415/422/401, a 3 s RPC bound, a grace served after SIGTERM) are the upstream behaviour
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hostd::contracts::{self, CONTRACTS, Contract, HealthBody};
+use hostd::decide::contracts::{self, CONTRACTS, Contract, HealthBody};
 
 /// A real P-256 public key in SubjectPublicKeyInfo PEM (made with openssl for this test).
 const P256_PEM: &str = "-----BEGIN PUBLIC KEY-----
@@ -283,6 +283,6 @@ fn the_bundler_health_waits_for_its_rpc_up_to_three_seconds() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"ready\":true"), "an unreadable balance fails open: {body}");
     assert!(took >= Duration::from_millis(2900) && took < Duration::from_secs(c.health_max_secs + 1), "{took:?}");
-    let svc = hostd::catalog::service("agentkeys-bundler").unwrap();
+    let svc = hostd::decide::catalog::service("agentkeys-bundler").unwrap();
     assert!(Duration::from_secs(svc.probe_timeout_secs) > took, "hostd's probe outlasts the bundler's slowest answer");
 }

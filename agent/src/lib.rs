@@ -1,42 +1,18 @@
-//! agentkeys-hostd: the on-host agent of an AgentKeys broker host.
+//! agentkeys-hostd: the on-host agent of an AgentKeys broker host. The tree is the architecture:
 //!
-//! Deciding (pure, no effect module imported — `tests/architecture.rs` checks it): `acme_policy`,
-//! `catalog`, `chains`, `config`, `contracts`, `daemon::{options, record, schedule}`, `doctor`,
-//! `envfile`, `error`, `failpoints`, `identity`, `metrics`, `naming`, `observed`, `paths`, `plan`,
-//! `release`, `render`, `secrets`, `settings`, `unitfile`, `validate`.
-//! Doing (effects): `host` (filesystem, accounts, systemd, nginx, ACME, DNS, health, …), `observe`,
-//! `apply`, `execute`, `engine`, `tls`, `state`, `report`, `daemon` (its loop), `cli`.
+//! * `decide` — the deciding code, pure functions of their inputs: naming, identity, config, env
+//!   files, settings, the service catalog and upstream contracts, rendering, the plan, secrets,
+//!   releases, the certificate policy, the run's and the daemon's decisions, doctor's verdicts,
+//!   metrics. It imports nothing from the other four (`tests/architecture.rs` checks it).
+//! * `host` — the effects, each bound to a filesystem root: files, accounts, systemd (behind the
+//!   `Manager` seam), nginx, ACME, DNS, health probes, releases on disk, observing the host,
+//!   applying a plan, executing its jobs, the certificate step, hostd's state, the clock.
+//! * `run` — one converge as a library: `run::reconcile(host, request) → RunReport`.
+//! * `cli` — one file per command: flags in, printing out.
+//! * `daemon` — the long-running loop: events, timers, the record; each run through `run`.
 
-pub mod acme_policy;
-pub mod apply;
-pub mod catalog;
-pub mod chains;
 pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod contracts;
 pub mod daemon;
-pub mod doctor;
-pub mod engine;
-pub mod envfile;
-pub mod error;
-pub mod execute;
-pub mod failpoints;
+pub mod decide;
 pub mod host;
-pub mod identity;
-pub mod metrics;
-pub mod naming;
-pub mod observe;
-pub mod observed;
-pub mod paths;
-pub mod plan;
-pub mod release;
-pub mod render;
-pub mod report;
 pub mod run;
-pub mod secrets;
-pub mod settings;
-pub mod state;
-pub mod tls;
-pub mod unitfile;
-pub mod validate;

@@ -29,12 +29,12 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: hostd::cli::Cli, rt: &tokio::runtime::Runtime) -> i32 {
-    let env = hostd::cli::Env { rt, clock: &hostd::clock::SystemClock };
+    let env = hostd::cli::Env { rt, clock: &hostd::host::clock::SystemClock };
     match hostd::cli::run(cli, &env) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            hostd::error::exit_code_of(&err)
+            hostd::decide::error::exit_code_of(&err)
         }
     }
 }

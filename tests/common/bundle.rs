@@ -18,7 +18,7 @@ pub fn write(dir: &Path, version: &str, commit: &str, changed: &[(&str, &[u8])])
         "version = \"{version}\"\ncommit = \"{commit}\"\nbroker_features = [\"auth-email-link\"]\n[binaries]\n"
     );
     // The required services only (a release without the optional channel worker, as most are).
-    for name in hostd::release::required_binaries() {
+    for name in hostd::decide::release::required_binaries() {
         let mut bytes = standin.clone();
         if let Some((_, extra)) = changed.iter().find(|(n, _)| *n == name) {
             bytes.extend_from_slice(extra);

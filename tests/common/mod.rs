@@ -201,12 +201,12 @@ pub fn stacks() -> Vec<(&'static str, Vec<&'static str>)> {
 /// The managed units, in start order (from the catalog).
 /// (Without the optional services: a test host runs what the stand-in's default install ships.)
 pub fn units() -> Vec<&'static str> {
-    hostd::catalog::SERVICES.iter().filter(|s| !s.optional).map(|s| s.unit).collect()
+    hostd::decide::catalog::SERVICES.iter().filter(|s| !s.optional).map(|s| s.unit).collect()
 }
 
 /// Every distinct service binary of the catalog.
 pub fn service_binaries() -> Vec<&'static str> {
-    let mut b: Vec<&str> = hostd::catalog::SERVICES.iter().map(|s| s.binary).collect();
+    let mut b: Vec<&str> = hostd::decide::catalog::SERVICES.iter().map(|s| s.binary).collect();
     b.sort_unstable();
     b.dedup();
     b

@@ -21,8 +21,8 @@ pub fn run(args: &DaemonArgs, env: &super::Env) -> anyhow::Result<i32> {
     let started = std::time::Instant::now();
     let root = crate::host::fs::Root::new(&args.root);
     if !args.root.is_dir() {
-        return Err(crate::error::InvalidInput::new(
-            crate::error::Source::Flag("--root".into()),
+        return Err(crate::decide::error::InvalidInput::new(
+            crate::decide::error::Source::Flag("--root".into()),
             format!("{} is not a directory", args.root.display()),
         )
         .into());

@@ -7,11 +7,11 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{Env, emit};
-use crate::acme_policy::{self, DnsVerdict};
-use crate::doctor::{self, Check, Verdict};
+use crate::decide::acme_policy::{self, DnsVerdict};
+use crate::decide::doctor::{self, Check, Verdict};
 use crate::host::fs::Root;
 use crate::host::{dns, system_command};
-use crate::{catalog, config, engine, observe, paths};
+use crate::{decide::catalog, decide::config, decide::paths, host::observe, run::prepare};
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -95,7 +95,7 @@ fn trust_store(root: &Root) -> Check {
 }
 
 /// The ACME directory answers, and the clock agrees with the CA's `Date` header.
-fn acme_and_clock(env: &Env, root: &Root, acme: &crate::settings::AcmeSettings) -> Vec<Check> {
+fn acme_and_clock(env: &Env, root: &Root, acme: &crate::decide::settings::AcmeSettings) -> Vec<Check> {
     let url = acme.directory_url.clone();
     let ca = acme.ca_bundle.as_ref().map(|p| root.path(p));
     let probe = async {
@@ -128,7 +128,7 @@ fn acme_and_clock(env: &Env, root: &Root, acme: &crate::settings::AcmeSettings) 
     }
 }
 
-fn dns_checks(env: &Env, root: &Root, acme: &crate::settings::AcmeSettings, hosts: &[String]) -> Vec<Check> {
+fn dns_checks(env: &Env, root: &Root, acme: &crate::decide::settings::AcmeSettings, hosts: &[String]) -> Vec<Check> {
     if hosts.is_empty() {
         return vec![Check::new("dns", Verdict::Warn, "no identity deployed yet: no public hosts to check")];
     }
@@ -174,14 +174,14 @@ pub fn run(args: &DoctorArgs, env: &Env) -> anyhow::Result<i32> {
     checks.push(trust_store(&root));
     let cfg = config::load(&observe::config_files(&root)?);
     match cfg {
-        Ok(cfg) => match crate::settings::resolve_acme(&cfg) {
+        Ok(cfg) => match crate::decide::settings::resolve_acme(&cfg) {
             Ok(acme) => {
                 checks.extend(acme_and_clock(env, &root, &acme));
-                let req = engine::Request::default();
-                let hosts: Vec<String> = engine::read_inputs(&root, &req)
+                let req = prepare::Request::default();
+                let hosts: Vec<String> = prepare::read_inputs(&root, &req)
                     .ok()
                     .and_then(|i| i.deployed)
-                    .map(|d| observe::tls_states(&root, &d.identity, engine::services_on(&root)).into_keys().collect())
+                    .map(|d| observe::tls_states(&root, &d.identity, prepare::services_on(&root)).into_keys().collect())
                     .unwrap_or_default();
                 checks.extend(dns_checks(env, &root, &acme, &hosts));
             }

@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::IdentityArgs;
-use crate::engine::{self, Request};
+use crate::decide::naming::{BUCKET_CLASSES, Identity, OPTIONAL_WORKER_STEMS, ROLE_STEMS, Stack, WORKER_STEMS};
+use crate::decide::settings::{self, Flags};
 use crate::host::fs::Root;
-use crate::naming::{BUCKET_CLASSES, Identity, OPTIONAL_WORKER_STEMS, ROLE_STEMS, Stack, WORKER_STEMS};
-use crate::settings::{self, Flags};
+use crate::run::prepare::{self, Request};
 
 #[derive(Debug, Serialize)]
 struct Names {
@@ -76,8 +76,8 @@ pub fn run(args: &IdentityArgs) -> anyhow::Result<i32> {
         env_file: c.env_file.clone(),
         ..Request::default()
     };
-    let inputs = engine::read_inputs(&root, &req)?;
-    let identity = engine::decide_identity(&req, &inputs)?;
+    let inputs = prepare::read_inputs(&root, &req)?;
+    let identity = prepare::decide_identity(&req, &inputs)?;
     let account = settings::resolve_account_id(
         &req.flags,
         &inputs.config,
@@ -88,7 +88,7 @@ pub fn run(args: &IdentityArgs) -> anyhow::Result<i32> {
     let n = names(&identity, inputs.deployed.is_some(), account);
     if c.json {
         super::emit(&(serde_json::to_string(&n)? + "\n"))?;
-        return Ok(crate::error::exit::OK);
+        return Ok(crate::decide::error::exit::OK);
     }
     let mut out = String::new();
     let state = if n.deployed { "deployed" } else { "declared, not yet deployed" };
@@ -107,5 +107,5 @@ pub fn run(args: &IdentityArgs) -> anyhow::Result<i32> {
         writeln!(out, "role {k:<9} {v}")?;
     }
     super::emit(&out)?;
-    Ok(crate::error::exit::OK)
+    Ok(crate::decide::error::exit::OK)
 }

@@ -5,14 +5,14 @@ mod doctor_cmd;
 pub mod exec_pubkey;
 mod identity_cmd;
 mod oidc_cmd;
-pub mod reconcile_cmd;
+pub(crate) mod reconcile_cmd;
 mod status_cmd;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::identity::Selectors;
+use crate::decide::identity::Selectors;
 
 /// agentkeys-hostd: converge an AgentKeys broker host (units, env files, vhosts, secrets).
 #[derive(Debug, Parser)]
@@ -143,7 +143,7 @@ pub struct ReconcileArgs {
 }
 
 /// Write to stdout; a closed pipe (`| head`) ends output quietly instead of panicking.
-pub fn emit(text: &str) -> anyhow::Result<()> {
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
@@ -156,7 +156,7 @@ pub fn emit(text: &str) -> anyhow::Result<()> {
 #[allow(missing_debug_implementations)] // a runtime and a trait object
 pub struct Env<'a> {
     pub rt: &'a tokio::runtime::Runtime,
-    pub clock: &'a dyn crate::clock::Clock,
+    pub clock: &'a dyn crate::host::clock::Clock,
 }
 
 /// Run a parsed command line; returns the exit code.

@@ -8,7 +8,7 @@ use sha1::Digest as _;
 
 use super::emit;
 use crate::host::{fs::Root, tls_proof};
-use crate::{identity, observe};
+use crate::{decide::identity, host::observe};
 
 #[derive(Debug, Args)]
 pub struct OidcArgs {
@@ -36,7 +36,7 @@ pub fn thumbprint(chain: &[Vec<u8>]) -> Option<String> {
 }
 
 /// Count JWKS keys usable for ES256.
-pub fn es256_keys(jwks: &serde_json::Value) -> usize {
+pub(crate) fn es256_keys(jwks: &serde_json::Value) -> usize {
     jwks["keys"]
         .as_array()
         .map_or(0, |k| k.iter().filter(|k| k["alg"] == "ES256" || (k["kty"] == "EC" && k["crv"] == "P-256")).count())
@@ -79,7 +79,7 @@ pub fn run(args: &OidcArgs) -> anyhow::Result<i32> {
     if es256 == 0 {
         anyhow::bail!("the JWKS at {jwks_path} holds no ES256 key; STS cannot verify the broker's tokens");
     }
-    Ok(crate::error::exit::OK)
+    Ok(crate::decide::error::exit::OK)
 }
 
 #[cfg(test)]

@@ -4,13 +4,13 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{Env, ReconcileArgs, emit};
-use crate::engine::Request;
-use crate::error::{InvalidInput, Source, exit};
+use crate::decide::error::{InvalidInput, Source, exit};
+use crate::decide::plan::Options;
+use crate::decide::settings::Flags;
 use crate::host::systemd::Systemd;
 use crate::host::{accounts, fs::Root};
-use crate::plan::Options;
+use crate::run::prepare::{Request, prepare};
 use crate::run::{self, Host, ReleaseSource, RunRequest};
-use crate::settings::Flags;
 
 fn refuse(flag: &str, why: &str) -> anyhow::Error {
     InvalidInput::new(Source::Flag(flag.into()), why.to_owned()).into()
@@ -65,7 +65,7 @@ pub fn run(args: &ReconcileArgs, env: &Env) -> anyhow::Result<i32> {
     let drive = !args.no_systemd && root.is_real_root();
     let sd = if drive {
         // Bad input is refused before systemd is asked anything.
-        crate::engine::prepare(&root, accounts::for_root(&root).as_ref(), &ask.request, None)?;
+        prepare(&root, accounts::for_root(&root).as_ref(), &ask.request, None)?;
         Some(env.rt.block_on(Systemd::connect())?)
     } else {
         None

@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use super::emit;
 use crate::host::fs::Root;
+use crate::host::state::{self, LastRun, Pending};
 use crate::host::systemd::{Systemd, UnitState};
-use crate::state::{self, LastRun, Pending};
-use crate::{identity, observe};
+use crate::{decide::identity, host::observe};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -42,11 +42,11 @@ struct Status {
     /// host → certificate in service (not-after, serial, where it lives).
     certificates: BTreeMap<String, CertView>,
     /// host → failed orders and the next allowed attempt.
-    acme_ledger: BTreeMap<String, crate::acme_policy::Ledger>,
+    acme_ledger: BTreeMap<String, crate::decide::acme_policy::Ledger>,
     /// Per host: renewal time and why (ARI window or lifetime rule), with its ledger.
-    renewals: Vec<crate::tls::HostSchedule>,
+    renewals: Vec<crate::host::tls::HostSchedule>,
     /// The running daemon's record (triggers, failures by class, next wake); `None`: not running.
-    daemon: Option<crate::daemon::record::DaemonRecord>,
+    daemon: Option<crate::decide::daemon::record::DaemonRecord>,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,7 +69,7 @@ pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
         match env.rt.block_on(async {
             let sd = Systemd::connect().await?;
             let mut out = BTreeMap::new();
-            for svc in crate::engine::services_on(&root) {
+            for svc in crate::run::prepare::services_on(&root) {
                 let unit = format!("{}.service", svc.unit);
                 out.insert(unit.clone(), sd.unit_state(&unit).await?);
             }
@@ -87,14 +87,14 @@ pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
     let certificates = deployed
         .as_ref()
         .map(|d| {
-            observe::tls_states(&root, &d.identity, crate::engine::services_on(&root))
+            observe::tls_states(&root, &d.identity, crate::run::prepare::services_on(&root))
                 .into_iter()
                 .map(|(host, s)| {
                     let (path, info) = match &s {
-                        crate::render::TlsState::Https { cert, .. } => {
+                        crate::decide::render::TlsState::Https { cert, .. } => {
                             (Some(cert.clone()), crate::host::certs::read_leaf(&root.path(cert)).ok())
                         }
-                        crate::render::TlsState::HttpPlaceholder => (None, None),
+                        crate::decide::render::TlsState::HttpPlaceholder => (None, None),
                     };
                     let view = CertView {
                         state: s.name(),
@@ -107,11 +107,11 @@ pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
                 .collect()
         })
         .unwrap_or_default();
-    let acme_ledger = crate::tls::read_ledger(&root)?;
+    let acme_ledger = crate::host::tls::read_ledger(&root)?;
     let renewals = match &deployed {
-        Some(d) => crate::tls::schedule(
+        Some(d) => crate::host::tls::schedule(
             &root,
-            &observe::tls_states(&root, &d.identity, crate::engine::services_on(&root)),
+            &observe::tls_states(&root, &d.identity, crate::run::prepare::services_on(&root)),
             env.clock.now_unix(),
         )?,
         None => Vec::new(),
@@ -134,7 +134,7 @@ pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
     };
     if args.json {
         emit(&(serde_json::to_string(&status)? + "\n"))?;
-        return Ok(crate::error::exit::OK);
+        return Ok(crate::decide::error::exit::OK);
     }
     let mut t = String::new();
     match &status.identity {
@@ -185,5 +185,5 @@ pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
         )?;
     }
     emit(&t)?;
-    Ok(crate::error::exit::OK)
+    Ok(crate::decide::error::exit::OK)
 }

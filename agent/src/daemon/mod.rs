@@ -2,25 +2,22 @@
 //! the drift interval, on configuration changes (debounced) and on `SIGHUP`; every run is an
 //! ordinary `reconcile` under the same lock, so an SSM-triggered run and the daemon never interleave.
 
-pub mod options;
-pub mod record;
-pub mod schedule;
-
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::catalog::Service;
-use crate::clock::Clock;
+use crate::decide::catalog::Service;
+use crate::decide::daemon::{options, record, schedule};
 use crate::host::accounts;
+use crate::host::clock::Clock;
 use crate::host::fs::Root;
 use crate::host::health::Verdict;
 use crate::host::metrics_server::{self, Signal};
 use crate::host::sd_notify;
 use crate::host::systemd::{Manager, Systemd};
 use crate::run::{self, Host, RunRequest};
-use crate::{config, engine, identity, observe, paths};
+use crate::{decide::config, decide::identity, decide::paths, host::observe, run::prepare};
 use options::DaemonOptions;
 use record::{DaemonRecord, LastReconcile, NextWake};
 use schedule::Trigger;
@@ -150,8 +147,8 @@ impl<M: Manager> Daemon<'_, M> {
         let deployed = observe::host_records(&self.root).and_then(|r| identity::deployed(&r));
         let (hosts, note) = match deployed {
             Ok(Some(d)) => {
-                let tls = observe::tls_states(&self.root, &d.identity, engine::services_on(&self.root));
-                match crate::tls::schedule(&self.root, &tls, self.clock.now_unix()) {
+                let tls = observe::tls_states(&self.root, &d.identity, prepare::services_on(&self.root));
+                match crate::host::tls::schedule(&self.root, &tls, self.clock.now_unix()) {
                     Ok(h) => (h, None),
                     Err(e) => (Vec::new(), Some(format!("certificate schedule unreadable: {e:#}"))),
                 }
@@ -167,8 +164,8 @@ impl<M: Manager> Daemon<'_, M> {
 
     /// Is there anything to converge? (see `schedule::converges`)
     fn deployable(&self) -> bool {
-        let req = engine::Request::default();
-        match engine::read_inputs(&self.root, &req) {
+        let req = prepare::Request::default();
+        match prepare::read_inputs(&self.root, &req) {
             Ok(inputs) => schedule::converges(inputs.deployed.is_some(), inputs.config.stack.is_some()),
             // A broken configuration is reported by the reconcile itself.
             Err(_) => true,
@@ -188,7 +185,7 @@ impl<M: Manager> Daemon<'_, M> {
             rt: self.rt,
         };
         let ask = RunRequest {
-            request: engine::Request::default(),
+            request: prepare::Request::default(),
             release: None,
             dry_run: false,
             acme: !self.opts.no_acme,
@@ -214,14 +211,14 @@ impl<M: Manager> Daemon<'_, M> {
                 (code, result.to_string(), class, corrective, report.into_error())
             }
             Err(e) => {
-                let code = crate::error::exit_code_of(&e);
-                let class = run::decide::failure_class(run::decide::Verdict {
+                let code = crate::decide::error::exit_code_of(&e);
+                let class = crate::decide::run::failure_class(crate::decide::run::Verdict {
                     exit_code: code,
                     result: None,
                     unhealthy: false,
                     certificate_failed: false,
                 });
-                (code, run::decide::RunResult::Failed.to_string(), class, Vec::new(), Some(e))
+                (code, crate::decide::run::RunResult::Failed.to_string(), class, Vec::new(), Some(e))
             }
         };
         if let Some(e) = &error {
@@ -301,7 +298,7 @@ pub fn run(opts: Options, started: Instant, rt: &tokio::runtime::Runtime, clock:
             sd_notify::notify(&format!("STATUS=reconciling ({})", trigger.name()));
             let code = d.reconcile(trigger);
             next_drift_ms = clock.now_ms() + i64::try_from(d.settings.drift_interval.as_millis()).unwrap_or(i64::MAX);
-            if code == crate::error::exit::LOCKED {
+            if code == crate::decide::error::exit::LOCKED {
                 // Another converge (an SSM run) holds the lock: come back soon with the same reason.
                 next_drift_ms = clock.now_ms() + LOCK_RETRY.as_millis() as i64;
             }
@@ -355,16 +352,16 @@ pub fn run(opts: Options, started: Instant, rt: &tokio::runtime::Runtime, clock:
     }
     sd_notify::notify("STOPPING=1");
     let _ = std::fs::remove_file(d.root.path(record::DAEMON_FILE));
-    Ok(crate::error::exit::OK)
+    Ok(crate::decide::error::exit::OK)
 }
 
 /// The record of a running daemon, if there is one.
-pub fn read_record(root: &Root) -> Option<DaemonRecord> {
+pub(crate) fn read_record(root: &Root) -> Option<DaemonRecord> {
     let text = root.read_string(record::DAEMON_FILE).ok()??;
     serde_json::from_str(&text).ok()
 }
 
-pub fn write_record(root: &Root, record: &DaemonRecord) -> anyhow::Result<()> {
+pub(crate) fn write_record(root: &Root, record: &DaemonRecord) -> anyhow::Result<()> {
     let dir = root.path("/run/agentkeys-hostd");
     std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("failed to create {}: {e}", dir.display()))?;
     root.write_atomic(record::DAEMON_FILE, (serde_json::to_string_pretty(record)? + "\n").as_bytes(), 0o644, 0, 0)
@@ -406,7 +403,7 @@ mod tests {
             last_run_unix: 0,
             connect: &connect,
             health: &gate,
-            clock: &crate::clock::SystemClock,
+            clock: &crate::host::clock::SystemClock,
             rt: &h.rt,
         };
         assert_eq!(d.reconcile(Trigger::Start), 0, "the deployed identity, no flags");

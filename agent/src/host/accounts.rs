@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 use super::fs::Root;
-use crate::observed::Accounts;
+use crate::decide::observed::Accounts;
 
 /// First and last system id, as `useradd --system` allocates them (highest free first).
 const SYSTEM_IDS: std::ops::RangeInclusive<u32> = 100..=999;
@@ -27,13 +27,13 @@ pub trait AccountDb: std::fmt::Debug {
 const LOGIN_IDS: std::ops::RangeInclusive<u32> = 1000..=59999;
 
 /// Pick the database for `root`: the system's on `/`, the root's files otherwise.
-pub fn for_root(root: &Root) -> Box<dyn AccountDb> {
+pub(crate) fn for_root(root: &Root) -> Box<dyn AccountDb> {
     if root.is_real_root() { Box::new(SystemDb) } else { Box::new(FileDb { root: root.clone() }) }
 }
 
 /// `etc/passwd` and `etc/group` inside a fake root (created when absent).
 #[derive(Debug)]
-pub struct FileDb {
+pub(crate) struct FileDb {
     pub root: Root,
 }
 
@@ -132,7 +132,7 @@ impl AccountDb for FileDb {
 
 /// The running system's databases (NSS for lookups, shadow-utils for changes).
 #[derive(Debug)]
-pub struct SystemDb;
+pub(crate) struct SystemDb;
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let shown = format!("{cmd:?}");

@@ -13,8 +13,8 @@ use instant_acme::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::decide::paths;
 use crate::host::fs::Root;
-use crate::paths;
 
 pub const ACCOUNT_DIR: &str = "/var/lib/agentkeys-hostd/acme";
 const ACCOUNT_FILE: &str = "/var/lib/agentkeys-hostd/acme/account.json";
@@ -46,7 +46,7 @@ pub struct OrderFailed {
 }
 
 /// The time in a CA's "retry after 2026-11-30 10:00:00 UTC" (Let's Encrypt's rate-limit wording).
-pub fn retry_after_in(detail: &str) -> Option<i64> {
+pub(crate) fn retry_after_in(detail: &str) -> Option<i64> {
     let lower = detail.to_ascii_lowercase();
     let at = lower.find("retry after ")? + "retry after ".len();
     let stamp = detail.get(at..at + 19)?;
@@ -218,8 +218,8 @@ pub fn install(root: &Root, host: &str, version: &str, issued: &Issued) -> anyho
     std::fs::create_dir_all(root.path(&dir)).with_context(|| format!("failed to create {dir}"))?;
     root.set_meta(&base, 0o700, 0, 0)?;
     root.write_atomic(&format!("{dir}/privkey.pem"), issued.key_pem.as_bytes(), 0o600, 0, 0)?;
-    crate::failpoints::hit("cert-key-written");
+    crate::host::failpoints::hit("cert-key-written");
     root.write_atomic(&format!("{dir}/fullchain.pem"), issued.chain_pem.as_bytes(), 0o644, 0, 0)?;
-    crate::failpoints::hit("cert-chain-written");
+    crate::host::failpoints::hit("cert-chain-written");
     root.symlink_atomic(&format!("{base}/current"), version)
 }

@@ -23,7 +23,7 @@ pub fn leaf_of_pem(text: &str) -> anyhow::Result<CertInfo> {
     })
 }
 
-pub fn read_leaf(path: &std::path::Path) -> anyhow::Result<CertInfo> {
+pub(crate) fn read_leaf(path: &std::path::Path) -> anyhow::Result<CertInfo> {
     let text = std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
     leaf_of_pem(&text).with_context(|| format!("{} is not a usable certificate", path.display()))
 }

@@ -5,10 +5,10 @@
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use crate::acme_policy::Lookup;
+use crate::decide::acme_policy::Lookup;
 
 /// Encode a standard recursive query for `name` IN A.
-pub fn encode_query(id: u16, name: &str) -> Vec<u8> {
+pub(crate) fn encode_query(id: u16, name: &str) -> Vec<u8> {
     let mut q = Vec::with_capacity(32 + name.len());
     q.extend_from_slice(&id.to_be_bytes());
     q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]); // RD; 1 question
@@ -34,7 +34,7 @@ fn skip_name(msg: &[u8], mut i: usize) -> Option<usize> {
 }
 
 /// Decode the answer to query `id`.
-pub fn decode_answer(id: u16, msg: &[u8]) -> Result<Lookup, String> {
+pub(crate) fn decode_answer(id: u16, msg: &[u8]) -> Result<Lookup, String> {
     let short = || "truncated DNS answer".to_owned();
     if msg.len() < 12 || u16::from_be_bytes([msg[0], msg[1]]) != id {
         return Err("DNS answer does not match the query".into());
@@ -65,7 +65,7 @@ pub fn decode_answer(id: u16, msg: &[u8]) -> Result<Lookup, String> {
 }
 
 /// Ask `server` for the A records of `name` (two tries, bounded in time).
-pub fn lookup_a(server: SocketAddr, name: &str) -> Lookup {
+pub(crate) fn lookup_a(server: SocketAddr, name: &str) -> Lookup {
     let attempt = |id: u16| -> Result<Lookup, String> {
         let bind: SocketAddr =
             if server.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { "[::]:0".parse().map_err(|e| format!("{e}"))? };
@@ -87,7 +87,7 @@ pub fn lookup_a(server: SocketAddr, name: &str) -> Lookup {
 }
 
 /// The first `nameserver` of a resolv.conf text, on port 53.
-pub fn resolv_conf_server(text: &str) -> Option<SocketAddr> {
+pub(crate) fn resolv_conf_server(text: &str) -> Option<SocketAddr> {
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
         .filter_map(|ip| ip.trim().parse::<std::net::IpAddr>().ok())

@@ -10,20 +10,20 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::error::{InvalidInput, Source};
+use crate::decide::error::{InvalidInput, Source};
 use crate::host::releases::{self, Loaded};
 
 /// Largest archive accepted.
-pub const MAX_BYTES: usize = 1 << 30;
+pub(crate) const MAX_BYTES: usize = 1 << 30;
 /// The whole download must finish within this.
-pub const TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(300);
 
 fn refuse(url: &str, reason: impl Into<String>) -> anyhow::Error {
     InvalidInput::new(Source::Flag(format!("--release {url}")), reason).into()
 }
 
 /// An HTTPS-only client trusting `ca_bundle` (PEM) or the system's roots.
-pub fn https_client(
+pub(crate) fn https_client(
     ca_bundle: Option<&std::path::Path>,
 ) -> anyhow::Result<
     Client<

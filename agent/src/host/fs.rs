@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::observed::Entry;
+use crate::decide::observed::Entry;
 
 /// A filesystem root. Every path given to it is absolute as seen from inside the root.
 #[derive(Debug, Clone)]
@@ -22,7 +22,7 @@ impl Root {
         Self { base: base.into() }
     }
 
-    pub fn is_real_root(&self) -> bool {
+    pub(crate) fn is_real_root(&self) -> bool {
         self.base == Path::new("/")
     }
 
@@ -67,7 +67,7 @@ impl Root {
         }
     }
 
-    pub fn read_string(&self, abs: &str) -> anyhow::Result<Option<String>> {
+    pub(crate) fn read_string(&self, abs: &str) -> anyhow::Result<Option<String>> {
         self.read(abs)?
             .map(|b| String::from_utf8(b).with_context(|| format!("{} is not UTF-8", self.path(abs).display())))
             .transpose()
@@ -118,7 +118,7 @@ impl Root {
 
     /// Write `content` atomically with `mode` and owner; the old file (if any) stays intact until the
     /// rename, and nobody can read the temp file before its mode is set.
-    pub fn write_atomic(&self, abs: &str, content: &[u8], mode: u32, uid: u32, gid: u32) -> anyhow::Result<()> {
+    pub(crate) fn write_atomic(&self, abs: &str, content: &[u8], mode: u32, uid: u32, gid: u32) -> anyhow::Result<()> {
         self.check_parents(abs)?;
         let dest = self.path(abs);
         let dir = dest.parent().with_context(|| format!("{} has no parent", dest.display()))?;
@@ -138,10 +138,10 @@ impl Root {
                 .with_context(|| format!("failed to chmod {}", tmp.display()))?;
             f.write_all(content).with_context(|| format!("failed to write {}", tmp.display()))?;
             f.sync_all().with_context(|| format!("failed to fsync {}", tmp.display()))?;
-            crate::failpoints::hit("write-temp");
+            crate::host::failpoints::hit("write-temp");
             fs::rename(&tmp, &dest)
                 .with_context(|| format!("failed to rename {} to {}", tmp.display(), dest.display()))?;
-            crate::failpoints::hit("write-renamed");
+            crate::host::failpoints::hit("write-renamed");
             sync_dir(dir)
         })();
         if result.is_err() {
@@ -151,7 +151,7 @@ impl Root {
     }
 
     /// Fix mode and owner in place (content already right).
-    pub fn set_meta(&self, abs: &str, mode: u32, uid: u32, gid: u32) -> anyhow::Result<()> {
+    pub(crate) fn set_meta(&self, abs: &str, mode: u32, uid: u32, gid: u32) -> anyhow::Result<()> {
         self.check_parents(abs)?;
         let p = self.path(abs);
         std::os::unix::fs::lchown(&p, Some(uid), Some(gid))
@@ -161,7 +161,7 @@ impl Root {
     }
 
     /// Create a directory (parents must exist) with mode and owner.
-    pub fn mkdir(&self, abs: &str, mode: u32, uid: u32, gid: u32) -> anyhow::Result<()> {
+    pub(crate) fn mkdir(&self, abs: &str, mode: u32, uid: u32, gid: u32) -> anyhow::Result<()> {
         self.check_parents(abs)?;
         let p = self.path(abs);
         if let Some(parent) = p.parent() {
@@ -177,7 +177,7 @@ impl Root {
     }
 
     /// Point `abs` at `target`, replacing any previous link atomically.
-    pub fn symlink_atomic(&self, abs: &str, target: &str) -> anyhow::Result<()> {
+    pub(crate) fn symlink_atomic(&self, abs: &str, target: &str) -> anyhow::Result<()> {
         self.check_parents(abs)?;
         let dest = self.path(abs);
         let dir = dest.parent().with_context(|| format!("{} has no parent", dest.display()))?;
@@ -189,7 +189,7 @@ impl Root {
         remove_stale_temps(dir, &dest.file_name().unwrap_or_default().to_string_lossy());
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(target, &tmp).with_context(|| format!("failed to create link {}", tmp.display()))?;
-        crate::failpoints::hit("link-temp");
+        crate::host::failpoints::hit("link-temp");
         fs::rename(&tmp, &dest).with_context(|| format!("failed to rename {} to {}", tmp.display(), dest.display()))?;
         sync_dir(dir)
     }
@@ -214,7 +214,7 @@ impl Root {
     }
 
     /// Move whatever is at `abs` aside to `abs.hostd-replaced-<pid>` so a new entry can take its place.
-    pub fn move_aside(&self, abs: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) fn move_aside(&self, abs: &str) -> anyhow::Result<PathBuf> {
         let p = self.path(abs);
         let aside = PathBuf::from(format!("{}.hostd-replaced-{}", p.display(), std::process::id()));
         fs::rename(&p, &aside).with_context(|| format!("failed to move {} aside", p.display()))?;

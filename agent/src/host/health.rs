@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::catalog::{Health, Service};
+use crate::decide::catalog::{Health, Service};
 
 /// One HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,7 @@ impl<'a> Request<'a> {
 }
 
 /// The same with an explicit `Host` header (to reach one nginx vhost on loopback).
-pub fn request_host(port: u16, method: &str, path: &str, host: &str) -> std::io::Result<Answer> {
+pub(crate) fn request_host(port: u16, method: &str, path: &str, host: &str) -> std::io::Result<Answer> {
     send(Request { method, host: Some(host), ..Request::get(port, path) })
 }
 
@@ -67,7 +67,7 @@ pub fn send(r: Request) -> std::io::Result<Answer> {
 }
 
 /// Is this answer healthy for the service's kind? `Err` says why not.
-pub fn judge(health: Health, a: &Answer) -> Result<(), String> {
+pub(crate) fn judge(health: Health, a: &Answer) -> Result<(), String> {
     if a.status != 200 {
         return Err(format!("/healthz answered HTTP {}", a.status));
     }
@@ -101,7 +101,7 @@ enum ProbeError {
 pub const CLAIM_PROBE_BODY: &str = r#"{"pairing_code":"hostd-probe","label":"hostd-probe"}"#;
 
 /// What the broker's answer to the unauthenticated claim means.
-pub fn judge_claim(status: u16) -> Result<(), String> {
+pub(crate) fn judge_claim(status: u16) -> Result<(), String> {
     match status {
         401 => Ok(()),
         415 => Err("POST /v1/agent/pairing/claim answered 415: the broker did not take the probe as JSON".into()),
@@ -163,7 +163,7 @@ pub fn gate(budget: Duration, services: &[&Service]) -> Vec<Verdict> {
         };
         out.push(verdict);
         if out.len() == 1 {
-            crate::failpoints::hit("mid-health");
+            crate::host::failpoints::hit("mid-health");
         }
     }
     out

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 
-use crate::catalog::SERVICES;
-use crate::daemon::record::DaemonRecord;
+use crate::decide::catalog::SERVICES;
+use crate::decide::daemon::record::DaemonRecord;
 use crate::host::systemd::Systemd;
 
 /// How long a stop waits for a running reconcile to end.
@@ -64,7 +64,7 @@ async fn answer(
     }
     let units = unit_states(systemd).await;
     let snapshot = record.lock().map(|r| r.clone()).unwrap_or_default();
-    Ok(reply(StatusCode::OK, crate::metrics::render(&snapshot, &units)))
+    Ok(reply(StatusCode::OK, crate::decide::metrics::render(&snapshot, &units)))
 }
 
 async fn serve(listener: tokio::net::TcpListener, record: Arc<Mutex<DaemonRecord>>, systemd: bool) {

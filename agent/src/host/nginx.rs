@@ -10,7 +10,7 @@ const UNIT: &str = "nginx.service";
 
 /// The acceptance rule: `nginx -t` must succeed with no `[emerg]` and no `[warn]` (nginx passes
 /// some broken configurations with only a warning). `Err` carries what nginx said.
-pub fn judge(success: bool, stderr: &str) -> Result<(), String> {
+pub(crate) fn judge(success: bool, stderr: &str) -> Result<(), String> {
     let said = stderr.trim();
     if success && !said.contains("[warn]") && !said.contains("[emerg]") {
         Ok(())
@@ -45,7 +45,7 @@ pub fn test() -> Result<(), Rejected> {
 
 /// Test, then reload nginx when it runs, or start it when it does not. Under another root the
 /// test is left out, as in the file step: `nginx -t` reads this machine's `/etc/nginx`.
-pub async fn reload_or_start(sd: &impl Manager, root: &Root) -> anyhow::Result<()> {
+pub(crate) async fn reload_or_start(sd: &impl Manager, root: &Root) -> anyhow::Result<()> {
     if root.is_real_root() {
         test().map_err(|e| anyhow::anyhow!("{e}"))?;
     }

@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use sha2::Digest;
 
-use crate::error::{InvalidInput, Source};
+use crate::decide::error::{InvalidInput, Source};
+use crate::decide::release::{self, MANIFEST, Manifest};
 use crate::host::fs::Root;
-use crate::release::{self, MANIFEST, Manifest};
 
-pub const RELEASES: &str = "/opt/agentkeys/releases";
-pub const CURRENT: &str = "/opt/agentkeys/current";
-pub use crate::paths::BIN_DIR;
+pub(crate) const RELEASES: &str = "/opt/agentkeys/releases";
+pub(crate) const CURRENT: &str = "/opt/agentkeys/current";
+pub use crate::decide::paths::BIN_DIR;
 /// Largest binary or archive member accepted.
 const MAX_FILE: u64 = 512 << 20;
 
@@ -112,7 +112,7 @@ pub fn load(src: &str, sha256: Option<&str>) -> anyhow::Result<Loaded> {
 
 /// Load and verify an archive already in memory (a local file or a download); `src` names it and
 /// its suffix picks the format.
-pub fn load_archive(src: &str, bytes: &[u8], sha256: Option<&str>) -> anyhow::Result<Loaded> {
+pub(crate) fn load_archive(src: &str, bytes: &[u8], sha256: Option<&str>) -> anyhow::Result<Loaded> {
     if let Some(want) = sha256 {
         let got = sha256_hex(bytes);
         if got != want.to_ascii_lowercase() {
@@ -232,7 +232,7 @@ pub fn clean(root: &Root, keep: &[&str]) -> anyhow::Result<Vec<String>> {
 }
 
 /// Release directory names, newest first (by modification time).
-pub fn list_by_age(root: &Root) -> anyhow::Result<Vec<String>> {
+pub(crate) fn list_by_age(root: &Root) -> anyhow::Result<Vec<String>> {
     let mut out: Vec<(std::time::SystemTime, String)> = Vec::new();
     for name in root.list(RELEASES)? {
         if name.starts_with('.') {

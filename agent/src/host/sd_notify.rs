@@ -20,7 +20,7 @@ pub fn notify(state: &str) -> bool {
 }
 
 /// Send one message to a notify socket given as a path or `@abstract-name`.
-pub fn notify_to(target: &str, state: &str) -> std::io::Result<()> {
+pub(crate) fn notify_to(target: &str, state: &str) -> std::io::Result<()> {
     let sock = UnixDatagram::unbound()?;
     if let Some(name) = target.strip_prefix('@') {
         use std::os::linux::net::SocketAddrExt;
@@ -33,7 +33,7 @@ pub fn notify_to(target: &str, state: &str) -> std::io::Result<()> {
 }
 
 /// How often to send `WATCHDOG=1`: half of `WatchdogSec=`, when systemd asked this process for it.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     if let Ok(pid) = std::env::var("WATCHDOG_PID")
         && pid.parse::<u32>().ok() != Some(std::process::id())

@@ -73,7 +73,7 @@ fn connect(port: u16, host: &str) -> anyhow::Result<rustls::StreamOwned<rustls::
 }
 
 /// The certificate chain nginx serves on 127.0.0.1:`port` for `host`, leaf first (DER).
-pub fn served_chain(port: u16, host: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+pub(crate) fn served_chain(port: u16, host: &str) -> anyhow::Result<Vec<Vec<u8>>> {
     let mut s = connect(port, host)?;
     let chain: Vec<Vec<u8>> =
         s.conn.peer_certificates().context("no certificate served")?.iter().map(|c| c.to_vec()).collect();
@@ -83,7 +83,7 @@ pub fn served_chain(port: u16, host: &str) -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 /// The leaf certificate nginx serves on 127.0.0.1:`port` for `host`.
-pub fn served_leaf(port: u16, host: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn served_leaf(port: u16, host: &str) -> anyhow::Result<Vec<u8>> {
     served_chain(port, host)?.into_iter().next().context("no certificate served")
 }
 

@@ -4,7 +4,8 @@
 //! files → systemd jobs → health gate → rollback → certificates (re-planned) → retention → record.
 //! The run's own decisions are the pure functions of [`decide`].
 
-pub mod decide;
+pub mod prepare;
+pub mod report;
 mod steps;
 #[cfg(test)]
 pub(crate) mod testhost;
@@ -15,26 +16,26 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::acme_policy::CertState;
-use crate::catalog::Service;
-use crate::clock::Clock;
-use crate::engine::{self, Request};
-use crate::error::exit;
+use crate::decide::acme_policy::CertState;
+use crate::decide::catalog::Service;
+use crate::decide::error::exit;
+use crate::decide::run::{self as decide, RunResult, Switch};
 use crate::host::accounts::AccountDb;
+use crate::host::clock::Clock;
 use crate::host::health::{self, Verdict};
+use crate::host::state::{self, LastRun, Pending};
 use crate::host::systemd::Manager;
+use crate::host::tls::HostOutcome;
 use crate::host::{fs::Root, releases};
-use crate::report::{self, Summary};
-use crate::state::{self, LastRun, Pending};
-use crate::tls::HostOutcome;
-use crate::{failpoints, plan};
-use decide::{RunResult, Switch};
+use crate::{decide::plan, host::failpoints};
+use prepare::Request;
+use report::Summary;
 
 /// How long the real health gate retries before it declares a service down.
-pub const HEALTH_BUDGET: Duration = Duration::from_secs(30);
+pub(crate) const HEALTH_BUDGET: Duration = Duration::from_secs(30);
 
 /// The health gate over HTTP on loopback, as a host runs it.
-pub fn health_gate(services: &[&Service]) -> Vec<Verdict> {
+pub(crate) fn health_gate(services: &[&Service]) -> Vec<Verdict> {
     health::gate(HEALTH_BUDGET, services)
 }
 
@@ -94,11 +95,11 @@ impl RunReport {
     }
 
     pub fn exit_code(&self) -> i32 {
-        self.error.as_ref().map_or(exit::OK, crate::error::exit_code_of)
+        self.error.as_ref().map_or(exit::OK, crate::decide::error::exit_code_of)
     }
 
     /// The class this run counts under when it failed.
-    pub fn failure_class(&self) -> Option<decide::FailureClass> {
+    pub(crate) fn failure_class(&self) -> Option<decide::FailureClass> {
         decide::failure_class(decide::Verdict {
             exit_code: self.exit_code(),
             result: Some(self.result()),
@@ -108,7 +109,7 @@ impl RunReport {
     }
 
     /// The run's error with what an operator does next.
-    pub fn into_error(self) -> Option<anyhow::Error> {
+    pub(crate) fn into_error(self) -> Option<anyhow::Error> {
         self.error
             .map(|e| e.context("reconcile failed; what was done before the failure stays applied, re-run to finish"))
     }
@@ -122,7 +123,7 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
     let req = Request { options: plan::Options { no_systemd: host.manager.is_none() }, ..ask.request.clone() };
     // Decide once before taking the lock, so bad input is refused with nothing written (not even
     // the lock file); the run itself decides again under the lock. A release is verified here too.
-    engine::prepare(root, host.accounts, &req, None)?;
+    prepare::prepare(root, host.accounts, &req, None)?;
     let bundle = match &ask.release {
         Some(ReleaseSource::Url { url, sha256, ca }) => {
             Some(host.rt.block_on(crate::host::download::release(url, sha256, ca.as_deref()))?)
@@ -232,7 +233,7 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
     summary.result = RunResult::of(error.is_some(), true, prepared.plan.is_empty(), rolled_back);
     if error.is_none() {
         let previous = switched.as_ref().and_then(|s| s.from.as_deref());
-        let keep = crate::release::releases_to_keep(
+        let keep = crate::decide::release::releases_to_keep(
             releases::current(root).as_deref(),
             previous,
             &releases::list_by_age(root)?,

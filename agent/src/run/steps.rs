@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::Host;
-use crate::acme_policy::CertState;
-use crate::engine::{self, Prepared, Request};
+use crate::decide::acme_policy::CertState;
+use crate::decide::plan::Plan;
 use crate::host::health::Verdict;
 use crate::host::releases;
+use crate::host::state::State;
 use crate::host::systemd::Manager;
-use crate::plan::Plan;
-use crate::state::State;
-use crate::tls::HostOutcome;
-use crate::{apply, execute, failpoints, observe};
+use crate::host::tls::HostOutcome;
+use crate::run::prepare::{self, Prepared, Request};
+use crate::{host::apply, host::execute, host::failpoints, host::observe};
 
 /// A converge that failed part-way: what it did, the health verdicts it got, and why.
 pub(super) struct Failed {
@@ -41,12 +41,12 @@ impl<M: Manager> Ctx<'_, '_, M> {
         let Host { root, accounts, rt, .. } = *self.host;
         match self.host.manager {
             Some(sd) => {
-                let probe = |settings: &crate::settings::Settings| {
-                    rt.block_on(engine::observe_runtime(sd, root, settings, self.saved))
+                let probe = |settings: &crate::decide::settings::Settings| {
+                    rt.block_on(prepare::observe_runtime(sd, root, settings, self.saved))
                 };
-                engine::prepare(root, accounts, self.req, Some(&probe))
+                prepare::prepare(root, accounts, self.req, Some(&probe))
             }
-            None => engine::prepare(root, accounts, self.req, None),
+            None => prepare::prepare(root, accounts, self.req, None),
         }
     }
 
@@ -69,7 +69,7 @@ impl<M: Manager> Ctx<'_, '_, M> {
             Err(e) => return Err(Failed::new(done, Vec::new(), e)),
         }
         failpoints::hit("before-health");
-        let services: Vec<&crate::catalog::Service> = p.settings.services().collect();
+        let services: Vec<&crate::decide::catalog::Service> = p.settings.services().collect();
         let verdicts = (self.host.health)(&services);
         failpoints::hit("after-health");
         if let Some(bad) = verdicts.iter().find(|v| !v.ok) {
@@ -105,7 +105,7 @@ impl<M: Manager> Ctx<'_, '_, M> {
             return Ok((BTreeMap::new(), Vec::new()));
         };
         let now = clock.now_unix();
-        let (outcomes, installed) = rt.block_on(crate::tls::converge(root, &p.settings, &p.facts.tls, now))?;
+        let (outcomes, installed) = rt.block_on(crate::host::tls::converge(root, &p.settings, &p.facts.tls, now))?;
         let mut done = Vec::new();
         if !installed {
             return Ok((outcomes, done));
@@ -114,7 +114,7 @@ impl<M: Manager> Ctx<'_, '_, M> {
         done = more;
         let renewed: Vec<String> =
             outcomes.iter().filter(|(_, o)| o.state == CertState::Issued).map(|(h, _)| h.clone()).collect();
-        if let Some(reload) = crate::plan::reload_for_certificates(&plan, &renewed) {
+        if let Some(reload) = crate::decide::plan::reload_for_certificates(&plan, &renewed) {
             // The vhosts point at each host's `current` link: a renewal changes no nginx file, so
             // nginx must still be told, or it keeps serving the old certificate (spec §12).
             let users = accounts.lookup(&observe::ACCOUNTS.0, &observe::ACCOUNTS.1)?;
@@ -122,7 +122,7 @@ impl<M: Manager> Ctx<'_, '_, M> {
             done.extend(rt.block_on(execute::run(sd, root, &p.settings, &users, &only))?);
         }
         for (host, o) in outcomes.iter().filter(|(_, o)| o.state == CertState::Issued) {
-            let path = root.path(&format!("{}/{host}/current/fullchain.pem", crate::paths::TLS_STORE));
+            let path = root.path(&format!("{}/{host}/current/fullchain.pem", crate::decide::paths::TLS_STORE));
             let leaf = crate::host::certs::read_leaf(&path)?.leaf_der;
             crate::host::tls_proof::prove(443, host, &leaf, Duration::from_secs(10))?;
             done.push(format!(

@@ -4,16 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::clock::SystemClock;
-use crate::engine::Request;
+use crate::decide::identity::Selectors;
+use crate::decide::settings::Flags;
+use crate::host::clock::SystemClock;
 use crate::host::fs::Root;
 use crate::host::systemd::fake::FakeManager;
-use crate::identity::Selectors;
-use crate::settings::Flags;
+use crate::run::prepare::Request;
 
 use super::{Host, ReleaseSource, RunReport, RunRequest};
 
-pub const PUBKEY_PEM: &str =
+pub(crate) const PUBKEY_PEM: &str =
     "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEAAAA\n-----END PUBLIC KEY-----\n";
 
 const CONFIG: &str = r#"
@@ -26,7 +26,7 @@ K3_EPOCH_COUNTER = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"
 "#;
 
 /// A scratch host: its root, the fake manager, and a runtime.
-pub struct TestHost {
+pub(crate) struct TestHost {
     pub dir: tempfile::TempDir,
     pub root: Root,
     pub sd: std::rc::Rc<FakeManager>,
@@ -43,10 +43,10 @@ impl TestHost {
             std::fs::write(path, text).expect("write");
         };
         write("/etc/agentkeys/hostd.toml", CONFIG);
-        write(crate::paths::OIDC_KEYPAIR, "{}");
-        write(crate::paths::SESSION_KEYPAIR, "{}");
+        write(crate::decide::paths::OIDC_KEYPAIR, "{}");
+        write(crate::decide::paths::SESSION_KEYPAIR, "{}");
         let sd = std::rc::Rc::new(FakeManager::new());
-        let pubkey = root.path(crate::paths::SESSION_PUBKEY);
+        let pubkey = root.path(crate::decide::paths::SESSION_PUBKEY);
         sd.on_start(move |unit| {
             if unit == "agentkeys-broker.service" {
                 std::fs::write(&pubkey, PUBKEY_PEM).expect("the broker's key");
@@ -64,7 +64,7 @@ impl TestHost {
             "version = \"{version}\"\ncommit = \"{:0>40}\"\nbroker_features = [\"auth-email-link\"]\n[binaries]\n",
             version.replace('.', "")
         );
-        for name in crate::release::required_binaries() {
+        for name in crate::decide::release::required_binaries() {
             let bytes = format!("#!/bin/sh\n# {name} {version}\n");
             let path = dir.join("bin").join(name);
             std::fs::write(&path, &bytes).expect("binary");
@@ -73,7 +73,7 @@ impl TestHost {
             let sha = crate::host::releases::sha256_hex(bytes.as_bytes());
             manifest.push_str(&format!("{name} = \"{sha}\"\n"));
         }
-        std::fs::write(dir.join(crate::release::MANIFEST), manifest).expect("manifest");
+        std::fs::write(dir.join(crate::decide::release::MANIFEST), manifest).expect("manifest");
         dir
     }
 
@@ -98,7 +98,7 @@ impl TestHost {
     pub fn reconcile(&self, ask: &RunRequest) -> anyhow::Result<RunReport> {
         let db = crate::host::accounts::for_root(&self.root);
         let sd = &*self.sd;
-        let gate = |s: &[&crate::catalog::Service]| sd.gate(s);
+        let gate = |s: &[&crate::decide::catalog::Service]| sd.gate(s);
         let host = Host {
             root: &self.root,
             accounts: db.as_ref(),
@@ -112,9 +112,9 @@ impl TestHost {
 }
 
 /// The settings of the scratch host's first run (for the executor's tests).
-pub fn settings() -> crate::settings::Settings {
+pub fn settings() -> crate::decide::settings::Settings {
     let h = TestHost::new();
     let ask = TestHost::ask(None);
     let db = crate::host::accounts::for_root(&h.root);
-    crate::engine::prepare(&h.root, db.as_ref(), &ask.request, None).expect("settings").settings
+    crate::run::prepare::prepare(&h.root, db.as_ref(), &ask.request, None).expect("settings").settings
 }

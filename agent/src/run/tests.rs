@@ -16,10 +16,10 @@ fn a_first_run_starts_everything_and_a_second_does_nothing() {
     let log = h.sd.take_log();
     assert_eq!(log.first().map(String::as_str), Some("daemon-reload"), "{log:?}");
     let starts: Vec<&String> = log.iter().filter(|l| l.starts_with("Start ")).collect();
-    let required = crate::catalog::SERVICES.iter().filter(|s| !s.optional).count();
+    let required = crate::decide::catalog::SERVICES.iter().filter(|s| !s.optional).count();
     assert_eq!(starts.len(), required + 1, "every service and nginx: {log:?}");
     assert_eq!(first.summary.healthy, Some(required));
-    assert!(h.root.path(crate::state::STATE_FILE).exists());
+    assert!(h.root.path(crate::host::state::STATE_FILE).exists());
 
     let second = h.reconcile(&TestHost::ask(Some(&a))).expect("run");
     assert_eq!(second.result(), RunResult::Converged, "{:?}", second.error);
@@ -55,7 +55,7 @@ fn a_release_whose_broker_fails_is_rolled_back() {
         "the failed restart, then the rollback's start: {log:?}"
     );
     assert!(report.done.iter().any(|d| d.starts_with("rollback: switched back")), "{:?}", report.done);
-    let state = crate::state::read(&h.root).expect("state");
+    let state = crate::host::state::read(&h.root).expect("state");
     assert!(state.pending.is_none(), "a verified rollback leaves nothing to finish");
 }
 
@@ -93,13 +93,13 @@ fn an_unhealthy_service_fails_the_gate_and_the_next_run_finishes() {
     assert_eq!(report.result(), RunResult::Failed);
     assert_eq!(report.failure_class(), Some(FailureClass::Health));
     assert_eq!(report.summary.unhealthy.keys().collect::<Vec<_>>(), ["agentkeys-worker-email.service"]);
-    let state = crate::state::read(&h.root).expect("state");
+    let state = crate::host::state::read(&h.root).expect("state");
     assert!(state.pending.is_some(), "the restarts stay pending for the next run");
 
     h.sd.set_unhealthy("agentkeys-worker-email.service", false);
     let again = h.reconcile(&TestHost::ask(Some(&a))).expect("run");
     assert!(again.error.is_none(), "{:?}", again.error);
-    assert!(crate::state::read(&h.root).expect("state").pending.is_none());
+    assert!(crate::host::state::read(&h.root).expect("state").pending.is_none());
 }
 
 #[test]
@@ -111,5 +111,5 @@ fn a_dry_run_plans_and_changes_nothing() {
     assert_eq!(report.result(), RunResult::Planned);
     assert!(!report.plan.is_empty());
     assert!(h.sd.take_log().is_empty(), "no job in a dry run");
-    assert!(!h.root.path(crate::state::STATE_FILE).exists());
+    assert!(!h.root.path(crate::host::state::STATE_FILE).exists());
 }

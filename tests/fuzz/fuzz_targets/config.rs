@@ -2,8 +2,8 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|text: &str| {
-    if let Ok(config) = hostd::config::load(&[("hostd.toml".to_owned(), text.to_owned())]) {
-        let _ = hostd::daemon::options::from_config(&config);
-        let _ = hostd::settings::resolve_acme(&config);
+    if let Ok(config) = hostd::decide::config::load(&[("hostd.toml".to_owned(), text.to_owned())]) {
+        let _ = hostd::decide::daemon::options::from_config(&config);
+        let _ = hostd::decide::settings::resolve_acme(&config);
     }
 });

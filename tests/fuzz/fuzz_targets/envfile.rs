@@ -2,11 +2,11 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|text: &str| {
-    if let Ok(env) = hostd::envfile::parse("fuzz.env", text) {
+    if let Ok(env) = hostd::decide::envfile::parse("fuzz.env", text) {
         for (key, entry) in &env.entries {
             assert!(!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "key {key:?}");
             assert!(!entry.value.contains('\n'), "a value spans lines: {:?}", entry.value);
-            assert!(entry.value.len() <= hostd::envfile::MAX_VALUE_BYTES, "value of {} bytes", entry.value.len());
+            assert!(entry.value.len() <= hostd::decide::envfile::MAX_VALUE_BYTES, "value of {} bytes", entry.value.len());
         }
     }
 });

@@ -3,7 +3,7 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|text: &str| {
-    if let Ok(m) = hostd::release::parse_manifest(text) {
+    if let Ok(m) = hostd::decide::release::parse_manifest(text) {
         let id = m.id();
         assert!(!id.is_empty() && !id.contains('/') && id != "." && id != ".." && !id.starts_with('.'), "id {id:?}");
     }

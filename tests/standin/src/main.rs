@@ -1,5 +1,5 @@
 //! Stand-in for the AgentKeys service binaries in container tests. Installed under each service's
-//! binary name, it keeps that binary's upstream contract (agent/src/contracts.rs, compiled in
+//! binary name, it keeps that binary's upstream contract (agent/src/decide/contracts.rs, compiled in
 //! here): refuses to start with the real message and exit status when a required variable is
 //! missing or a KEK is a placeholder, binds where the real one binds, answers `/healthz` as it
 //! does (the bundler asks its RPC, bounded by 3 s), and the broker answers `keygen`, OIDC
@@ -13,7 +13,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[path = "../../../agent/src/contracts.rs"]
+#[path = "../../../agent/src/decide/contracts.rs"]
 #[allow(dead_code)]
 mod contracts;
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::bail;
 
 use super::{Job, Manager, UnitState};
-use crate::catalog::Service;
+use crate::decide::catalog::Service;
 use crate::host::health::Verdict;
 
 type Rule = Box<dyn Fn(Job, &str) -> bool>;
@@ -18,7 +18,7 @@ type Hook = Box<dyn Fn(&str)>;
 /// The fake manager. Units never seen are `inactive`/`dead`, not installed.
 #[allow(missing_debug_implementations)] // holds closures
 #[derive(Default)]
-pub struct FakeManager {
+pub(crate) struct FakeManager {
     units: RefCell<BTreeMap<String, UnitState>>,
     /// Every call in order: `daemon-reload`, `enable a b`, `Start x`, `Restart y`, …
     log: RefCell<Vec<String>>,
@@ -34,17 +34,17 @@ impl FakeManager {
     }
 
     /// Starts and restarts for which `rule(job, unit)` holds end `failed` (exit status 1).
-    pub fn fail_when(&self, rule: impl Fn(Job, &str) -> bool + 'static) {
+    pub(crate) fn fail_when(&self, rule: impl Fn(Job, &str) -> bool + 'static) {
         *self.fails.borrow_mut() = Some(Box::new(rule));
     }
 
     /// Also run `hook(unit)` whenever a start or restart of a unit succeeds.
-    pub fn on_start(&self, hook: impl Fn(&str) + 'static) {
+    pub(crate) fn on_start(&self, hook: impl Fn(&str) + 'static) {
         self.on_start.borrow_mut().push(Box::new(hook));
     }
 
     /// `unit` keeps running but fails its health probe.
-    pub fn set_unhealthy(&self, unit: &str, bad: bool) {
+    pub(crate) fn set_unhealthy(&self, unit: &str, bad: bool) {
         let mut set = self.unhealthy.borrow_mut();
         if bad {
             set.insert(unit.to_owned());
@@ -53,17 +53,8 @@ impl FakeManager {
         }
     }
 
-    /// Put `unit` into a state, as if it had been started before the test.
-    pub fn set_active(&self, unit: &str) {
-        let mut units = self.units.borrow_mut();
-        let u = units.entry(unit.to_owned()).or_insert_with(|| Self::unknown(unit));
-        u.active_state = "active".into();
-        u.sub_state = "running".into();
-        u.result = "success".into();
-    }
-
     /// The calls made so far, and forget them.
-    pub fn take_log(&self) -> Vec<String> {
+    pub(crate) fn take_log(&self) -> Vec<String> {
         std::mem::take(&mut self.log.borrow_mut())
     }
 

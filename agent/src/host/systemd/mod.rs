@@ -18,7 +18,7 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A connection to the system manager.
 #[derive(Debug, Clone)]
-pub struct Systemd {
+pub(crate) struct Systemd {
     conn: zbus::Connection,
     manager: ManagerProxy<'static>,
 }
@@ -36,7 +36,7 @@ pub struct UnitState {
 }
 
 impl UnitState {
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.active_state == "active"
     }
 }
@@ -116,17 +116,17 @@ impl Systemd {
     }
 
     /// The manager's overall state (`running`, `degraded`, `starting`, …).
-    pub async fn system_state(&self) -> anyhow::Result<String> {
+    pub(crate) async fn system_state(&self) -> anyhow::Result<String> {
         Ok(self.manager.system_state().await?)
     }
 
     /// `daemon-reload`; returns when systemd has reloaded.
-    pub async fn daemon_reload(&self) -> anyhow::Result<()> {
+    pub(crate) async fn daemon_reload(&self) -> anyhow::Result<()> {
         self.manager.reload().await.context("daemon-reload failed")
     }
 
     /// Enable the units that are not enabled yet; true if anything changed.
-    pub async fn enable(&self, units: &[String]) -> anyhow::Result<bool> {
+    pub(crate) async fn enable(&self, units: &[String]) -> anyhow::Result<bool> {
         let mut todo = Vec::new();
         for u in units {
             let state = self
@@ -150,7 +150,7 @@ impl Systemd {
     }
 
     /// Run one job and wait for its `JobRemoved`; an error names the unit and the job result.
-    pub async fn run_job(&self, job: Job, unit: &str) -> anyhow::Result<()> {
+    pub(crate) async fn run_job(&self, job: Job, unit: &str) -> anyhow::Result<()> {
         let mut removed = self.manager.receive_job_removed().await.context("failed to listen for JobRemoved")?;
         let name = unit.to_owned();
         let mode = "replace".to_owned();
@@ -205,7 +205,7 @@ impl Systemd {
     }
 
     /// The state of `unit` (loaded on demand), read fresh every time.
-    pub async fn unit_state(&self, unit: &str) -> anyhow::Result<UnitState> {
+    pub(crate) async fn unit_state(&self, unit: &str) -> anyhow::Result<UnitState> {
         let path = self.manager.load_unit(unit.to_owned()).await.with_context(|| format!("failed to load {unit}"))?;
         let u = UnitProxy::builder(&self.conn).path(path.clone()).cache_properties(CacheProperties::No).build().await?;
         let s = ServiceProxy::builder(&self.conn).path(path).cache_properties(CacheProperties::No).build().await?;

@@ -1,0 +1,131 @@
+//! `doctor` verdicts (pure, spec §10): each pre-flight check is pass/warn/fail with what to do;
+//! the thresholds for disk and clock live here, the facts are gathered by `cli::doctor_cmd`.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+impl Check {
+    pub fn new(name: impl Into<String>, verdict: Verdict, detail: impl Into<String>) -> Self {
+        Self { name: name.into(), verdict, detail: detail.into() }
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// Free space under `path`: a release (~100 MiB) plus its predecessor must fit.
+pub fn disk(path: &str, free_bytes: u64) -> Check {
+    let mib = free_bytes / MIB;
+    let (verdict, hint) = match mib {
+        m if m < 256 => (Verdict::Fail, "; free space before the next release (old releases, journal)"),
+        m if m < 1024 => (Verdict::Warn, "; less than 1 GiB left"),
+        _ => (Verdict::Pass, ""),
+    };
+    Check::new(format!("disk {path}"), verdict, format!("{mib} MiB free{hint}"))
+}
+
+/// Clock skew against the ACME CA's `Date` header (certificates are checked against it).
+pub fn clock(skew_secs: i64) -> Check {
+    let verdict = match skew_secs.abs() {
+        s if s > 300 => Verdict::Fail,
+        s if s > 30 => Verdict::Warn,
+        _ => Verdict::Pass,
+    };
+    let hint = if verdict == Verdict::Pass { "" } else { "; enable time sync (chrony or systemd-timesyncd)" };
+    Check::new("clock", verdict, format!("{skew_secs:+} s against the ACME CA's clock{hint}"))
+}
+
+/// The system trust store: the broker loads the native roots at start and panics when none parse.
+/// `certs` is the number of certificates in the bundle, `None` when it cannot be read.
+pub(crate) fn trust_store(bundle: &str, certs: Option<usize>) -> Check {
+    match certs {
+        Some(n) if n > 0 => Check::new("trust store", Verdict::Pass, format!("{n} certificates in {bundle}")),
+        found => Check::new(
+            "trust store",
+            Verdict::Fail,
+            format!(
+                "{} in {bundle}: the broker cannot start without the system trust store; \
+                 apt-get install ca-certificates",
+                if found.is_some() { "no certificate" } else { "cannot read the bundle" }
+            ),
+        ),
+    }
+}
+
+/// The worst verdict decides the exit code: 0 when nothing failed, 1 otherwise.
+pub fn exit_code(checks: &[Check]) -> i32 {
+    i32::from(checks.iter().any(|c| c.verdict == Verdict::Fail))
+}
+
+pub(crate) fn render_text(checks: &[Check]) -> String {
+    let mut t = String::new();
+    for c in checks {
+        let tag = match c.verdict {
+            Verdict::Pass => "pass",
+            Verdict::Warn => "WARN",
+            Verdict::Fail => "FAIL",
+        };
+        let _ = writeln!(t, "{tag}  {:<34} {}", c.name, c.detail);
+    }
+    let count = |v| checks.iter().filter(|c| c.verdict == v).count();
+    let _ = writeln!(
+        t,
+        "{} passed, {} warnings, {} failed",
+        count(Verdict::Pass),
+        count(Verdict::Warn),
+        count(Verdict::Fail)
+    );
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trust_store_needs_a_certificate() {
+        assert_eq!(trust_store("/b", Some(140)).verdict, Verdict::Pass);
+        for found in [Some(0), None] {
+            let c = trust_store("/b", found);
+            assert_eq!(c.verdict, Verdict::Fail);
+            assert!(c.detail.contains("ca-certificates") && c.detail.contains("/b"), "{}", c.detail);
+        }
+    }
+
+    #[test]
+    fn thresholds() {
+        assert_eq!(disk("/opt", 100 * MIB).verdict, Verdict::Fail);
+        assert_eq!(disk("/opt", 512 * MIB).verdict, Verdict::Warn);
+        assert_eq!(disk("/opt", 4096 * MIB).verdict, Verdict::Pass);
+        assert_eq!(clock(2).verdict, Verdict::Pass);
+        assert_eq!(clock(-45).verdict, Verdict::Warn);
+        assert_eq!(clock(400).verdict, Verdict::Fail);
+        assert!(clock(400).detail.contains("time sync"));
+    }
+
+    #[test]
+    fn exit_code_and_text() {
+        let checks = vec![Check::new("nginx", Verdict::Pass, "ok"), Check::new("port 80", Verdict::Warn, "x")];
+        assert_eq!(exit_code(&checks), 0);
+        let mut failing = checks.clone();
+        failing.push(Check::new("clock", Verdict::Fail, "off"));
+        assert_eq!(exit_code(&failing), 1);
+        let text = render_text(&failing);
+        assert!(text.contains("FAIL  clock") && text.ends_with("1 passed, 1 warnings, 1 failed\n"), "{text}");
+    }
+}

@@ -1,0 +1,26 @@
+//! The deciding code: pure functions of their inputs, no filesystem, process, network or clock.
+//! Nothing here imports `host`, `run`, `cli` or `daemon` (checked by `tests/architecture.rs`).
+
+pub mod acme_policy;
+pub mod catalog;
+pub mod chains;
+pub mod config;
+pub mod contracts;
+pub mod daemon;
+pub mod doctor;
+pub mod envfile;
+pub mod error;
+pub mod identity;
+pub mod metrics;
+pub mod naming;
+pub mod observed;
+pub mod paths;
+pub mod plan;
+pub mod release;
+pub mod render;
+pub mod run;
+pub mod secrets;
+pub mod settings;
+pub mod state;
+pub mod unitfile;
+pub mod validate;

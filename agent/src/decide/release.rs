@@ -1,0 +1,216 @@
+//! Release bundles (spec §8), the deciding part: the manifest, its validation, and the check of a
+//! bundle's files against it. A bundle is `agentkeys-release.toml` plus `bin/<binary>` for every
+//! service binary of the catalog.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::decide::error::{InvalidInput, Source};
+
+pub const MANIFEST: &str = "agentkeys-release.toml";
+/// The broker must carry this feature (the pairing-claim probe checks it at run time too).
+pub(crate) const REQUIRED_BROKER_FEATURE: &str = "auth-email-link";
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub version: String,
+    pub commit: String,
+    pub broker_features: Vec<String>,
+    /// binary name → SHA-256 (hex).
+    pub binaries: BTreeMap<String, String>,
+}
+
+fn bad(what: &str, reason: impl Into<String>) -> InvalidInput {
+    InvalidInput::new(Source::Host { file: MANIFEST.into(), detail: what.into() }, reason)
+}
+
+/// Every binary a release must carry: those of the required services.
+pub fn required_binaries() -> Vec<&'static str> {
+    binaries(|s| !s.optional)
+}
+
+/// Every binary a release may carry: the required ones and the optional services'.
+pub(crate) fn known_binaries() -> Vec<&'static str> {
+    binaries(|_| true)
+}
+
+fn binaries(keep: impl Fn(&crate::decide::catalog::Service) -> bool) -> Vec<&'static str> {
+    let mut b: Vec<&str> = crate::decide::catalog::SERVICES.iter().filter(|s| keep(s)).map(|s| s.binary).collect();
+    b.sort_unstable();
+    b.dedup();
+    b
+}
+
+/// Parse and validate a manifest.
+pub fn parse_manifest(text: &str) -> Result<Manifest, InvalidInput> {
+    let m: Manifest = toml::from_str(text).map_err(|e| bad("manifest", e.message().to_owned()))?;
+    let plain = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
+    };
+    if !plain(&m.version, 64) {
+        return Err(bad("version", format!("{:?} is not a plain version string", m.version)));
+    }
+    if !(7..=64).contains(&m.commit.len()) || !m.commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad("commit", format!("{:?} is not a git commit id", m.commit)));
+    }
+    if !m.broker_features.iter().any(|f| f == REQUIRED_BROKER_FEATURE) {
+        return Err(bad(
+            "broker_features",
+            format!(
+                "the broker lacks {REQUIRED_BROKER_FEATURE}: with BROKER_AUTH_METHODS=wallet_sig,email_link it would stop at boot (BOOT_FAIL … BROKER_AUTH_METHODS); rebuild it with that feature"
+            ),
+        ));
+    }
+    for (name, hash) in &m.binaries {
+        if !known_binaries().contains(&name.as_str()) {
+            return Err(bad(&format!("binaries.{name}"), "not a binary of any managed service"));
+        }
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(bad(&format!("binaries.{name}"), "not a lowercase hex SHA-256"));
+        }
+    }
+    if let Some(missing) = required_binaries().into_iter().find(|b| !m.binaries.contains_key(*b)) {
+        return Err(bad("binaries", format!("{missing} is missing from the manifest")));
+    }
+    Ok(m)
+}
+
+impl Manifest {
+    /// The release directory name: version and commit, so different builds never share one.
+    pub fn id(&self) -> String {
+        format!("{}-{}", self.version, &self.commit[..self.commit.len().min(12)])
+    }
+}
+
+/// Check the hashes of a bundle's `bin/` files (name → SHA-256 as computed) against the manifest.
+pub fn check_files(m: &Manifest, found: &BTreeMap<String, String>) -> Result<(), InvalidInput> {
+    for (name, want) in &m.binaries {
+        match found.get(name) {
+            None => return Err(bad(&format!("bin/{name}"), "listed in the manifest but not in the bundle")),
+            Some(got) if got != want => {
+                return Err(bad(
+                    &format!("bin/{name}"),
+                    format!(
+                        "SHA-256 {got} does not match the manifest's {want}: the bundle is corrupt or tampered with"
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = found.keys().find(|k| !m.binaries.contains_key(*k)) {
+        return Err(bad(&format!("bin/{extra}"), "not listed in the manifest"));
+    }
+    Ok(())
+}
+
+/// The releases to keep: the current one, the one this run switched away from, and up to `extra`
+/// more of the others, newest first (`by_age` is newest first).
+pub(crate) fn releases_to_keep(
+    current: Option<&str>,
+    previous: Option<&str>,
+    by_age: &[String],
+    extra: usize,
+) -> Vec<String> {
+    let mut keep: Vec<String> = current.into_iter().chain(previous).map(str::to_owned).collect();
+    let room = extra.saturating_sub(keep.len().saturating_sub(1));
+    let others: Vec<String> = by_age.iter().filter(|r| !keep.contains(r)).take(room).cloned().collect();
+    keep.extend(others);
+    keep
+}
+
+/// A path inside a bundle archive: relative, plain components, no `..`.
+pub(crate) fn safe_member(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && path.split('/').all(|c| !c.is_empty() && c != ".." && !c.contains('\0'))
+        || path.trim_end_matches('/') == "."
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(extra: &str) -> String {
+        let mut s = String::from(
+            "version = \"1.4.2\"\ncommit = \"0123456789abcdef0123\"\nbroker_features = [\"auth-email-link\", \"sqlite\"]\n[binaries]\n",
+        );
+        for b in required_binaries() {
+            s.push_str(&format!("{b} = \"{}\"\n", "a".repeat(64)));
+        }
+        s + extra
+    }
+
+    #[test]
+    fn an_optional_binary_may_ship_or_not() {
+        assert!(!required_binaries().contains(&"agentkeys-worker-channel"));
+        assert!(known_binaries().contains(&"agentkeys-worker-channel"));
+        let with = manifest(&format!("agentkeys-worker-channel = \"{}\"\n", "b".repeat(64)));
+        assert!(parse_manifest(&with).expect("valid").binaries.contains_key("agentkeys-worker-channel"));
+        assert!(!parse_manifest(&manifest("")).expect("valid").binaries.contains_key("agentkeys-worker-channel"));
+    }
+
+    #[test]
+    fn manifests_are_validated() {
+        let m = parse_manifest(&manifest("")).expect("valid");
+        assert_eq!(m.id(), "1.4.2-0123456789ab");
+        for (text, fragment) in [
+            (manifest("").replace("\"auth-email-link\", ", ""), "auth-email-link"),
+            (manifest("").replace("1.4.2", "1.4 2"), "version"),
+            (manifest("").replace("0123456789abcdef0123", "xyz"), "commit"),
+            (manifest("rogue = \"aa\"\n"), "binaries.rogue"),
+            (manifest("").replacen(&"a".repeat(64), &"A".repeat(64), 1), "SHA-256"),
+            (
+                manifest("").lines().filter(|l| !l.starts_with("agentkeys-bundler")).collect::<Vec<_>>().join("\n"),
+                "agentkeys-bundler is missing",
+            ),
+            (manifest("").replace("version", "versoin"), "unknown field"),
+        ] {
+            let err = parse_manifest(&text).expect_err(fragment).to_string();
+            assert!(err.contains(fragment), "{fragment}: {err}");
+        }
+    }
+
+    #[test]
+    fn which_releases_are_kept() {
+        let by_age: Vec<String> = ["d", "c", "b", "a"].iter().map(|s| (*s).to_owned()).collect();
+        // (current, previous, extra) -> kept
+        type Row = (Option<&'static str>, Option<&'static str>, usize, &'static [&'static str]);
+        let table: &[Row] = &[
+            (Some("d"), Some("c"), 1, &["d", "c"]),
+            (Some("d"), None, 1, &["d", "c"]),
+            (Some("d"), None, 2, &["d", "c", "b"]),
+            (Some("c"), None, 1, &["c", "d"]),
+            (Some("d"), Some("b"), 2, &["d", "b", "c"]),
+            (Some("d"), None, 0, &["d"]),
+            (None, None, 1, &["d"]),
+        ];
+        for (current, previous, extra, want) in table {
+            assert_eq!(
+                releases_to_keep(*current, *previous, &by_age, *extra),
+                *want,
+                "{current:?} {previous:?} {extra}"
+            );
+        }
+    }
+
+    #[test]
+    fn files_must_match_exactly() {
+        let m = parse_manifest(&manifest("")).expect("valid");
+        let mut found: BTreeMap<String, String> = m.binaries.clone();
+        assert!(check_files(&m, &found).is_ok());
+        found.insert("agentkeys-bundler".into(), "b".repeat(64));
+        assert!(check_files(&m, &found).expect_err("tampered").to_string().contains("tampered"));
+        found.remove("agentkeys-bundler");
+        assert!(check_files(&m, &found).expect_err("missing").to_string().contains("not in the bundle"));
+        assert!(
+            safe_member("bin/agentkeys-bundler")
+                && safe_member("./")
+                && !safe_member("../x")
+                && !safe_member("/etc/passwd")
+                && !safe_member("bin/../../x")
+        );
+    }
+}

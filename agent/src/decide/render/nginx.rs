@@ -1,0 +1,168 @@
+//! nginx vhosts per public host in their TLS state, the shared proxy parameters, and the distro
+//! default site switched off (spec §6).
+
+use serde::Serialize;
+
+use super::templates::{Engine, PROXY_PARAMS, VHOST};
+use super::{AbsentSpec, DesiredHost, FileKind, FileSpec, HostFacts, LinkSpec, ROOT, Trigger, parent_only};
+use crate::decide::catalog::Vhost;
+use crate::decide::paths;
+use crate::decide::settings::{Http2Style, Settings};
+
+/// Where the distro keeps its server blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// Debian/Ubuntu: `sites-available/` + `sites-enabled/` symlinks.
+    SitesEnabled,
+    /// `conf.d/*.conf`.
+    ConfD,
+}
+
+/// The explicit TLS state of one public host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TlsState {
+    /// No certificate yet: port 80 serves the challenge path and 503 for the rest.
+    HttpPlaceholder,
+    /// A certificate (hostd's or adopted from /etc/letsencrypt) is served on 443.
+    Https { cert: String, key: String },
+}
+
+impl TlsState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TlsState::HttpPlaceholder => "http-placeholder",
+            TlsState::Https { .. } => "https",
+        }
+    }
+}
+
+pub(crate) const PROXY_PARAMS_PATH: &str = "/etc/nginx/agentkeys-proxy-params.conf";
+
+#[derive(Debug, Serialize)]
+struct Tls<'a> {
+    cert: &'a str,
+    key: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct VhostContext<'a> {
+    host: &'a str,
+    state: &'static str,
+    port: u16,
+    signer: bool,
+    tls: Option<Tls<'a>>,
+    webroot: &'static str,
+    ipv6: bool,
+    http2_directive: bool,
+    read_timeout: u32,
+    proxy_params: &'static str,
+}
+
+/// Worker and signer vhosts keep nginx's usual read timeout; the broker's is configurable.
+const DEFAULT_READ_TIMEOUT_SECS: u32 = 60;
+
+pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mut DesiredHost) -> anyhow::Result<()> {
+    let reload = || vec![Trigger::ReloadNginx];
+    host.files.push(FileSpec {
+        path: PROXY_PARAMS_PATH.into(),
+        content: engine.render(PROXY_PARAMS, &std::collections::BTreeMap::<String, String>::new())?,
+        mode: 0o644,
+        owner: ROOT,
+        group: ROOT,
+        kind: FileKind::Vhost,
+        triggers: reload(),
+        validate: None,
+    });
+    let (conf_dir, default_site) = match facts.layout {
+        Layout::SitesEnabled => {
+            host.dirs.push(parent_only(paths::NGINX_SITES_AVAILABLE));
+            host.dirs.push(parent_only(paths::NGINX_SITES_ENABLED));
+            (paths::NGINX_SITES_AVAILABLE, format!("{}/default", paths::NGINX_SITES_ENABLED))
+        }
+        Layout::ConfD => {
+            host.dirs.push(parent_only(paths::NGINX_CONF_D));
+            (paths::NGINX_CONF_D, format!("{}/default.conf", paths::NGINX_CONF_D))
+        }
+    };
+    host.absent.push(AbsentSpec {
+        path: default_site,
+        reason: "the distro default site would answer for unknown hosts".into(),
+        triggers: reload(),
+    });
+    // The vhost of an optional service that no longer runs here goes (its certificate stays).
+    for svc in crate::decide::catalog::SERVICES.iter().filter(|v| !s.is_enabled(v.unit)) {
+        if let Some(Vhost::Worker(stem)) = svc.vhost {
+            let name = s.identity.service_host(stem);
+            let reason = format!("{} is not enabled on this host", svc.unit);
+            host.absent.push(AbsentSpec {
+                path: format!("{conf_dir}/{name}.conf"),
+                reason: reason.clone(),
+                triggers: reload(),
+            });
+            if facts.layout == Layout::SitesEnabled {
+                let path = format!("{}/{name}.conf", paths::NGINX_SITES_ENABLED);
+                host.absent.push(AbsentSpec { path, reason, triggers: reload() });
+            }
+        }
+    }
+    for svc in s.services() {
+        let Some(kind) = svc.vhost else { continue };
+        let name = match kind {
+            Vhost::Broker => s.identity.broker_host(),
+            Vhost::Signer => s.identity.signer_host(),
+            Vhost::Worker(stem) => s.identity.service_host(stem),
+        };
+        let state = facts.tls.get(&name).cloned().unwrap_or(TlsState::HttpPlaceholder);
+        let tls = match &state {
+            TlsState::HttpPlaceholder => None,
+            TlsState::Https { cert, key } => Some(Tls { cert, key }),
+        };
+        let ctx = VhostContext {
+            host: &name,
+            state: state.name(),
+            port: svc.port,
+            signer: kind == Vhost::Signer,
+            tls,
+            webroot: paths::ACME_WEBROOT,
+            ipv6: s.nginx_ipv6,
+            http2_directive: s.nginx_http2 == Http2Style::Directive,
+            read_timeout: if kind == Vhost::Broker { s.proxy_read_timeout_secs } else { DEFAULT_READ_TIMEOUT_SECS },
+            proxy_params: PROXY_PARAMS_PATH,
+        };
+        let path = format!("{conf_dir}/{name}.conf");
+        host.files.push(FileSpec {
+            path: path.clone(),
+            content: engine.render(VHOST, &ctx)?,
+            mode: 0o644,
+            owner: ROOT,
+            group: ROOT,
+            kind: FileKind::Vhost,
+            triggers: reload(),
+            validate: None,
+        });
+        if facts.layout == Layout::SitesEnabled {
+            host.links.push(LinkSpec {
+                path: format!("{}/{name}.conf", paths::NGINX_SITES_ENABLED),
+                target: path,
+                triggers: reload(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Pick the TLS state of a host from what exists: hostd's own store first, then a certificate the
+/// old tooling left under /etc/letsencrypt/live (adopted as-is), else the placeholder.
+pub(crate) fn tls_state(host: &str, hostd_store_has: bool, letsencrypt_has: bool) -> TlsState {
+    if hostd_store_has {
+        let dir = format!("{}/{host}/current", paths::TLS_STORE);
+        TlsState::Https { cert: format!("{dir}/fullchain.pem"), key: format!("{dir}/privkey.pem") }
+    } else if letsencrypt_has {
+        let dir = format!("{}/{host}", paths::LETSENCRYPT_LIVE);
+        TlsState::Https { cert: format!("{dir}/fullchain.pem"), key: format!("{dir}/privkey.pem") }
+    } else {
+        TlsState::HttpPlaceholder
+    }
+}

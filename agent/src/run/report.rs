@@ -1,0 +1,136 @@
+//! The one-line JSON summary (first line of stdout with `--json`) and the human report.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::decide::naming::Stack;
+use crate::decide::plan::Action;
+use crate::decide::run::RunResult;
+use crate::run::prepare::Prepared;
+
+#[derive(Debug, Serialize)]
+pub struct IdentitySummary {
+    pub stack: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u32>,
+    pub zone: String,
+    pub issuer: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// `planned` (dry run), `converged` (nothing to do), `changed`, `failed` or `rolled_back`.
+    pub result: RunResult,
+    pub identity: IdentitySummary,
+    pub changed: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+    pub parked: usize,
+    /// unit → reasons.
+    pub restarts: BTreeMap<String, Vec<String>>,
+    /// host → TLS state (with days left when a certificate is served).
+    pub tls: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets_generated: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// amazon-ssm-agent's state (systemd runs only): CI deploys through SSM need it active.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssm_agent: Option<String>,
+    /// The release `current` points at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// Services that passed the health gate (systemd runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<usize>,
+    /// unit → why it failed the health gate.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unhealthy: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What started the run when it was not an operator (`drift`, `renewal`, `config`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// Files a drift check put back after a hand edit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub corrective: Vec<String>,
+}
+
+pub(crate) fn identity_summary(p: &Prepared) -> IdentitySummary {
+    let id = &p.settings.identity;
+    let (stack, slot) = match id.stack {
+        Stack::Prod => ("prod", None),
+        Stack::Test { slot } => ("test", Some(slot)),
+        Stack::Base => ("base", None),
+    };
+    IdentitySummary { stack, slot, zone: id.zone.clone(), issuer: id.issuer() }
+}
+
+/// Summarise a prepared run; `applied` is false for a dry run.
+pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
+    let managed = p.desired.dirs.len() + p.desired.files.len() + p.desired.links.len() + p.desired.absent.len();
+    let changed = p.plan.actions.iter().filter(|a| !a.is_service_effect()).count();
+    let restarts = p
+        .plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Restart { unit, reasons } | Action::Start { unit, reasons } => {
+                Some((unit.clone(), reasons.iter().map(|r| short_reason(r)).collect()))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut secrets_generated = p.facts.secrets.generated.clone();
+    if p.facts.secrets.new_master.is_some() {
+        secrets_generated.insert(0, crate::decide::secrets::MASTER_SECRET_KEY.into());
+    }
+    let mut notes = p.settings.notes.clone();
+    if p.adopted {
+        notes.push("adopted a host set up by the old tooling: its identity was read from the broker unit".into());
+    }
+    Summary {
+        result: RunResult::of(error.is_some(), applied, p.plan.is_empty(), false),
+        identity: identity_summary(p),
+        changed,
+        unchanged: managed.saturating_sub(changed),
+        failed: usize::from(error.is_some()),
+        parked: 0,
+        restarts,
+        tls: p.facts.tls.iter().map(|(h, s)| (h.clone(), s.name().to_owned())).collect(),
+        secrets_generated,
+        notes,
+        healthy: None,
+        unhealthy: BTreeMap::new(),
+        ssm_agent: p.observed.runtime.as_ref().map(|r| r.ssm_agent.clone()),
+        release: None,
+        error,
+        trigger: None,
+        corrective: Vec::new(),
+    }
+}
+
+/// A reason without directories (`/etc/agentkeys/worker-email.env changed` → `worker-email.env
+/// changed`), so the one-line summary stays small; the full report keeps the paths.
+fn short_reason(reason: &str) -> String {
+    match reason.split_once(' ') {
+        Some((path, rest)) if path.starts_with('/') => {
+            format!("{} {rest}", path.rsplit('/').next().unwrap_or(path))
+        }
+        _ => reason.replace(" (consumes its session public key)", ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reasons_are_shortened() {
+        assert_eq!(super::short_reason("/etc/agentkeys/worker-email.env changed"), "worker-email.env changed");
+        assert_eq!(
+            super::short_reason("restarts with agentkeys-broker (consumes its session public key)"),
+            "restarts with agentkeys-broker"
+        );
+        assert_eq!(super::short_reason("binary agentkeys-bundler changed"), "binary agentkeys-bundler changed");
+    }
+}
