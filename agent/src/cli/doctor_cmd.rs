@@ -7,10 +7,10 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{Env, emit};
-use crate::decide::acme_policy::{self, DnsVerdict};
 use crate::decide::doctor::{self, Check, Verdict};
+use crate::host::dns_facts::{DnsFacts, NO_RESOLVER};
 use crate::host::fs::Root;
-use crate::host::{dns, system_command};
+use crate::host::system_command;
 use crate::{decide::catalog, decide::config, decide::paths, host::observe, run::prepare};
 
 #[derive(Debug, Args)]
@@ -132,40 +132,18 @@ fn dns_checks(env: &Env, root: &Root, acme: &crate::decide::settings::AcmeSettin
     if hosts.is_empty() {
         return vec![Check::new("dns", Verdict::Warn, "no identity deployed yet: no public hosts to check")];
     }
-    let ip = match acme.public_ipv4 {
-        Some(ip) => Ok(ip),
-        None => env.rt.block_on(crate::host::imds::public_ipv4(acme.imds_endpoint.as_deref())),
-    };
-    let ip = match ip {
-        Ok(ip) => ip,
+    // The same facts, gathered the same way, as the certificate step's.
+    let facts = env.rt.block_on(DnsFacts::gather(root, acme));
+    let ip = match &facts.public_ip {
+        Ok(ip) => *ip,
         Err(e) => {
-            return vec![Check::new("dns", Verdict::Fail, format!("this machine's public IPv4 is unknown: {e:#}"))];
+            return vec![Check::new("dns", Verdict::Fail, format!("this machine's public IPv4 is unknown: {e}"))];
         }
     };
-    let resolver = acme.resolver.or_else(|| {
-        std::fs::read_to_string(root.path("/etc/resolv.conf")).ok().and_then(|t| dns::resolv_conf_server(&t))
-    });
-    let Some(resolver) = resolver else {
-        return vec![Check::new(
-            "dns",
-            Verdict::Fail,
-            "no DNS resolver: set acme.resolver or a nameserver in /etc/resolv.conf",
-        )];
-    };
-    hosts
-        .iter()
-        .map(|h| match acme_policy::dns_verdict(ip, &dns::lookup_a(resolver, h)) {
-            DnsVerdict::DnsNotReady { expected, found, detail } => Check::new(
-                format!("dns {h}"),
-                Verdict::Warn,
-                format!(
-                    "{detail}: expected {expected}, found [{}]; parked (no order) until it points here",
-                    found.join(", ")
-                ),
-            ),
-            _ => Check::new(format!("dns {h}"), Verdict::Pass, format!("A record is {ip}")),
-        })
-        .collect()
+    if facts.resolver.is_none() {
+        return vec![Check::new("dns", Verdict::Fail, NO_RESOLVER)];
+    }
+    hosts.iter().map(|h| doctor::dns(h, ip, facts.verdict(h))).collect()
 }
 
 pub fn run(args: &DoctorArgs, env: &Env) -> anyhow::Result<i32> {

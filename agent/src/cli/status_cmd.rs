@@ -107,7 +107,7 @@ pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
                 .collect()
         })
         .unwrap_or_default();
-    let acme_ledger = crate::host::tls::read_ledger(&root)?;
+    let acme_ledger = crate::host::acme_store::AcmeStore::load(&root)?.ledger;
     let renewals = match &deployed {
         Some(d) => crate::host::tls::schedule(
             &root,

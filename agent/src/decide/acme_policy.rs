@@ -185,6 +185,99 @@ pub(crate) fn dns_verdict(public_ip: Ipv4Addr, lookup: &Lookup) -> DnsVerdict {
     }
 }
 
+/// The next step for one host's certificate in a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Keep serving what is served: not due yet.
+    Keep(Renewal),
+    /// Its DNS does not point here: no order (parked), re-checked next run.
+    Park(String),
+    /// A recent failed order: none before the ledger allows one.
+    BackOff(NotYet),
+    /// What an order needs is unknown (this machine's public IP, a resolver).
+    Fail(String),
+    /// Order, once nginx is proven to serve the challenge path.
+    Order,
+}
+
+/// Is a certificate with this renewal time (`None`: nothing usable served) due at `now`?
+pub(crate) fn is_due(renewal: Option<&Renewal>, now: i64) -> bool {
+    renewal.is_none_or(|r| r.at <= now)
+}
+
+/// Decide one host's step, in the order of spec §7: not due → keep; then DNS (asked through
+/// `dns` only for a due host: this machine's address and the host's A record) → park or fail;
+/// then the failure ledger → back off; else order.
+pub(crate) fn next_step(
+    renewal: Option<&Renewal>,
+    ledger: Option<&Ledger>,
+    now: i64,
+    dns: impl FnOnce() -> Result<DnsVerdict, String>,
+) -> Step {
+    if let Some(r) = renewal.filter(|r| r.at > now) {
+        return Step::Keep(r.clone());
+    }
+    match dns() {
+        Err(e) => return Step::Fail(e),
+        Ok(DnsVerdict::DnsNotReady { expected, found, detail }) => {
+            return Step::Park(format!("{detail}: expected {expected}, found [{}]", found.join(", ")));
+        }
+        Ok(DnsVerdict::Ready) => {}
+    }
+    match may_order(ledger, now) {
+        Err(not_yet) => Step::BackOff(not_yet),
+        Ok(()) => Step::Order,
+    }
+}
+
+/// Order failures worth one immediate retry in the same run (nonce errors are retried inside
+/// instant-acme already); a validation failure is not (it would burn the CA's failed-validation
+/// limit).
+pub(crate) fn is_transient(class: &str) -> bool {
+    matches!(class, "connection" | "timeout" | "serverInternal")
+}
+
+/// The CA's renewal window for one certificate, cached, and when to ask again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub(crate) struct AriEntry {
+    pub serial: String,
+    pub window: Option<(i64, i64)>,
+    pub next_check: i64,
+}
+
+/// What the CA said when asked for a certificate's renewal information.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AriAnswer {
+    /// A window, and the CA's `Retry-After` in seconds.
+    Window((i64, i64), i64),
+    /// The CA offers no ARI.
+    NotOffered,
+    /// The CA could not be asked (unreachable, an error).
+    Unavailable,
+}
+
+/// The cache entry for an answer at `now`: ask again at the CA's `Retry-After`, after a day when
+/// it offers no ARI, after an hour when it could not be asked.
+pub(crate) fn ari_entry(serial: &str, answer: AriAnswer, now: i64) -> AriEntry {
+    let (window, next_check) = match answer {
+        AriAnswer::Window(w, retry) => (Some(w), now + retry),
+        AriAnswer::NotOffered => (None, now + DAY),
+        AriAnswer::Unavailable => (None, now + HOUR),
+    };
+    AriEntry { serial: serial.to_owned(), window, next_check }
+}
+
+/// The cached entry of the certificate with `serial`, if the cache holds one for it.
+pub(crate) fn cached<'a>(entry: Option<&'a AriEntry>, serial: &str) -> Option<&'a AriEntry> {
+    entry.filter(|e| e.serial == serial)
+}
+
+/// The cached window when it may still be used at `now` without asking the CA (a run asks again
+/// once `next_check` passes; the daemon's schedule, which never asks, uses [`cached`]).
+pub(crate) fn fresh<'a>(entry: Option<&'a AriEntry>, serial: &str, now: i64) -> Option<&'a AriEntry> {
+    cached(entry, serial).filter(|e| now < e.next_check)
+}
+
 /// One host's certificate as the daemon and `status` see it, from files only (no network).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostSchedule {
@@ -316,5 +409,57 @@ mod tests {
                 DnsVerdict::Ready => panic!("{lookup:?} must park"),
             }
         }
+    }
+
+    #[test]
+    fn next_step_table() {
+        let due = Renewal { at: T0, why: "1/3".into() };
+        let later = Renewal { at: T0 + DAY, why: "1/3".into() };
+        let failed = record_failure(None, T0 - 60, "unauthorized", None);
+        let ready = || Ok(DnsVerdict::Ready);
+        let parked = || {
+            Ok(DnsVerdict::DnsNotReady { expected: "127.0.0.1".into(), found: vec![], detail: "no A record".into() })
+        };
+        let no_ip = || Err("this machine's public IPv4 is unknown".to_owned());
+        let asked = std::cell::Cell::new(0);
+        let counted = || {
+            asked.set(asked.get() + 1);
+            Ok(DnsVerdict::Ready)
+        };
+        assert_eq!(next_step(Some(&later), None, T0, counted), Step::Keep(later.clone()));
+        assert_eq!(asked.get(), 0, "DNS is not asked for a host that is not due");
+        assert_eq!(next_step(Some(&due), None, T0, ready), Step::Order);
+        assert_eq!(next_step(None, None, T0, ready), Step::Order, "nothing served: order");
+        assert!(matches!(next_step(None, None, T0, parked), Step::Park(d) if d.contains("no A record")));
+        assert!(matches!(next_step(None, None, T0, no_ip), Step::Fail(d) if d.contains("public IPv4")));
+        assert!(matches!(next_step(None, Some(&failed), T0, ready), Step::BackOff(n) if n.failures == 1));
+        assert!(
+            matches!(next_step(None, Some(&failed), T0, parked), Step::Park(_)),
+            "a parked host says so even while backing off"
+        );
+        assert_eq!(next_step(None, Some(&failed), T0 + HOUR, ready), Step::Order, "the hour passed");
+        assert!(is_due(None, T0) && is_due(Some(&due), T0) && !is_due(Some(&later), T0));
+    }
+
+    #[test]
+    fn transient_failures_are_retried_once_validation_failures_never() {
+        for class in ["connection", "timeout", "serverInternal"] {
+            assert!(is_transient(class), "{class}");
+        }
+        for class in ["unauthorized", "rateLimited", "dns", "badNonce", "caa", ""] {
+            assert!(!is_transient(class), "{class}");
+        }
+    }
+
+    #[test]
+    fn ari_cache_rules() {
+        let w = ari_entry("01", AriAnswer::Window((T0 + DAY, T0 + 2 * DAY), 6 * HOUR), T0);
+        assert_eq!((w.window, w.next_check), (Some((T0 + DAY, T0 + 2 * DAY)), T0 + 6 * HOUR));
+        assert_eq!(ari_entry("01", AriAnswer::NotOffered, T0).next_check, T0 + DAY);
+        assert_eq!(ari_entry("01", AriAnswer::Unavailable, T0).next_check, T0 + HOUR);
+        assert!(fresh(Some(&w), "01", T0 + 6 * HOUR - 1).is_some());
+        assert!(fresh(Some(&w), "01", T0 + 6 * HOUR).is_none(), "stale: a run asks again");
+        assert!(cached(Some(&w), "01").is_some(), "the schedule still shows it");
+        assert!(cached(Some(&w), "02").is_none() && fresh(Some(&w), "02", T0).is_none(), "another certificate");
     }
 }

@@ -1,9 +1,13 @@
 //! `doctor` verdicts (pure, spec §10): each pre-flight check is pass/warn/fail with what to do;
-//! the thresholds for disk and clock live here, the facts are gathered by `cli::doctor_cmd`.
+//! the thresholds for disk and clock live here, the facts are gathered by `cli::doctor_cmd` (DNS through `host::dns_facts`, as the
+//! certificate step gathers them).
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
+
+use crate::decide::acme_policy::DnsVerdict;
+use std::net::Ipv4Addr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -37,6 +41,24 @@ pub fn disk(path: &str, free_bytes: u64) -> Check {
         _ => (Verdict::Pass, ""),
     };
     Check::new(format!("disk {path}"), verdict, format!("{mib} MiB free{hint}"))
+}
+
+/// One host's DNS check from the certificate step's own verdict: parked hosts warn (no order
+/// until the record points here), a verdict that could not be reached fails.
+pub(crate) fn dns(host: &str, ip: Ipv4Addr, verdict: Result<DnsVerdict, String>) -> Check {
+    let name = format!("dns {host}");
+    match verdict {
+        Ok(DnsVerdict::Ready) => Check::new(name, Verdict::Pass, format!("A record is {ip}")),
+        Ok(DnsVerdict::DnsNotReady { expected, found, detail }) => Check::new(
+            name,
+            Verdict::Warn,
+            format!(
+                "{detail}: expected {expected}, found [{}]; parked (no order) until it points here",
+                found.join(", ")
+            ),
+        ),
+        Err(e) => Check::new(name, Verdict::Fail, e),
+    }
 }
 
 /// Clock skew against the ACME CA's `Date` header (certificates are checked against it).
@@ -127,5 +149,20 @@ mod tests {
         assert_eq!(exit_code(&failing), 1);
         let text = render_text(&failing);
         assert!(text.contains("FAIL  clock") && text.ends_with("1 passed, 1 warnings, 1 failed\n"), "{text}");
+    }
+
+    #[test]
+    fn dns_checks_follow_the_certificate_steps_verdict() {
+        let ip: Ipv4Addr = "127.0.0.1".parse().expect("ip");
+        assert_eq!(dns("a.example.org", ip, Ok(DnsVerdict::Ready)).verdict, Verdict::Pass);
+        let parked = DnsVerdict::DnsNotReady {
+            expected: "127.0.0.1".into(),
+            found: vec!["127.0.0.9".into()],
+            detail: "points elsewhere".into(),
+        };
+        let c = dns("a.example.org", ip, Ok(parked));
+        assert_eq!((c.name.as_str(), c.verdict), ("dns a.example.org", Verdict::Warn));
+        assert!(c.detail.contains("found [127.0.0.9]; parked"), "{}", c.detail);
+        assert_eq!(dns("a.example.org", ip, Err("no resolver".into())).verdict, Verdict::Fail);
     }
 }

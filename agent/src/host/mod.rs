@@ -2,10 +2,12 @@
 
 pub(crate) mod accounts;
 pub mod acme;
+pub mod acme_store;
 pub mod apply;
 pub mod certs;
 pub mod clock;
 pub mod dns;
+pub mod dns_facts;
 pub mod download;
 pub(crate) mod execute;
 pub mod failpoints;

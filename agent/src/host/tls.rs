@@ -4,31 +4,21 @@
 //! `acme_policy`; this module only gathers facts and carries them out.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::decide::acme_policy::{self, Cert, CertState, DnsVerdict, Ledger};
+use crate::decide::acme_policy::{self, AriAnswer, Cert, CertState, Step};
 use crate::host::acme::{self, AcmeConfig};
+use crate::host::acme_store::AcmeStore;
+use crate::host::dns_facts::DnsFacts;
 
 use crate::decide::paths;
 use crate::decide::render::TlsState;
 use crate::decide::settings::Settings;
 use crate::host::certs::{self, CertInfo};
 use crate::host::fs::Root;
-use crate::host::{dns, health};
-
-const LEDGER_FILE: &str = "/var/lib/agentkeys-hostd/acme/ledger.json";
-const ARI_FILE: &str = "/var/lib/agentkeys-hostd/acme/renewal-info.json";
-
-/// The CA's renewal window for one certificate, and when to ask again (its Retry-After).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
-struct AriEntry {
-    serial: String,
-    window: Option<(i64, i64)>,
-    next_check: i64,
-}
+use crate::host::health;
 
 async fn ensure_account<'a>(
     slot: &'a mut Option<acme::Account>,
@@ -50,7 +40,7 @@ async fn ensure_account<'a>(
 /// The ARI window of `cert`, from the cache while fresh, else asked from the CA (a CA without ARI,
 /// or one that cannot be reached, leaves the lifetime rule in charge).
 async fn ari_window(
-    cache: &mut BTreeMap<String, AriEntry>,
+    store: &mut AcmeStore,
     account: &mut Option<acme::Account>,
     root: &Root,
     settings: &Settings,
@@ -58,22 +48,24 @@ async fn ari_window(
     cert: &CertInfo,
     now: i64,
 ) -> Option<(i64, i64)> {
-    if let Some(e) = cache.get(host).filter(|e| e.serial == cert.serial && now < e.next_check) {
+    if let Some(e) = acme_policy::fresh(store.ari.get(host), &cert.serial, now) {
         return e.window;
     }
     let asked = match ensure_account(account, root, settings).await {
         Ok(acct) => acme::renewal_window(acct, &cert.leaf_der).await,
         Err(e) => Err(e),
     };
-    let (window, next_check) = match asked {
-        Ok(Some((w, retry))) => (Some(w), now + retry),
-        Ok(None) => (None, now + 86_400),
+    let answer = match asked {
+        Ok(Some((w, retry))) => AriAnswer::Window(w, retry),
+        Ok(None) => AriAnswer::NotOffered,
         Err(e) => {
             tracing::warn!(host, error = %format!("{e:#}"), "renewal information unavailable; using the lifetime rule");
-            (None, now + 3_600)
+            AriAnswer::Unavailable
         }
     };
-    cache.insert(host.to_owned(), AriEntry { serial: cert.serial.clone(), window, next_check });
+    let entry = acme_policy::ari_entry(&cert.serial, answer, now);
+    let window = entry.window;
+    store.ari.insert(host.to_owned(), entry);
     window
 }
 
@@ -102,33 +94,16 @@ impl HostOutcome {
     }
 }
 
-pub(crate) fn read_ledger(root: &Root) -> anyhow::Result<BTreeMap<String, Ledger>> {
-    match root.read_string(LEDGER_FILE)? {
-        Some(t) => serde_json::from_str(&t).with_context(|| format!("{LEDGER_FILE} is unreadable; move it aside")),
-        None => Ok(BTreeMap::new()),
-    }
-}
-
-fn write_ledger(root: &Root, ledger: &BTreeMap<String, Ledger>) -> anyhow::Result<()> {
-    std::fs::create_dir_all(root.path(acme::ACCOUNT_DIR)).context("failed to create the ACME state directory")?;
-    root.set_meta(acme::ACCOUNT_DIR, 0o700, 0, 0)?;
-    root.write_atomic(LEDGER_FILE, (serde_json::to_string_pretty(ledger)? + "\n").as_bytes(), 0o600, 0, 0)
-}
-
 pub(crate) use crate::decide::acme_policy::HostSchedule;
 
 /// Every host's renewal time and why (ARI from the cache, else the lifetime rule), with its ledger.
 pub fn schedule(root: &Root, tls: &BTreeMap<String, TlsState>, now: i64) -> anyhow::Result<Vec<HostSchedule>> {
-    let ledger = read_ledger(root)?;
-    let ari: BTreeMap<String, AriEntry> = match root.read_string(ARI_FILE)? {
-        Some(t) => serde_json::from_str(&t).unwrap_or_default(),
-        None => BTreeMap::new(),
-    };
+    let AcmeStore { ledger, ari, .. } = AcmeStore::load(root)?;
     Ok(tls
         .iter()
         .map(|(host, state)| {
             let current = in_service(root, state);
-            let cached = current.as_ref().and_then(|c| ari.get(host).filter(|e| e.serial == c.serial));
+            let cached = current.as_ref().and_then(|c| acme_policy::cached(ari.get(host), &c.serial));
             let renewal = current.as_ref().map(|c| {
                 let cert =
                     Cert { not_before: c.not_before, not_after: c.not_after, ari: cached.and_then(|e| e.window) };
@@ -182,99 +157,76 @@ fn in_service(root: &Root, state: &TlsState) -> Option<CertInfo> {
     }
 }
 
-/// Errors worth one immediate retry (nonce errors are retried inside instant-acme already).
-fn is_transient(class: &str) -> bool {
-    matches!(class, "connection" | "timeout" | "serverInternal")
-}
-
-/// Converge every host's certificate (ARI windows: the point is `serial_jitter`). Returns per-host
-/// outcomes and whether any certificate was installed (the vhosts must then be re-rendered).
-pub async fn converge(
+/// Converge every host's certificate (ARI windows: the point is `serial_jitter`), deciding each
+/// host's step with `acme_policy::next_step`. The ledger and ARI cache are the caller's `store`
+/// (read and written once per run); the DNS facts are gathered once, at the first due host.
+/// Returns per-host outcomes and whether any certificate was installed (the vhosts must then be
+/// re-rendered).
+pub(crate) async fn converge(
     root: &Root,
     settings: &Settings,
     tls: &BTreeMap<String, TlsState>,
+    store: &mut AcmeStore,
     now: i64,
 ) -> anyhow::Result<(BTreeMap<String, HostOutcome>, bool)> {
-    let mut ledger = read_ledger(root)?;
-    let before = ledger.clone();
-    let mut ari: BTreeMap<String, AriEntry> = match root.read_string(ARI_FILE)? {
-        Some(t) => serde_json::from_str(&t).unwrap_or_default(),
-        None => BTreeMap::new(),
-    };
-    let ari_before = ari.clone();
     let mut out = BTreeMap::new();
     let mut installed = false;
     let a = &settings.acme;
-    let resolver: Option<SocketAddr> = a.resolver.or_else(|| {
-        std::fs::read_to_string(root.path("/etc/resolv.conf")).ok().and_then(|t| dns::resolv_conf_server(&t))
-    });
     let mut account = None;
-    let mut public_ip: Option<Result<std::net::Ipv4Addr, String>> = a.public_ipv4.map(Ok);
+    let mut facts: Option<DnsFacts> = None;
     for (host, state) in tls {
         let current = in_service(root, state);
-        if let Some(c) = &current {
-            let window = ari_window(&mut ari, &mut account, root, settings, host, c, now).await;
-            let cert = Cert { not_before: c.not_before, not_after: c.not_after, ari: window };
-            let r = acme_policy::renewal_time(&cert, now, acme_policy::serial_jitter(&c.serial));
-            if r.at > now {
-                let mut o = HostOutcome::new(CertState::Https, format!("renewal due at {} ({})", r.at, r.why));
-                (o.not_after, o.renew_at) = (Some(c.not_after), Some(r.at));
-                out.insert(host.clone(), o);
-                continue;
+        let renewal = match &current {
+            Some(c) => {
+                let window = ari_window(store, &mut account, root, settings, host, c, now).await;
+                let cert = Cert { not_before: c.not_before, not_after: c.not_after, ari: window };
+                Some(acme_policy::renewal_time(&cert, now, acme_policy::serial_jitter(&c.serial)))
             }
+            None => None,
+        };
+        if acme_policy::is_due(renewal.as_ref(), now) && facts.is_none() {
+            facts = Some(DnsFacts::gather(root, a).await);
         }
         // Keep serving what we have (even expired) whatever happens below.
-        let keep = |mut o: HostOutcome| {
+        let keep = |state: CertState, detail: String| {
+            let mut o = HostOutcome::new(state, detail);
             o.not_after = current.as_ref().map(|c| c.not_after);
             o
         };
-        if public_ip.is_none() {
-            public_ip =
-                Some(crate::host::imds::public_ipv4(a.imds_endpoint.as_deref()).await.map_err(|e| format!("{e:#}")));
-        }
-        let public_ip = match public_ip.clone().expect("set above") {
-            Ok(ip) => ip,
-            Err(e) => {
-                out.insert(host.clone(), keep(HostOutcome::new(CertState::Failed, e)));
-                continue;
+        let step = acme_policy::next_step(renewal.as_ref(), store.ledger.get(host), now, || {
+            facts.as_ref().map_or_else(|| Err("internal: DNS facts not gathered".into()), |f| f.verdict(host))
+        });
+        let outcome = match step {
+            Step::Keep(r) => {
+                let mut o = HostOutcome::new(CertState::Https, format!("renewal due at {} ({})", r.at, r.why));
+                (o.not_after, o.renew_at) = (current.as_ref().map(|c| c.not_after), Some(r.at));
+                Some(o)
             }
+            Step::Fail(e) => Some(keep(CertState::Failed, e)),
+            Step::Park(detail) => Some(keep(CertState::DnsNotReady, detail)),
+            Step::BackOff(n) => Some(keep(
+                CertState::Backoff,
+                format!(
+                    "{} failed order(s), last {}; next attempt at {}",
+                    n.failures, n.last_error_class, n.next_attempt
+                ),
+            )),
+            Step::Order => None,
         };
-        let Some(resolver) = resolver else {
-            out.insert(
-                host.clone(),
-                keep(HostOutcome::new(
-                    CertState::Failed,
-                    "no DNS resolver: set acme.resolver or a nameserver in /etc/resolv.conf",
-                )),
-            );
-            continue;
-        };
-        let lookup = dns::lookup_a(resolver, host);
-        if let DnsVerdict::DnsNotReady { expected, found, detail } = acme_policy::dns_verdict(public_ip, &lookup) {
-            let msg = format!("{detail}: expected {expected}, found [{}]", found.join(", "));
-            out.insert(host.clone(), keep(HostOutcome::new(CertState::DnsNotReady, msg)));
-            continue;
-        }
-        if let Err(not_yet) = acme_policy::may_order(ledger.get(host), now) {
-            let msg = format!(
-                "{} failed order(s), last {}; next attempt at {}",
-                not_yet.failures, not_yet.last_error_class, not_yet.next_attempt
-            );
-            out.insert(host.clone(), keep(HostOutcome::new(CertState::Backoff, msg)));
+        if let Some(o) = outcome {
+            out.insert(host.clone(), o);
             continue;
         }
         if let Err(e) = self_check(root, host).await {
-            out.insert(host.clone(), keep(HostOutcome::new(CertState::SelfCheckFailed, e)));
+            out.insert(host.clone(), keep(CertState::SelfCheckFailed, e));
             continue;
         }
         let acct = ensure_account(&mut account, root, settings).await?;
         let (profile, note) = acme::pick_profile(acct, a.profile.as_deref());
         let mut attempt = acme::issue(acct, root, host, profile).await;
         if let Err(f) = &attempt
-            && is_transient(&f.class)
+            && acme_policy::is_transient(&f.class)
         {
-            // A dropped connection or a CA hiccup is worth one more try in this run; a validation
-            // failure is not (it would burn the CA's failed-validation limit).
             tracing::warn!(host = %host, class = %f.class, "transient ACME failure; retrying once");
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             attempt = acme::issue(acct, root, host, profile).await;
@@ -284,7 +236,7 @@ pub async fn converge(
                 let info =
                     certs::leaf_of_pem(&issued.chain_pem).context("the CA returned an unreadable certificate")?;
                 acme::install(root, host, &info.serial.replace(':', ""), &issued)?;
-                ledger.remove(host);
+                store.ledger.remove(host);
                 installed = true;
                 let mut o = HostOutcome::new(CertState::Issued, format!("serial {}", info.serial));
                 o.serial = Some(info.serial.clone());
@@ -296,20 +248,11 @@ pub async fn converge(
             }
             Err(failed) => {
                 tracing::warn!(host = %host, class = %failed.class, "certificate order failed");
-                ledger.insert(
-                    host.clone(),
-                    acme_policy::record_failure(ledger.get(host), now, &failed.class, failed.retry_after),
-                );
-                out.insert(host.clone(), keep(HostOutcome::new(CertState::Failed, failed.to_string())));
+                let entry = acme_policy::record_failure(store.ledger.get(host), now, &failed.class, failed.retry_after);
+                store.ledger.insert(host.clone(), entry);
+                out.insert(host.clone(), keep(CertState::Failed, failed.to_string()));
             }
         }
-    }
-    if ledger != before {
-        write_ledger(root, &ledger)?;
-    }
-    if ari != ari_before {
-        std::fs::create_dir_all(root.path(acme::ACCOUNT_DIR)).context("failed to create the ACME state directory")?;
-        root.write_atomic(ARI_FILE, (serde_json::to_string_pretty(&ari)? + "\n").as_bytes(), 0o600, 0, 0)?;
     }
     Ok((out, installed))
 }

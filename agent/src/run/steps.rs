@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::Host;
 use crate::decide::acme_policy::CertState;
 use crate::decide::plan::Plan;
+use crate::host::acme_store::AcmeStore;
 use crate::host::health::Verdict;
 use crate::host::releases;
 use crate::host::state::State;
@@ -105,7 +106,12 @@ impl<M: Manager> Ctx<'_, '_, M> {
             return Ok((BTreeMap::new(), Vec::new()));
         };
         let now = clock.now_unix();
-        let (outcomes, installed) = rt.block_on(crate::host::tls::converge(root, &p.settings, &p.facts.tls, now))?;
+        // The ledger and ARI cache: read once, written once (also when the step fails part-way:
+        // a failure recorded before it must hold back the next run's order).
+        let mut store = AcmeStore::load(root)?;
+        let result = rt.block_on(crate::host::tls::converge(root, &p.settings, &p.facts.tls, &mut store, now));
+        store.save(root)?;
+        let (outcomes, installed) = result?;
         let mut done = Vec::new();
         if !installed {
             return Ok((outcomes, done));
