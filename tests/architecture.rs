@@ -65,6 +65,49 @@ fn violations(src: &Path) -> Vec<String> {
     out
 }
 
+/// The layers above `decide`, each allowed to use only the ones before it:
+/// decide ← host ← run ← daemon ← cli. (Test modules, from `#[cfg(test)]` on, may use more.)
+const LAYERS: [(&str, &[&str]); 3] = [
+    ("host", &["crate::run", "crate::daemon", "crate::cli"]),
+    ("run", &["crate::daemon", "crate::cli"]),
+    ("daemon", &["crate::cli"]),
+];
+
+fn layer_violations(src: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for (layer, above) in LAYERS {
+        let mut files = Vec::new();
+        rust_files(&src.join(layer), &mut files);
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (n, line) in text.lines().enumerate().take_while(|(_, l)| !l.starts_with("#[cfg(test)]")) {
+                for module in above.iter().filter(|m| uses(line, m)) {
+                    out.push(format!("{}:{}: {layer} uses {module}, a layer above it", file.display(), n + 1));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn each_layer_uses_only_the_layers_below_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let found = layer_violations(&src);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    // A scratch tree where the executor reaches up into the command line is caught.
+    let dir = tempfile::tempdir().unwrap();
+    for layer in ["host", "run", "daemon"] {
+        std::fs::create_dir_all(dir.path().join(layer)).unwrap();
+    }
+    let text = "//! effects\nuse crate::cli::exec_pubkey::parse;\n#[cfg(test)]\nuse crate::run::testhost;\n";
+    std::fs::write(dir.path().join("host/execute.rs"), text).unwrap();
+    let found = layer_violations(dir.path());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].ends_with("host/execute.rs:2: host uses crate::cli, a layer above it"), "{found:?}");
+}
+
 #[test]
 fn deciding_modules_import_no_effect_module() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");

@@ -202,7 +202,7 @@ fn the_broker_exports_a_p256_public_key_pem() {
     wait_healthz(39094);
     drop(child);
     let text = std::fs::read_to_string(&out_pem).unwrap();
-    assert!(hostd::cli::exec_pubkey::parse_public_key_pem(&text).is_ok(), "{text}");
+    assert!(hostd::decide::pubkey::parse_public_key_pem(&text).is_ok(), "{text}");
     let verify =
         Command::new("openssl").args(["pkey", "-pubin", "-noout", "-text", "-in"]).arg(&out_pem).output().unwrap();
     let described = String::from_utf8_lossy(&verify.stdout);

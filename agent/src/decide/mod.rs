@@ -16,6 +16,7 @@ pub mod naming;
 pub mod observed;
 pub mod paths;
 pub mod plan;
+pub mod pubkey;
 pub mod release;
 pub mod render;
 pub mod run;

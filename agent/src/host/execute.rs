@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::cli::exec_pubkey::parse_public_key_pem;
 use crate::decide::observed::Accounts;
 use crate::decide::plan::{Action, Plan};
+use crate::decide::pubkey::parse_public_key_pem;
 use crate::decide::settings::Settings;
 use crate::host::fs::Root;
 use crate::host::systemd::{Job, Manager, UnitState};

@@ -4,6 +4,7 @@
 //! files → systemd jobs → health gate → rollback → certificates (re-planned) → retention → record.
 //! The run's own decisions are the pure functions of [`decide`].
 
+pub(crate) mod preflight;
 pub mod prepare;
 pub mod report;
 mod steps;

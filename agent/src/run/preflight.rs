@@ -1,0 +1,172 @@
+//! `doctor`'s pre-flight facts (spec §10), gathered read-only: `nginx -t`, port 80, the units
+//! through `systemd-analyze verify`, free disk, the trust store, the ACME directory and the clock
+//! against its `Date`, and DNS per public host (the certificate step's own facts). Each is judged
+//! by the pure `decide::doctor`.
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::decide::doctor::{self, Check, Verdict};
+use crate::decide::{catalog, config, paths};
+use crate::host::clock::Clock;
+use crate::host::dns_facts::{DnsFacts, NO_RESOLVER};
+use crate::host::fs::Root;
+use crate::host::{observe, system_command};
+use crate::run::prepare;
+
+/// Every check, in the order `doctor` prints them.
+pub(crate) fn checks(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Root) -> anyhow::Result<Vec<Check>> {
+    let mut checks = vec![nginx(), port_80(), units_lint(root), disk(root, "/var/lib"), disk(root, "/opt")];
+    checks.push(trust_store(root));
+    let cfg = config::load(&observe::config_files(root)?);
+    match cfg {
+        Ok(cfg) => match crate::decide::settings::resolve_acme(&cfg) {
+            Ok(acme) => {
+                checks.extend(acme_and_clock(rt, clock, root, &acme));
+                let req = prepare::Request::default();
+                let hosts: Vec<String> = prepare::read_inputs(root, &req)
+                    .ok()
+                    .and_then(|i| i.deployed)
+                    .map(|d| observe::tls_states(root, &d.identity, prepare::services_on(root)).into_keys().collect())
+                    .unwrap_or_default();
+                checks.extend(dns_checks(rt, root, &acme, &hosts));
+            }
+            Err(e) => checks.push(Check::new("config", Verdict::Fail, e.to_string())),
+        },
+        Err(e) => checks.push(Check::new("config", Verdict::Fail, e.to_string())),
+    }
+    Ok(checks)
+}
+
+/// The same `nginx -t` rule as every reconcile (a `[warn]` fails here too).
+fn nginx() -> Check {
+    match crate::host::nginx::test() {
+        Ok(()) => Check::new("nginx", Verdict::Pass, "nginx -t: the configuration is valid"),
+        Err(e) => Check::new("nginx", Verdict::Fail, e.to_string()),
+    }
+}
+
+fn port_80() -> Check {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 80));
+    match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        Ok(_) => Check::new("port 80", Verdict::Pass, "127.0.0.1:80 accepts connections (HTTP-01 goes through it)"),
+        Err(e) => Check::new(
+            "port 80",
+            Verdict::Fail,
+            format!("127.0.0.1:80 refused ({e}): start nginx; ACME HTTP-01 validation needs it"),
+        ),
+    }
+}
+
+fn units_lint(root: &Root) -> Check {
+    let units: Vec<String> = catalog::SERVICES
+        .iter()
+        .map(|s| format!("{}/{}.service", paths::UNIT_DIR, s.unit))
+        .filter(|p| root.path(p).exists())
+        .collect();
+    if units.is_empty() {
+        return Check::new("units lint", Verdict::Warn, "no managed unit deployed yet (run reconcile)");
+    }
+    let mut cmd = system_command("systemd-analyze");
+    cmd.args(["verify", "--man=no", "--recursive-errors=no"]);
+    if !root.is_real_root() {
+        cmd.arg(format!("--root={}", root.path("/").display()));
+    }
+    match cmd.args(units.iter().map(|u| root.path(u))).output() {
+        Err(_) => Check::new("units lint", Verdict::Warn, "systemd-analyze not found; units not linted"),
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            let problems: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+            if o.status.success() && problems.is_empty() {
+                Check::new("units lint", Verdict::Pass, format!("{} unit(s) pass systemd-analyze verify", units.len()))
+            } else {
+                Check::new("units lint", Verdict::Fail, format!("systemd-analyze verify: {}", problems.join("; ")))
+            }
+        }
+    }
+}
+
+fn disk(root: &Root, path: &str) -> Check {
+    let mut p = root.path(path);
+    while !p.exists() {
+        match p.parent() {
+            Some(up) => p = up.to_path_buf(),
+            None => break,
+        }
+    }
+    match nix::sys::statvfs::statvfs(&p) {
+        Ok(s) => doctor::disk(path, s.blocks_available().saturating_mul(s.fragment_size())),
+        Err(e) => Check::new(format!("disk {path}"), Verdict::Fail, format!("statvfs {}: {e}", p.display())),
+    }
+}
+
+/// The bundle the broker's native-roots loader reads (Debian's ca-certificates).
+const TRUST_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+fn trust_store(root: &Root) -> Check {
+    let certs =
+        std::fs::read_to_string(root.path(TRUST_BUNDLE)).ok().map(|t| t.matches("-----BEGIN CERTIFICATE-----").count());
+    doctor::trust_store(TRUST_BUNDLE, certs)
+}
+
+/// The ACME directory answers, and the clock agrees with the CA's `Date` header.
+fn acme_and_clock(
+    rt: &tokio::runtime::Runtime,
+    clock: &dyn Clock,
+    root: &Root,
+    acme: &crate::decide::settings::AcmeSettings,
+) -> Vec<Check> {
+    let url = acme.directory_url.clone();
+    let ca = acme.ca_bundle.as_ref().map(|p| root.path(p));
+    let probe = async {
+        let client = crate::host::download::https_client(ca.as_deref())?;
+        let resp = tokio::time::timeout(Duration::from_secs(10), client.get(url.parse()?)).await??;
+        let date = resp.headers().get(hyper::header::DATE).and_then(|v| v.to_str().ok().map(str::to_owned));
+        anyhow::Ok((resp.status(), date))
+    };
+    let answer = rt.block_on(probe);
+    match answer {
+        Ok((status, date)) if status.is_success() => {
+            let mut out = vec![Check::new("acme directory", Verdict::Pass, format!("{url} answered {status}"))];
+            let skew = date.and_then(|d| {
+                let fmt = time::format_description::well_known::Rfc2822;
+                let theirs = time::OffsetDateTime::parse(&d, &fmt).ok()?.unix_timestamp();
+                Some(clock.now_unix() - theirs)
+            });
+            out.push(match skew {
+                Some(s) => doctor::clock(s),
+                None => Check::new("clock", Verdict::Warn, "the ACME CA sent no Date header to compare with"),
+            });
+            out
+        }
+        Ok((status, _)) => vec![Check::new("acme directory", Verdict::Fail, format!("{url} answered {status}"))],
+        Err(e) => vec![Check::new(
+            "acme directory",
+            Verdict::Fail,
+            format!("{url} unreachable: {e:#}; check acme.directory_url, acme.ca_bundle and egress"),
+        )],
+    }
+}
+
+fn dns_checks(
+    rt: &tokio::runtime::Runtime,
+    root: &Root,
+    acme: &crate::decide::settings::AcmeSettings,
+    hosts: &[String],
+) -> Vec<Check> {
+    if hosts.is_empty() {
+        return vec![Check::new("dns", Verdict::Warn, "no identity deployed yet: no public hosts to check")];
+    }
+    // The same facts, gathered the same way, as the certificate step's.
+    let facts = rt.block_on(DnsFacts::gather(root, acme));
+    let ip = match &facts.public_ip {
+        Ok(ip) => *ip,
+        Err(e) => {
+            return vec![Check::new("dns", Verdict::Fail, format!("this machine's public IPv4 is unknown: {e}"))];
+        }
+    };
+    if facts.resolver.is_none() {
+        return vec![Check::new("dns", Verdict::Fail, NO_RESOLVER)];
+    }
+    hosts.iter().map(|h| doctor::dns(h, ip, facts.verdict(h))).collect()
+}
