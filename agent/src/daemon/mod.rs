@@ -15,6 +15,7 @@ use crate::host::fs::Root;
 use crate::host::health::Verdict;
 use crate::host::metrics_server::{self, Signal};
 use crate::host::sd_notify;
+use crate::host::state::write_record;
 use crate::host::systemd::{Manager, Systemd};
 use crate::run::{self, Host, RunRequest};
 use crate::{decide::config, decide::identity, decide::paths, host::observe, run::prepare};
@@ -355,21 +356,10 @@ pub fn run(opts: Options, started: Instant, rt: &tokio::runtime::Runtime, clock:
     Ok(crate::decide::error::exit::OK)
 }
 
-/// The record of a running daemon, if there is one.
-pub(crate) fn read_record(root: &Root) -> Option<DaemonRecord> {
-    let text = root.read_string(record::DAEMON_FILE).ok()??;
-    serde_json::from_str(&text).ok()
-}
-
-pub(crate) fn write_record(root: &Root, record: &DaemonRecord) -> anyhow::Result<()> {
-    let dir = root.path("/run/agentkeys-hostd");
-    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("failed to create {}: {e}", dir.display()))?;
-    root.write_atomic(record::DAEMON_FILE, (serde_json::to_string_pretty(record)? + "\n").as_bytes(), 0o644, 0, 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::state::read_record;
 
     #[test]
     fn a_burst_of_events_is_one_set_of_requests() {

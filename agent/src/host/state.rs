@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::decide::daemon::record::{DAEMON_FILE, DaemonRecord};
 use crate::host::fs::Root;
 
 pub(crate) const STATE_FILE: &str = "/var/lib/agentkeys-hostd/state.json";
@@ -79,4 +80,16 @@ pub fn write(root: &Root, state: &State) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(state)? + "\n";
     // Bookkeeping only, but nobody else needs it: 0600 like the run report.
     root.write_atomic(STATE_FILE, text.as_bytes(), 0o600, 0, 0)
+}
+
+/// The record of a running daemon, if there is one.
+pub(crate) fn read_record(root: &Root) -> Option<DaemonRecord> {
+    let text = root.read_string(DAEMON_FILE).ok()??;
+    serde_json::from_str(&text).ok()
+}
+
+pub(crate) fn write_record(root: &Root, record: &DaemonRecord) -> anyhow::Result<()> {
+    let dir = root.path("/run/agentkeys-hostd");
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("failed to create {}: {e}", dir.display()))?;
+    root.write_atomic(DAEMON_FILE, (serde_json::to_string_pretty(record)? + "\n").as_bytes(), 0o644, 0, 0)
 }

@@ -7,6 +7,7 @@
 pub(crate) mod preflight;
 pub mod prepare;
 pub mod report;
+pub(crate) mod status;
 mod steps;
 #[cfg(test)]
 pub(crate) mod testhost;
