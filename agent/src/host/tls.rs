@@ -256,3 +256,60 @@ pub(crate) async fn converge(
     }
     Ok((out, installed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::acme_policy::{AriEntry, Ledger};
+
+    /// A self-signed 90-day certificate at `path` under `root` (openssl, as the ACME tests use).
+    fn certificate(root: &Root, path: &str) -> CertInfo {
+        let file = root.path(path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        let key = file.with_extension("key");
+        let out = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "90"])
+            .args(["-subj", "/CN=broker.litentry.org", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&file)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        certs::read_leaf(&file).expect("the certificate parses")
+    }
+
+    #[test]
+    fn the_schedule_reads_certificates_the_ari_cache_and_the_ledger() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = Root::new(dir.path());
+        let cert = certificate(&root, "/tls/broker/fullchain.pem");
+        let https =
+            TlsState::Https { cert: "/tls/broker/fullchain.pem".into(), key: "/tls/broker/fullchain.key".into() };
+        let tls = BTreeMap::from([
+            ("broker.litentry.org".to_owned(), https),
+            ("signer.litentry.org".to_owned(), TlsState::HttpPlaceholder),
+        ]);
+        let now = cert.not_before + 86_400;
+        let plain = schedule(&root, &tls, now).expect("schedule");
+        assert_eq!(plain.len(), 2);
+        let broker = &plain[0];
+        assert_eq!(broker.renew_at, Some(cert.not_after - (cert.not_after - cert.not_before) / 3), "1/3 left");
+        assert!(broker.renew_why.as_deref().is_some_and(|w| w.contains("1/3")), "{broker:?}");
+        assert_eq!((plain[1].state.as_str(), plain[1].renew_at), ("http-placeholder", None));
+
+        // A cached ARI window (even a stale one: the schedule never asks the CA) and a ledger entry.
+        let mut store = AcmeStore::load(&root).expect("store");
+        let window = (now + 10 * 86_400, now + 11 * 86_400);
+        let entry = AriEntry { serial: cert.serial.clone(), window: Some(window), next_check: now - 1 };
+        store.ari.insert("broker.litentry.org".into(), entry);
+        let failed = Ledger { failures: 2, next_attempt: now + 3_600, ..Ledger::default() };
+        store.ledger.insert("signer.litentry.org".into(), failed.clone());
+        store.save(&root).expect("save");
+        let with = schedule(&root, &tls, now).expect("schedule");
+        let at = with[0].renew_at.expect("a renewal time");
+        assert!((window.0..window.1).contains(&at), "{at} inside {window:?}");
+        assert_eq!(with[0].ari_next_check, Some(now - 1));
+        assert_eq!(with[1].ledger.as_ref(), Some(&failed));
+    }
+}
