@@ -37,6 +37,14 @@ fn hosts_are_issued_served_and_a_parked_host_follows_its_dns() {
     let s = run.json();
     let tls = s["tls"].as_object().unwrap();
     assert_eq!(tls.len(), 8);
+    // Each service starts once, although the run re-plans after installing its certificates.
+    for unit in common::units() {
+        let once = |l: &&str| {
+            l.starts_with(&format!("done: start {unit}.service"))
+                || l.starts_with(&format!("done: restart {unit}.service"))
+        };
+        assert_eq!(run.stdout.lines().filter(once).count(), 1, "{unit}:\n{}", run.stdout);
+    }
     assert_eq!(s["parked"], 1, "{}", run.stdout);
     assert!(tls[parked].as_str().unwrap().starts_with("dns_not_ready"), "{tls:?}");
     let issuing = dir.path().join("issuing-root.pem");

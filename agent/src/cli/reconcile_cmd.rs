@@ -9,7 +9,7 @@ use crate::decide::plan::Options;
 use crate::decide::settings::Flags;
 use crate::host::systemd::Systemd;
 use crate::host::{accounts, fs::Root};
-use crate::run::prepare::{Request, prepare};
+use crate::run::prepare::Request;
 use crate::run::{self, Host, ReleaseSource, RunRequest};
 
 fn refuse(flag: &str, why: &str) -> anyhow::Error {
@@ -63,18 +63,12 @@ pub fn run(args: &ReconcileArgs, env: &Env) -> anyhow::Result<i32> {
     let ask = request(args)?;
     // Under another root systemd is never queried (a dry run there plans the files only).
     let drive = !args.no_systemd && root.is_real_root();
-    let sd = if drive {
-        // Bad input is refused before systemd is asked anything.
-        prepare(&root, accounts::for_root(&root).as_ref(), &ask.request, None)?;
-        Some(env.rt.block_on(Systemd::connect())?)
-    } else {
-        None
-    };
+    let connect = || env.rt.block_on(Systemd::connect());
     let db = accounts::for_root(&root);
     let host = Host {
         root: &root,
         accounts: db.as_ref(),
-        manager: sd.as_ref(),
+        systemd: drive.then_some(&connect as &dyn Fn() -> anyhow::Result<Systemd>),
         health: &run::health_gate,
         clock: env.clock,
         rt: env.rt,

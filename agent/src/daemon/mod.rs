@@ -115,8 +115,8 @@ fn watch(
     Ok(watcher)
 }
 
-/// Connects to the system manager for one run (`None`: files only).
-type Connect<'a, M> = &'a dyn Fn() -> anyhow::Result<Option<M>>;
+/// Connects to the system manager for one run.
+type Connect<'a, M> = &'a dyn Fn() -> anyhow::Result<M>;
 
 /// The daemon's state between runs, and what it runs with.
 struct Daemon<'a, M: Manager> {
@@ -125,7 +125,8 @@ struct Daemon<'a, M: Manager> {
     record: Arc<Mutex<DaemonRecord>>,
     settings: DaemonOptions,
     last_run_unix: i64,
-    connect: Connect<'a, M>,
+    /// `None`: files only (`--no-systemd`, another root).
+    systemd: Option<Connect<'a, M>>,
     health: &'a dyn Fn(&[&Service]) -> Vec<Verdict>,
     clock: &'a dyn Clock,
     rt: &'a tokio::runtime::Runtime,
@@ -175,12 +176,11 @@ impl<M: Manager> Daemon<'_, M> {
 
     /// One run through the library, as `reconcile` with no flags runs it.
     fn run_once(&self, trigger: Trigger) -> anyhow::Result<run::RunReport> {
-        let manager = (self.connect)()?;
         let db = accounts::for_root(&self.root);
         let host = Host {
             root: &self.root,
             accounts: db.as_ref(),
-            manager: manager.as_ref(),
+            systemd: self.systemd,
             health: self.health,
             clock: self.clock,
             rt: self.rt,
@@ -271,19 +271,10 @@ pub fn run(opts: Options, started: Instant, rt: &tokio::runtime::Runtime, clock:
     let _config =
         watch(root.path(paths::ETC_AGENTKEYS), schedule::is_config_path, tx.clone(), || Event::ConfigChanged)?;
     let _state = watch(root.path(paths::STATE_DIR), schedule::is_schedule_input, tx, || Event::StateChanged)?;
-    let no_systemd = opts.no_systemd;
-    let connect = || if no_systemd { Ok(None) } else { rt.block_on(Systemd::connect()).map(Some) };
-    let mut d = Daemon {
-        opts,
-        root,
-        record,
-        settings,
-        last_run_unix: 0,
-        connect: &connect,
-        health: &run::health_gate,
-        clock,
-        rt,
-    };
+    let connect = || rt.block_on(Systemd::connect());
+    let systemd = (!opts.no_systemd).then_some(&connect as Connect<'_, Systemd>);
+    let mut d =
+        Daemon { opts, root, record, settings, last_run_unix: 0, systemd, health: &run::health_gate, clock, rt };
     d.observe();
     let ready_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     d.update(|r| r.ready_ms = ready_ms);
@@ -382,7 +373,7 @@ mod tests {
         let first = h.reconcile(&run::testhost::TestHost::ask(Some(&a))).expect("deploy");
         assert!(first.error.is_none(), "{:?}", first.error);
         let sd = &*h.sd;
-        let connect = || Ok(Some(sd));
+        let connect = || Ok(sd);
         let gate = |s: &[&Service]| sd.gate(s);
         let opts = Options { root: h.dir.path().to_owned(), no_systemd: false, no_acme: true };
         let mut d = Daemon {
@@ -391,7 +382,7 @@ mod tests {
             record: Arc::default(),
             settings: read_options(&h.root),
             last_run_unix: 0,
-            connect: &connect,
+            systemd: Some(&connect),
             health: &gate,
             clock: &crate::host::clock::SystemClock,
             rt: &h.rt,

@@ -131,6 +131,13 @@ pub(crate) fn rollback_target(failed: bool, switched: Option<&Switch>, systemd: 
     }
 }
 
+/// What a later step of a successful converge observes with (the certificate step's re-plan):
+/// this run's restarts are done and its binaries are the ones that passed the gate, so the
+/// re-plan restarts only what the new certificates change, never the same services again.
+pub(crate) fn converged_state(marked: &State, binaries: BTreeMap<String, String>) -> State {
+    State { pending: None, binaries, ..marked.clone() }
+}
+
 /// The state a run leaves behind: the pending marker cleared when nothing is left to finish (it
 /// succeeded, or the rollback verified), the binaries recorded on success, and the last run.
 pub(crate) fn next_state(
@@ -241,6 +248,16 @@ mod tests {
         assert!(bad.pending.is_some() && bad.binaries.is_empty(), "a failed run leaves its marker for the next");
         let back = next_state(saved, true, true, bins, last("rolled_back"));
         assert!(back.pending.is_none() && back.binaries.is_empty(), "verified rollback: nothing left to finish");
+    }
+
+    #[test]
+    fn after_a_good_converge_nothing_is_pending_and_the_binaries_are_current() {
+        let pending = Pending { started_unix: 1, pid: 2, restarts: vec!["a".into()] };
+        let marked = State { pending: Some(pending), last_run: Some(last("changed")), ..State::default() };
+        let bins: BTreeMap<String, String> = [("a".to_owned(), "new".to_owned())].into();
+        let after = converged_state(&marked, bins.clone());
+        assert!(after.pending.is_none() && after.binaries == bins);
+        assert_eq!(after.last_run, marked.last_run, "the record of the last run is not this step's to change");
     }
 
     #[test]

@@ -46,8 +46,9 @@ pub(crate) fn health_gate(services: &[&Service]) -> Vec<Verdict> {
 pub struct Host<'a, M: Manager> {
     pub root: &'a Root,
     pub accounts: &'a dyn AccountDb,
-    /// `None`: files only (`--no-systemd`, or another root).
-    pub manager: Option<&'a M>,
+    /// Connects to the system manager, after the input is checked and the lock taken; `None`:
+    /// files only (`--no-systemd`, or another root).
+    pub systemd: Option<&'a dyn Fn() -> anyhow::Result<M>>,
     /// Probes the services after their jobs (see [`health_gate`]).
     pub health: &'a dyn Fn(&[&Service]) -> Vec<Verdict>,
     pub clock: &'a dyn Clock,
@@ -122,7 +123,7 @@ impl RunReport {
 pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Result<RunReport> {
     let root = host.root;
     let began = Instant::now();
-    let req = Request { options: plan::Options { no_systemd: host.manager.is_none() }, ..ask.request.clone() };
+    let req = Request { options: plan::Options { no_systemd: host.systemd.is_none() }, ..ask.request.clone() };
     // Decide once before taking the lock, so bad input is refused with nothing written (not even
     // the lock file); the run itself decides again under the lock. A release is verified here too.
     prepare::prepare(root, host.accounts, &req, None)?;
@@ -143,6 +144,8 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
             );
         })?)
     };
+    let sd = host.systemd.map(|connect| connect()).transpose()?;
+    let manager = sd.as_ref();
     let mut notes = Vec::new();
     let switched = if ask.dry_run { None } else { release_step(root, bundle.as_ref(), &mut notes)? };
     let saved = state::read(root)?;
@@ -153,7 +156,7 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
             p.restarts.join(", ")
         );
     }
-    let ctx = steps::Ctx { host, req: &req, saved: &saved };
+    let ctx = steps::Ctx { host, manager, req: &req, saved: &saved };
     let prepared = ctx.prepare()?;
     if ask.dry_run {
         let summary = report::summary(&prepared, false, None);
@@ -191,7 +194,7 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
     };
     let mut rolled_back = false;
     if let (Some(why), Some(previous)) =
-        (&error, decide::rollback_target(error.is_some(), switched.as_ref(), host.manager.is_some()))
+        (&error, decide::rollback_target(error.is_some(), switched.as_ref(), manager.is_some()))
     {
         // Health-gated rollback: back to the previous release, restart what changed again, verify.
         let id = switched.as_ref().map(|s| s.to.clone()).unwrap_or_default();
@@ -207,8 +210,16 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
         });
         notes.push(format!("rolled back from {id} to {previous}"));
     }
+    let binaries: BTreeMap<String, String> = prepared
+        .observed
+        .runtime
+        .as_ref()
+        .map(|r| r.services.iter().filter_map(|(u, f)| f.binary_sha256.clone().map(|h| (u.clone(), h))).collect())
+        .unwrap_or_default();
     let mut certificates = None;
-    if error.is_none() && ask.acme && host.manager.is_some() {
+    if error.is_none() && ask.acme && manager.is_some() {
+        let converged = decide::converged_state(&marked, binaries.clone());
+        let ctx = steps::Ctx { saved: &converged, ..ctx };
         match ctx.certificates(&prepared) {
             Ok((outcomes, more)) => {
                 done.extend(more);
@@ -266,12 +277,6 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
         summary.corrective =
             prepared.plan.actions.iter().filter(|a| !a.is_service_effect()).map(ToString::to_string).collect();
     }
-    let binaries = prepared
-        .observed
-        .runtime
-        .as_ref()
-        .map(|r| r.services.iter().filter_map(|(u, f)| f.binary_sha256.clone().map(|h| (u.clone(), h))).collect())
-        .unwrap_or_default();
     let last = LastRun {
         result: summary.result.to_string(),
         finished_unix: u64::try_from(host.clock.now_unix()).unwrap_or_default(),

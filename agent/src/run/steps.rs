@@ -32,6 +32,8 @@ impl Failed {
 /// What every step of one run works with.
 pub(super) struct Ctx<'a, 'h, M: Manager> {
     pub host: &'a Host<'h, M>,
+    /// The connected manager (`None`: files only).
+    pub manager: Option<&'a M>,
     pub req: &'a Request,
     pub saved: &'a State,
 }
@@ -40,7 +42,7 @@ impl<M: Manager> Ctx<'_, '_, M> {
     /// Observe (systemd too, when driven) and plan.
     pub fn prepare(&self) -> anyhow::Result<Prepared> {
         let Host { root, accounts, rt, .. } = *self.host;
-        match self.host.manager {
+        match self.manager {
             Some(sd) => {
                 let probe = |settings: &crate::decide::settings::Settings| {
                     rt.block_on(prepare::observe_runtime(sd, root, settings, self.saved))
@@ -58,7 +60,7 @@ impl<M: Manager> Ctx<'_, '_, M> {
             .map_err(|e| Failed::new(Vec::new(), Vec::new(), e))?
             .done;
         failpoints::hit("after-files");
-        let Some(sd) = self.host.manager else {
+        let Some(sd) = self.manager else {
             return Ok((done, Vec::new()));
         };
         let users = match accounts.lookup(&observe::ACCOUNTS.0, &observe::ACCOUNTS.1) {
@@ -102,7 +104,7 @@ impl<M: Manager> Ctx<'_, '_, M> {
     /// proven served.
     pub fn certificates(&self, p: &Prepared) -> anyhow::Result<(BTreeMap<String, HostOutcome>, Vec<String>)> {
         let Host { root, accounts, rt, clock, .. } = *self.host;
-        let Some(sd) = self.host.manager else {
+        let Some(sd) = self.manager else {
             return Ok((BTreeMap::new(), Vec::new()));
         };
         let now = clock.now_unix();

@@ -99,10 +99,11 @@ impl TestHost {
         let db = crate::host::accounts::for_root(&self.root);
         let sd = &*self.sd;
         let gate = |s: &[&crate::decide::catalog::Service]| sd.gate(s);
+        let connect = || Ok(sd);
         let host = Host {
             root: &self.root,
             accounts: db.as_ref(),
-            manager: Some(&sd),
+            systemd: Some(&connect),
             health: &gate,
             clock: &SystemClock,
             rt: &self.rt,
