@@ -13,6 +13,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v lintian >/dev/null 2>&1 || need+=(lintian)
 command -v objdump >/dev/null 2>&1 || need+=(binutils)
 command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
+# cfn-lint and moto run in a virtual environment (tests/harness/cloud-tools.sh).
+python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
 # podman (no Docker engine here) to build and boot the Dockerfile.
 for c in podman:podman buildah:buildah runc:runc fuse-overlayfs:fuse-overlayfs catatonit:catatonit; do
   command -v "${c%%:*}" >/dev/null 2>&1 || need+=("${c#*:}")

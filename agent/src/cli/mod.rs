@@ -1,5 +1,6 @@
 //! Command line (clap derive): the doc comments are the help text.
 
+mod cloud_cmd;
 mod daemon_cmd;
 mod doctor_cmd;
 pub mod exec_pubkey;
@@ -36,6 +37,8 @@ pub enum Command {
     Daemon(daemon_cmd::DaemonArgs),
     /// Pre-flight checks: nginx, port 80, units lint, disk, clock, ACME directory, DNS per host.
     Doctor(doctor_cmd::DoctorArgs),
+    /// The cloud side: a stack's AWS resources as CloudFormation, from the same names as the host.
+    Cloud(cloud_cmd::CloudArgs),
     /// Run a service with the broker's session public key (used by the rendered units).
     #[command(hide = true)]
     ExecWithPubkey(exec_pubkey::ExecArgs),
@@ -168,6 +171,7 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<i32> {
         Command::Daemon(a) => daemon_cmd::run(&a, env),
         Command::Doctor(a) => doctor_cmd::run(&a, env),
         Command::Oidc(a) => oidc_cmd::run(&a),
+        Command::Cloud(a) => cloud_cmd::run(&a),
         Command::ExecWithPubkey(a) => exec_pubkey::run(&a),
     }
 }

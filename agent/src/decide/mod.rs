@@ -4,6 +4,7 @@
 pub mod acme_policy;
 pub mod catalog;
 pub mod chains;
+pub mod cloud;
 pub mod config;
 pub mod contracts;
 pub mod daemon;

@@ -81,6 +81,12 @@ impl fmt::Display for Identity {
 pub(crate) const WORKER_STEMS: [&str; 6] = ["audit", "email", "cred", "memory", "config", "classify"];
 /// Hosts of the optional workers (a vhost and certificate only where the worker runs).
 pub(crate) const OPTIONAL_WORKER_STEMS: [&str; 1] = ["channel"];
+/// The account's one SES receipt rule set, shared by every stack (it must be the active set).
+pub const RECEIPT_RULE_SET: &str = "agentkeys";
+
+/// The CloudFormation stack of the once-per-account resources.
+pub const ACCOUNT_STACK: &str = "agentkeys-account";
+
 /// Bucket classes.
 pub(crate) const BUCKET_CLASSES: [&str; 5] = ["mail", "vault", "memory", "config", "channel"];
 /// IAM role stems.
@@ -116,9 +122,43 @@ impl Identity {
         format!("agentkeys-{class}{}-{account_id}", self.stack.suffix())
     }
 
+    /// Role name for a stem of `ROLE_STEMS`.
+    pub fn role_name(&self, stem: &str) -> String {
+        format!("agentkeys-{stem}-role{}", self.stack.suffix())
+    }
+
     /// Role ARN for a stem of `ROLE_STEMS`.
     pub fn role_arn(&self, stem: &str, account_id: &str) -> String {
-        format!("arn:aws:iam::{account_id}:role/agentkeys-{stem}-role{}", self.stack.suffix())
+        format!("arn:aws:iam::{account_id}:role/{}", self.role_name(stem))
+    }
+
+    /// The host's own role, and its instance profile (one name for both, in every stack).
+    pub fn host_role(&self) -> String {
+        format!("agentkeys-broker-host{}", self.stack.suffix())
+    }
+
+    /// The CloudFormation stack of this stack's AWS resources.
+    pub fn cloud_stack(&self) -> String {
+        format!("agentkeys-stack{}", self.stack.suffix())
+    }
+
+    /// This stack's SES receipt rule in the account's shared rule set [`RECEIPT_RULE_SET`].
+    pub fn receipt_rule(&self) -> String {
+        format!("agentkeys-inbound{}", self.stack.suffix())
+    }
+
+    /// The DMARC record's name.
+    pub fn dmarc_name(&self) -> String {
+        format!("_dmarc.{}", self.mail_domain())
+    }
+
+    /// Every host whose A record points at the stack's address: the public hosts, the optional
+    /// workers' (a worker switched on later must not wait for DNS) and the MCP host.
+    pub fn dns_hosts(&self) -> Vec<String> {
+        let mut hosts = self.public_hosts();
+        hosts.extend(OPTIONAL_WORKER_STEMS.iter().map(|s| self.service_host(s)));
+        hosts.push(self.mcp_host());
+        hosts
     }
 
     pub fn mail_domain(&self) -> String {

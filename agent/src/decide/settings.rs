@@ -295,6 +295,27 @@ pub(crate) fn resolve_account_id(
     Ok(pick("account id", cands, validate::account_id, notes)?.map(|(v, _)| v))
 }
 
+/// The AWS region: flag > config > env file > deployed unit > `us-east-1`.
+pub(crate) fn resolve_region(
+    flags: &Flags,
+    config: &Config,
+    env: Option<&EnvFile>,
+    deployed: Option<&Deployed>,
+    notes: &mut Vec<String>,
+) -> Result<String, InvalidInput> {
+    let cands = [
+        flag("--region", &flags.region),
+        conf(&config.region),
+        envf(env, "REGION"),
+        unit(deployed, "REGION"),
+        default("region", "us-east-1".into()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    Ok(pick("region", cands, validate::region, notes)?.map(|(v, _)| v).unwrap_or_default())
+}
+
 /// Resolve every setting. `identity` has already passed the cross-wire guard.
 pub(crate) fn resolve(
     identity: Identity,
@@ -311,23 +332,7 @@ pub(crate) fn resolve(
             "no AWS account id: pass --account-id, set aws.account_id in hostd.toml or ACCOUNT_ID in --env-file",
         )
     })?;
-    let region = pick(
-        "region",
-        [
-            flag("--region", &flags.region),
-            conf(&config.region),
-            envf(env, "REGION"),
-            unit(deployed, "REGION"),
-            default("region", "us-east-1".into()),
-        ]
-        .into_iter()
-        .flatten()
-        .collect(),
-        validate::region,
-        n,
-    )?
-    .map(|(v, _)| v)
-    .unwrap_or_default();
+    let region = resolve_region(flags, config, env, deployed, n)?;
 
     let chain = identity.stack.chain().to_owned();
     for c in [conf(&config.chain), envf(env, "AGENTKEYS_CHAIN")].into_iter().flatten() {
