@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 ./tests/harness/rootfs.sh >/dev/null
 # Build tools for the package (cargo-deb, cargo-zigbuild + ziglang), pinned, installed when missing.
 ./tests/harness/tools.sh
+# cfn-lint and moto (pinned, from PyPI) in their own virtual environment, for the cloud tests.
+./tests/harness/cloud-tools.sh >/dev/null
 # podman with private state and two local base images for the Dockerfile test (made once, ~2 min).
 ./tests/harness/podman.sh >/dev/null
 
