@@ -20,7 +20,8 @@ fn inputs(issuer: &str) -> StackInputs {
 fn flags_are_checked() {
     let good = inputs("https://broker-test-7.example.org");
     assert_eq!(check_inputs(&good), Ok(()));
-    let table: [(fn(&mut StackInputs), &str); 6] = [
+    type Change = fn(&mut StackInputs);
+    let table: [(Change, &str); 6] = [
         (|i| i.hosted_zone_id = Some("z0123".into()), "--hosted-zone-id"),
         (|i| i.instance_id = Some("i-12".into()), "--instance-id"),
         (|i| i.instance_id = Some("i-0123456789ABCDEF0".into()), "--instance-id"),
