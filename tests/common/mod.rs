@@ -16,14 +16,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_agentkeys-hostd");
 pub const ACCOUNT: &str = "429071895007";
 
 /// A base configuration every fake host gets (its own RPC and addresses, overriding the profile).
-pub const BASE_CONFIG: &str = r#"
-[chain]
-rpc_http = "https://rpc.heima.example.net"
-[chain.addresses]
-SIDECAR_REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
-SCOPE_CONTRACT = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
-K3_EPOCH_COUNTER = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"
-"#;
+pub const BASE_CONFIG: &str = include_str!("base-config.toml");
 
 /// The env files holding the one-shot secrets a fresh host gets, and the key of each secret (the
 /// config worker's KEK is legacy: kept where it exists, never minted).

@@ -16,14 +16,8 @@ use super::{Host, ReleaseSource, RunReport, RunRequest};
 pub(crate) const PUBKEY_PEM: &str =
     "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEAAAA\n-----END PUBLIC KEY-----\n";
 
-const CONFIG: &str = r#"
-[chain]
-rpc_http = "https://rpc.heima.example.net"
-[chain.addresses]
-SIDECAR_REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
-SCOPE_CONTRACT = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
-K3_EPOCH_COUNTER = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"
-"#;
+/// The integration tests' base configuration (its own RPC and addresses, overriding the profile).
+const CONFIG: &str = include_str!("../../../tests/common/base-config.toml");
 
 /// A scratch host: its root, the fake manager, and a runtime.
 pub(crate) struct TestHost {

@@ -130,12 +130,38 @@ fn tagged_prefix(prefix: &str) -> String {
     format!("bots/${{aws:PrincipalTag/agentkeys_actor_omni}}/{prefix}")
 }
 
+/// The two statements of a class's access, for a role's policy (`principal` `None`) or the
+/// bucket's (`Some`): list only with the actor's prefix, objects only under it.
+fn class_access(bucket: &str, prefix: &str, principal: Option<&Value>) -> Value {
+    let under = tagged_prefix(prefix);
+    let mut list = json!({
+        "Sid": "ListOwnPrefix",
+        "Effect": "Allow",
+        "Action": "s3:ListBucket",
+        "Resource": bucket,
+        "Condition": {
+            "StringLike": { "s3:prefix": [format!("{under}/*")] },
+            "Null": { "aws:PrincipalTag/agentkeys_actor_omni": "false" },
+        },
+    });
+    let mut objects = json!({
+        "Sid": "ObjectsUnderOwnPrefix",
+        "Effect": "Allow",
+        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+        "Resource": format!("{bucket}/{under}/*"),
+    });
+    if let Some(p) = principal {
+        list["Principal"] = json!({ "AWS": p });
+        objects["Principal"] = json!({ "AWS": p });
+    }
+    json!([list, objects])
+}
+
 /// Phase two: a class role, federated on the broker's provider with a required actor tag, that
 /// lists and reads/writes only under its actor's prefix.
 pub(super) fn class_role(inputs: &StackInputs, class: &str, prefix: &str) -> Value {
     let id_ = &inputs.identity;
     let bucket = bucket_arn(&id_.bucket(class, &inputs.account_id));
-    let under = tagged_prefix(prefix);
     let actor_tag = json!({ "Null": { "aws:RequestTag/agentkeys_actor_omni": "false" } });
     json!({
         "Type": "AWS::IAM::Role",
@@ -146,22 +172,7 @@ pub(super) fn class_role(inputs: &StackInputs, class: &str, prefix: &str) -> Val
             "AssumeRolePolicyDocument": provider_trust(inputs, actor_tag),
             "Policies": [{
                 "PolicyName": class,
-                "PolicyDocument": doc(json!([
-                    {
-                        "Effect": "Allow",
-                        "Action": "s3:ListBucket",
-                        "Resource": bucket,
-                        "Condition": {
-                            "StringLike": { "s3:prefix": [format!("{under}/*")] },
-                            "Null": { "aws:PrincipalTag/agentkeys_actor_omni": "false" },
-                        },
-                    },
-                    {
-                        "Effect": "Allow",
-                        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                        "Resource": format!("{bucket}/{under}/*"),
-                    },
-                ])),
+                "PolicyDocument": doc(class_access(&bucket, prefix, None)),
             }],
         }
     })
@@ -172,32 +183,12 @@ pub(super) fn class_bucket_policy(inputs: &StackInputs, class: &str, prefix: &st
     let id_ = &inputs.identity;
     let bucket = bucket_arn(&id_.bucket(class, &inputs.account_id));
     let role = att(&id::class(class, "Role"), "Arn");
-    let under = tagged_prefix(prefix);
     json!({
         "Type": "AWS::S3::BucketPolicy",
         "Condition": FEDERATED,
         "Properties": {
             "Bucket": r(&id::class(class, "Bucket")),
-            "PolicyDocument": doc(json!([
-                {
-                    "Sid": "ListOwnPrefix",
-                    "Effect": "Allow",
-                    "Principal": { "AWS": role.clone() },
-                    "Action": "s3:ListBucket",
-                    "Resource": bucket,
-                    "Condition": {
-                        "StringLike": { "s3:prefix": [format!("{under}/*")] },
-                        "Null": { "aws:PrincipalTag/agentkeys_actor_omni": "false" },
-                    },
-                },
-                {
-                    "Sid": "ObjectsUnderOwnPrefix",
-                    "Effect": "Allow",
-                    "Principal": { "AWS": role },
-                    "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                    "Resource": format!("{bucket}/{under}/*"),
-                },
-            ])),
+            "PolicyDocument": doc(class_access(&bucket, prefix, Some(&role))),
         }
     })
 }
