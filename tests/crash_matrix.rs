@@ -131,3 +131,23 @@ fn crashes_during_a_release_switch() {
         assert_eq!(current.to_string_lossy(), "releases/2.0.0-bbbbbbbbbbbb", "{point}");
     }
 }
+
+#[test]
+fn a_crash_between_the_https_vhosts_and_the_reload_is_finished_by_the_next_run() {
+    // On a fresh host the second file step is the certificate step's: the vhosts flip to HTTPS,
+    // then nginx is reloaded. Killed in between, the next run must still have nginx serve them.
+    let c = Container::boot(&format!("{BASE_CONFIG}\n{ACME}"));
+    let dir = tempfile::tempdir().unwrap();
+    start_pebble(&c, dir.path(), 80);
+    crash_then_converge(&c, "after-files@2", &DECLARE, true);
+    let status = c.exec(&["/usr/bin/agentkeys-hostd", "status", "--json"]);
+    let st: serde_json::Value = serde_json::from_str(status.stdout.lines().next().unwrap()).unwrap();
+    assert!(st["pending"].is_null(), "nothing left owed: {}", status.stdout);
+    let ca = dir.path().join("ca.pem");
+    let roots = ["curl", "-sf", "--cacert", ca.to_str().unwrap(), "https://127.0.0.1:15000/roots/0"];
+    let issuing = dir.path().join("issuing-root.pem");
+    std::fs::write(&issuing, common::in_container::in_netns(&c, &roots).stdout).unwrap();
+    let served = common::in_container::served_serial(&c, BROKER, &issuing);
+    assert!(served.starts_with("serial="), "handshake failed or not verified: {served:?}");
+    assert_eq!(served, common::in_container::installed_serial(&c, BROKER), "nginx serves the installed certificate");
+}

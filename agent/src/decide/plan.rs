@@ -419,7 +419,9 @@ fn service_actions(triggered: &[(Trigger, String)], runtime: &Runtime) -> Vec<Ac
     if !sshd.is_empty() {
         out.push(Action::ReloadSshd { reasons: sshd });
     }
-    if !nginx.is_empty() || !runtime.nginx_active {
+    // A run killed before its reload (a certificate installed, a vhost written) left this marker.
+    let interrupted = runtime.pending_restarts.iter().any(|u| u == crate::decide::run::NGINX);
+    if !nginx.is_empty() || !runtime.nginx_active || interrupted {
         let mut nginx = if nginx.len() > 3 {
             vec![format!("{} nginx configuration changes ({}, …)", nginx.len(), nginx[0])]
         } else {
@@ -427,6 +429,9 @@ fn service_actions(triggered: &[(Trigger, String)], runtime: &Runtime) -> Vec<Ac
         };
         if !runtime.nginx_active {
             nginx.push("nginx is not running".into());
+        }
+        if interrupted {
+            nginx.push("completing an interrupted run".into());
         }
         out.push(Action::ReloadNginx { reasons: nginx });
     }
@@ -572,6 +577,20 @@ mod tests {
                 "restart agentkeys-bundler.service: completing an interrupted run",
             ]
         );
+    }
+
+    #[test]
+    fn an_owed_nginx_reload_is_completed_and_named_in_the_marker() {
+        let desired = DesiredHost::default();
+        let mut observed = converged_accounts();
+        assert!(plan(&desired, &observed, Options::default()).is_empty(), "converged: nothing to do");
+        observed.runtime.as_mut().expect("runtime").pending_restarts = vec!["nginx".into()];
+        let p = plan(&desired, &observed, Options::default());
+        assert_eq!(
+            p.actions.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["reload nginx: completing an interrupted run"]
+        );
+        assert_eq!(crate::decide::run::marked(&p), ["nginx"], "the run marks what it owes");
     }
 
     #[test]

@@ -103,6 +103,25 @@ pub(crate) fn failure_class(v: Verdict) -> Option<FailureClass> {
     }
 }
 
+/// The pending marker's name for an nginx reload a run still owes.
+pub const NGINX: &str = "nginx";
+
+/// What a plan restarts or reloads, as the pending marker names it: each started unit without
+/// `.service`, and [`NGINX`] when the plan reloads nginx.
+pub(crate) fn marked(plan: &crate::decide::plan::Plan) -> Vec<String> {
+    use crate::decide::plan::Action;
+    let mut out: Vec<String> = plan
+        .actions
+        .iter()
+        .filter_map(|a| a.started_unit())
+        .map(|u| u.trim_end_matches(".service").to_owned())
+        .collect();
+    if plan.actions.iter().any(|a| matches!(a, Action::ReloadNginx { .. })) {
+        out.push(NGINX.to_owned());
+    }
+    out
+}
+
 /// The restarts the pending marker must hold: this run's, then those an interrupted earlier run
 /// left undone (each once, in that order).
 pub(crate) fn pending_restarts(this_run: &[String], earlier: &[String]) -> Vec<String> {

@@ -159,7 +159,8 @@ fn in_service(root: &Root, state: &TlsState) -> Option<CertInfo> {
 
 /// Converge every host's certificate (ARI windows: the point is `serial_jitter`), deciding each
 /// host's step with `acme_policy::next_step`. The ledger and ARI cache are the caller's `store`
-/// (read and written once per run); the DNS facts are gathered once, at the first due host.
+/// (read and written once per run); the DNS facts are gathered once, at the first due host;
+/// `before_install` runs before each certificate is installed.
 /// Returns per-host outcomes and whether any certificate was installed (the vhosts must then be
 /// re-rendered).
 pub(crate) async fn converge(
@@ -168,6 +169,7 @@ pub(crate) async fn converge(
     tls: &BTreeMap<String, TlsState>,
     store: &mut AcmeStore,
     now: i64,
+    before_install: &mut dyn FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<(BTreeMap<String, HostOutcome>, bool)> {
     let mut out = BTreeMap::new();
     let mut installed = false;
@@ -235,6 +237,8 @@ pub(crate) async fn converge(
             Ok(issued) => {
                 let info =
                     certs::leaf_of_pem(&issued.chain_pem).context("the CA returned an unreadable certificate")?;
+                // Before anything nginx serves changes: the run that completes this one must reload.
+                before_install()?;
                 acme::install(root, host, &info.serial.replace(':', ""), &issued)?;
                 store.ledger.remove(host);
                 installed = true;

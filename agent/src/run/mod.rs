@@ -170,13 +170,7 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
         });
     }
 
-    let this_run: Vec<String> = prepared
-        .plan
-        .actions
-        .iter()
-        .filter_map(|a| a.started_unit())
-        .map(|u| u.trim_end_matches(".service").to_owned())
-        .collect();
+    let this_run = decide::marked(&prepared.plan);
     let earlier = saved.pending.as_ref().map(|p| p.restarts.clone()).unwrap_or_default();
     let pending = decide::pending_restarts(&this_run, &earlier);
     let mut marked = saved.clone();
@@ -217,10 +211,22 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
         .map(|r| r.services.iter().filter_map(|(u, f)| f.binary_sha256.clone().map(|h| (u.clone(), h))).collect())
         .unwrap_or_default();
     let mut certificates = None;
+    // Set when the certificate step wrote an owed nginx reload into the state file.
+    let nginx_marked = std::cell::Cell::new(false);
     if error.is_none() && ask.acme && manager.is_some() {
         let converged = decide::converged_state(&marked, binaries.clone());
         let ctx = steps::Ctx { saved: &converged, ..ctx };
-        match ctx.certificates(&prepared) {
+        let step = ctx.certificates(&prepared, &nginx_marked);
+        if step.is_err() && nginx_marked.get() {
+            // A certificate went in but nginx may not have been told: the next run reloads it.
+            let p = marked.pending.get_or_insert_with(|| Pending {
+                started_unix: u64::try_from(host.clock.now_unix()).unwrap_or_default(),
+                pid: std::process::id(),
+                restarts: Vec::new(),
+            });
+            p.restarts = decide::pending_restarts(&p.restarts, &[decide::NGINX.to_owned()]);
+        }
+        match step {
             Ok((outcomes, more)) => {
                 done.extend(more);
                 let failed: Vec<String> = outcomes
@@ -284,7 +290,8 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
         summary: serde_json::to_value(&summary)?,
     };
     let after = decide::next_state(marked, error.is_some(), rolled_back, binaries, last);
-    if !decide::writes_nothing(prepared.plan.is_empty(), error.is_some(), &saved, &after) {
+    // A run that marked an owed reload must write its outcome, or the marker would outlive it.
+    if nginx_marked.get() || !decide::writes_nothing(prepared.plan.is_empty(), error.is_some(), &saved, &after) {
         state::write(root, &after)?;
         let full = serde_json::json!({
             "summary": &summary,

@@ -7,10 +7,12 @@ use std::time::Duration;
 use super::Host;
 use crate::decide::acme_policy::CertState;
 use crate::decide::plan::Plan;
+use crate::decide::run::{self as decide, NGINX};
+use crate::decide::state::Pending;
 use crate::host::acme_store::AcmeStore;
 use crate::host::health::Verdict;
 use crate::host::releases;
-use crate::host::state::State;
+use crate::host::state::{self, State};
 use crate::host::systemd::Manager;
 use crate::host::tls::HostOutcome;
 use crate::run::prepare::{self, Prepared, Request};
@@ -102,7 +104,13 @@ impl<M: Manager> Ctx<'_, '_, M> {
     /// The certificate step, then — if any certificate was installed — the vhosts flip to HTTPS
     /// through the same plan/apply path (files, `nginx -t`, reload), and each new certificate is
     /// proven served.
-    pub fn certificates(&self, p: &Prepared) -> anyhow::Result<(BTreeMap<String, HostOutcome>, Vec<String>)> {
+    /// `nginx_marked` is set once the state file says nginx must be reloaded (before the first
+    /// certificate is installed), so a run killed before the reload is finished by the next.
+    pub fn certificates(
+        &self,
+        p: &Prepared,
+        nginx_marked: &std::cell::Cell<bool>,
+    ) -> anyhow::Result<(BTreeMap<String, HostOutcome>, Vec<String>)> {
         let Host { root, accounts, rt, clock, .. } = *self.host;
         let Some(sd) = self.manager else {
             return Ok((BTreeMap::new(), Vec::new()));
@@ -111,7 +119,22 @@ impl<M: Manager> Ctx<'_, '_, M> {
         // The ledger and ARI cache: read once, written once (also when the step fails part-way:
         // a failure recorded before it must hold back the next run's order).
         let mut store = AcmeStore::load(root)?;
-        let result = rt.block_on(crate::host::tls::converge(root, &p.settings, &p.facts.tls, &mut store, now));
+        let mut mark = || {
+            if !nginx_marked.get() {
+                let mut saved = state::read(root)?;
+                let pending = saved.pending.get_or_insert_with(|| Pending {
+                    started_unix: u64::try_from(now).unwrap_or_default(),
+                    pid: std::process::id(),
+                    restarts: Vec::new(),
+                });
+                pending.restarts = decide::pending_restarts(&pending.restarts, &[NGINX.to_owned()]);
+                state::write(root, &saved)?;
+                nginx_marked.set(true);
+            }
+            Ok(())
+        };
+        let result =
+            rt.block_on(crate::host::tls::converge(root, &p.settings, &p.facts.tls, &mut store, now, &mut mark));
         store.save(root)?;
         let (outcomes, installed) = result?;
         let mut done = Vec::new();

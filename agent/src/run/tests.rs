@@ -113,3 +113,19 @@ fn a_dry_run_plans_and_changes_nothing() {
     assert!(h.sd.take_log().is_empty(), "no job in a dry run");
     assert!(!h.root.path(crate::host::state::STATE_FILE).exists());
 }
+
+#[test]
+fn a_reload_an_interrupted_run_owed_is_done_by_the_next() {
+    let h = TestHost::new();
+    let a = h.release("1.0.0");
+    assert!(h.reconcile(&TestHost::ask(Some(&a))).expect("run").error.is_none());
+    h.sd.take_log();
+    // As a run killed after installing a certificate leaves it: nginx owes a reload.
+    let mut saved = crate::host::state::read(&h.root).expect("state");
+    saved.pending = Some(crate::decide::state::Pending { started_unix: 1, pid: 2, restarts: vec!["nginx".into()] });
+    crate::host::state::write(&h.root, &saved).expect("write");
+    let report = h.reconcile(&TestHost::ask(Some(&a))).expect("run");
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(h.sd.take_log(), ["Reload nginx.service"], "only the owed reload");
+    assert!(crate::host::state::read(&h.root).expect("state").pending.is_none());
+}
