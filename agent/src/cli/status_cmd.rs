@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use clap::Args;
 
 use super::emit;
+use crate::decide::times;
 use crate::host::fs::Root;
 
 #[derive(Debug, Args)]
@@ -20,6 +21,7 @@ pub struct StatusArgs {
 
 pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
     let status = crate::run::status::gather(env.rt, env.clock, &Root::new(&args.root))?;
+    let now = env.clock.now_unix();
     if args.json {
         emit(&(serde_json::to_string(&status)? + "\n"))?;
         return Ok(crate::decide::error::exit::OK);
@@ -32,7 +34,8 @@ pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
     match &status.last_run {
         // No-op runs write nothing, so this is the last run that changed something or failed.
         Some(r) => {
-            writeln!(t, "last change: {} ({} ms, finished at unix {})", r.result, r.duration_ms, r.finished_unix)?
+            let finished = times::when(i64::try_from(r.finished_unix).unwrap_or_default(), now);
+            writeln!(t, "last change: {} ({} ms, finished {finished})", r.result, r.duration_ms)?
         }
         None => writeln!(t, "last change: never")?,
     }
@@ -44,12 +47,13 @@ pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
         writeln!(t, "  {unit:<36} {}/{} pid {} ({})", s.active_state, s.sub_state, s.main_pid, s.unit_file_state)?;
     }
     for (host, c) in &status.certificates {
-        let until = c.not_after.map(|t| format!(", not after unix {t}")).unwrap_or_default();
+        let until = c.not_after.map(|t| format!(", not after {}", times::when(t, now))).unwrap_or_default();
         writeln!(t, "  {host:<36} {}{until}", c.state)?;
     }
     for r in &status.renewals {
         if let (Some(at), Some(why)) = (r.renew_at, &r.renew_why) {
-            writeln!(t, "  {:<36} renewal at unix {at} ({why})", r.host)?;
+            let alarm = if r.overdue { "  OVERDUE" } else { "" };
+            writeln!(t, "  {:<36} renewal {} ({why}){alarm}", r.host, times::when(at, now))?;
         }
     }
     match &status.daemon {
@@ -57,7 +61,7 @@ pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
             let runs: u64 = d.reconciles.values().sum();
             writeln!(t, "daemon: pid {}, {runs} reconcile(s), {} correction(s)", d.pid, d.corrections)?;
             if let Some(w) = &d.next_wake {
-                writeln!(t, "  next: {} at unix {} ({})", w.trigger, w.at, w.why)?;
+                writeln!(t, "  next: {} {} ({})", w.trigger, times::when(w.at, now), w.why)?;
             }
             if let Some(n) = &d.note {
                 writeln!(t, "  note: {n}")?;
@@ -68,8 +72,10 @@ pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
     for (host, l) in &status.acme_ledger {
         writeln!(
             t,
-            "  {host:<36} {} failed order(s), last {}; next attempt at unix {}",
-            l.failures, l.last_error_class, l.next_attempt
+            "  {host:<36} {} failed order(s), last {}; next attempt {}",
+            l.failures,
+            l.last_error_class,
+            times::when(l.next_attempt, now)
         )?;
     }
     emit(&t)?;

@@ -278,6 +278,13 @@ pub(crate) fn fresh<'a>(entry: Option<&'a AriEntry>, serial: &str, now: i64) -> 
     cached(entry, serial).filter(|e| now < e.next_check)
 }
 
+/// Is a certificate overdue at `now`? Past its renewal time by more than a fifteenth of its
+/// lifetime (6 days of 90, 3 of 45, ~10 h of 6), or under a tenth of its lifetime left.
+pub(crate) fn overdue(not_before: i64, not_after: i64, renew_at: i64, now: i64) -> bool {
+    let lifetime = (not_after - not_before).max(1);
+    now > renew_at + lifetime / 15 || not_after - now < lifetime / 10
+}
+
 /// One host's certificate as the daemon and `status` see it, from files only (no network).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostSchedule {
@@ -290,11 +297,20 @@ pub struct HostSchedule {
     pub renew_at: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub renew_why: Option<String>,
+    /// `not_after` and `renew_at` in UTC RFC 3339, for people reading the JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after_rfc3339: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_at_rfc3339: Option<String>,
     /// When the cached ARI window should be asked for again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ari_next_check: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ledger: Option<Ledger>,
+    /// Past its renewal time by more than the grace, or under a tenth of its lifetime left: no CA
+    /// e-mails about expiry any more, so this is the alarm.
+    #[serde(default)]
+    pub overdue: bool,
 }
 
 #[cfg(test)]
@@ -461,5 +477,20 @@ mod tests {
         assert!(fresh(Some(&w), "01", T0 + 6 * HOUR).is_none(), "stale: a run asks again");
         assert!(cached(Some(&w), "01").is_some(), "the schedule still shows it");
         assert!(cached(Some(&w), "02").is_none() && fresh(Some(&w), "02", T0).is_none(), "another certificate");
+    }
+
+    #[test]
+    fn overdue_past_the_grace_or_under_a_tenth_left() {
+        for days in [6, 45, 64, 90] {
+            let (nb, na) = (T0, T0 + days * DAY);
+            let lifetime = na - nb;
+            let renew = renewal_time(&cert(days, None), T0, 0.5).at;
+            assert!(!overdue(nb, na, renew, renew), "{days} d: due is not overdue");
+            assert!(!overdue(nb, na, renew, renew + lifetime / 15), "{days} d: within the grace");
+            assert!(overdue(nb, na, renew, renew + lifetime / 15 + 1), "{days} d: past the grace");
+            // An ARI window late in the lifetime: a tenth left is overdue whatever the window says.
+            assert!(overdue(nb, na, na, na - lifetime / 10 + 1), "{days} d: under a tenth left");
+            assert!(!overdue(nb, na, na, na - lifetime / 10), "{days} d: exactly a tenth left");
+        }
     }
 }

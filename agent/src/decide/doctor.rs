@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::decide::acme_policy::DnsVerdict;
+use crate::decide::acme_policy::{DnsVerdict, HostSchedule};
+use crate::decide::times;
 use std::net::Ipv4Addr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -59,6 +60,40 @@ pub(crate) fn dns(host: &str, ip: Ipv4Addr, verdict: Result<DnsVerdict, String>)
         ),
         Err(e) => Check::new(name, Verdict::Fail, e),
     }
+}
+
+/// One host's certificate in service: overdue (past its renewal time plus the grace, or under a
+/// tenth of its lifetime) or expired fails — no CA e-mails about expiry any more.
+pub(crate) fn certificate(s: &HostSchedule, now: i64) -> Option<Check> {
+    let not_after = s.not_after?;
+    let name = format!("certificate {}", s.host);
+    let renew = s.renew_at.map(|t| format!("renewal {}", times::when(t, now))).unwrap_or_default();
+    let ledger = s.ledger.as_ref().map_or(String::new(), |l| {
+        format!(
+            "; {} failed order(s), last {}, next attempt {}",
+            l.failures,
+            l.last_error_class,
+            times::when(l.next_attempt, now)
+        )
+    });
+    Some(if not_after <= now {
+        Check::new(
+            name,
+            Verdict::Fail,
+            format!("expired {}{ledger}; run reconcile and check the CA", times::when(not_after, now)),
+        )
+    } else if s.overdue {
+        Check::new(
+            name,
+            Verdict::Fail,
+            format!(
+                "overdue: {renew}, expires {}{ledger}; check the ACME ledger (status) and the CA",
+                times::when(not_after, now)
+            ),
+        )
+    } else {
+        Check::new(name, Verdict::Pass, format!("expires {}, {renew}", times::when(not_after, now)))
+    })
 }
 
 /// Clock skew against the ACME CA's `Date` header (certificates are checked against it).
@@ -164,5 +199,30 @@ mod tests {
         assert_eq!((c.name.as_str(), c.verdict), ("dns a.example.org", Verdict::Warn));
         assert!(c.detail.contains("found [127.0.0.9]; parked"), "{}", c.detail);
         assert_eq!(dns("a.example.org", ip, Err("no resolver".into())).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn certificates_pass_until_overdue_or_expired() {
+        let now = 1_800_000_000;
+        let s = HostSchedule {
+            host: "broker.example.org".into(),
+            state: "https".into(),
+            not_after: Some(now + 40 * 86_400),
+            renew_at: Some(now + 10 * 86_400),
+            renew_why: None,
+            not_after_rfc3339: None,
+            renew_at_rfc3339: None,
+            ari_next_check: None,
+            ledger: None,
+            overdue: false,
+        };
+        let ok = certificate(&s, now).expect("a check");
+        assert_eq!(ok.verdict, Verdict::Pass);
+        assert!(ok.detail.contains("(in 40 d)") && ok.detail.contains("renewal "), "{}", ok.detail);
+        let late = HostSchedule { overdue: true, ..s.clone() };
+        assert_eq!(certificate(&late, now).expect("check").verdict, Verdict::Fail);
+        let gone = HostSchedule { not_after: Some(now - 3_600), ..s.clone() };
+        assert!(certificate(&gone, now).expect("check").detail.starts_with("expired "));
+        assert!(certificate(&HostSchedule { not_after: None, ..s }, now).is_none(), "nothing served: DNS says why");
     }
 }

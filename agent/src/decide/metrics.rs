@@ -49,6 +49,14 @@ pub fn render(d: &DaemonRecord, units: &BTreeMap<String, String>) -> String {
             o.sample("agentkeys_hostd_certificate_renewal_seconds", &[("host", &h.host)], t as f64);
         }
     }
+    o.family(
+        "agentkeys_hostd_certificate_overdue",
+        "gauge",
+        "1 when the host's certificate is past its renewal time plus a grace, or under a tenth of its lifetime left.",
+    );
+    for h in d.hosts.iter().filter(|h| h.not_after.is_some()) {
+        o.sample("agentkeys_hostd_certificate_overdue", &[("host", &h.host)], f64::from(u8::from(h.overdue)));
+    }
     o.family("agentkeys_hostd_certificate_https", "gauge", "1 when the host's vhost serves HTTPS.");
     for h in &d.hosts {
         o.sample("agentkeys_hostd_certificate_https", &[("host", &h.host)], f64::from(u8::from(h.state == "https")));
@@ -118,6 +126,9 @@ mod tests {
             renew_why: None,
             ari_next_check: None,
             ledger: None,
+            overdue: true,
+            not_after_rfc3339: None,
+            renew_at_rfc3339: None,
         });
         d.reconciles.insert("drift".into(), 3);
         d.failures.insert("health".into(), 1);
@@ -128,6 +139,7 @@ mod tests {
         for line in [
             "agentkeys_hostd_certificate_not_after_seconds{host=\"broker.example.org\"} 1800000000",
             "agentkeys_hostd_certificate_renewal_seconds{host=\"broker.example.org\"} 1790000000",
+            "agentkeys_hostd_certificate_overdue{host=\"broker.example.org\"} 1",
             "agentkeys_hostd_reconciles_total{trigger=\"drift\"} 3",
             "agentkeys_hostd_reconcile_failures_total{class=\"health\"} 1",
             "agentkeys_hostd_last_reconcile_success{result=\"changed\"} 1",
@@ -142,5 +154,36 @@ mod tests {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} has no TYPE line");
         }
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn the_alert_rules_use_only_metrics_the_daemon_exports() {
+        let rules = include_str!("../../../packaging/prometheus/agentkeys-hostd.rules.yml");
+        let mut d = DaemonRecord::default();
+        d.hosts.push(HostSchedule {
+            host: "h".into(),
+            state: "https".into(),
+            not_after: Some(2),
+            renew_at: Some(1),
+            renew_why: None,
+            ari_next_check: None,
+            ledger: None,
+            overdue: false,
+            not_after_rfc3339: None,
+            renew_at_rfc3339: None,
+        });
+        d.last = Some(LastReconcile::default());
+        let text = render(&d, &BTreeMap::new());
+        let used: Vec<&str> = rules
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("agentkeys_hostd_"))
+            .collect();
+        assert!(used.len() >= 4, "{used:?}");
+        for name in used {
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "the rules use {name}, which the daemon does not export"
+            );
+        }
     }
 }

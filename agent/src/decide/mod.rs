@@ -26,5 +26,6 @@ pub mod run;
 pub mod secrets;
 pub mod settings;
 pub mod state;
+pub mod times;
 pub mod unitfile;
 pub mod validate;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::decide::acme_policy::{self, AriAnswer, Cert, CertState, Step};
+use crate::decide::times;
 use crate::host::acme::{self, AcmeConfig};
 use crate::host::acme_store::AcmeStore;
 use crate::host::dns_facts::DnsFacts;
@@ -109,14 +110,24 @@ pub fn schedule(root: &Root, tls: &BTreeMap<String, TlsState>, now: i64) -> anyh
                     Cert { not_before: c.not_before, not_after: c.not_after, ari: cached.and_then(|e| e.window) };
                 acme_policy::renewal_time(&cert, now, acme_policy::serial_jitter(&c.serial))
             });
+            let overdue = match (&current, &renewal) {
+                (Some(c), Some(r)) => acme_policy::overdue(c.not_before, c.not_after, r.at, now),
+                _ => false,
+            };
+            if overdue {
+                tracing::warn!(host = %host, "certificate overdue for renewal; check `agentkeys-hostd status` and the ACME ledger");
+            }
             HostSchedule {
                 host: host.clone(),
                 state: state.name().to_owned(),
                 not_after: current.as_ref().map(|c| c.not_after),
                 renew_at: renewal.as_ref().map(|r| r.at),
+                not_after_rfc3339: current.as_ref().map(|c| times::rfc3339(c.not_after)),
+                renew_at_rfc3339: renewal.as_ref().map(|r| times::rfc3339(r.at)),
                 renew_why: renewal.map(|r| r.why),
                 ari_next_check: cached.map(|e| e.next_check),
                 ledger: ledger.get(host).cloned(),
+                overdue,
             }
         })
         .collect())
@@ -315,5 +326,28 @@ mod tests {
         assert!((window.0..window.1).contains(&at), "{at} inside {window:?}");
         assert_eq!(with[0].ari_next_check, Some(now - 1));
         assert_eq!(with[1].ledger.as_ref(), Some(&failed));
+    }
+
+    #[test]
+    fn a_certificate_past_its_renewal_is_overdue_in_the_schedule_doctor_and_metrics() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = Root::new(dir.path());
+        let cert = certificate(&root, "/tls/broker/fullchain.pem");
+        let https =
+            TlsState::Https { cert: "/tls/broker/fullchain.pem".into(), key: "/tls/broker/fullchain.key".into() };
+        let tls = BTreeMap::from([("broker.litentry.org".to_owned(), https)]);
+        let lifetime = cert.not_after - cert.not_before;
+        let renew = cert.not_after - lifetime / 3;
+        let on_time = schedule(&root, &tls, renew + lifetime / 15).expect("schedule");
+        assert!(!on_time[0].overdue, "within the grace");
+        let late = schedule(&root, &tls, renew + lifetime / 15 + 1).expect("schedule");
+        assert!(late[0].overdue);
+        assert_eq!(late[0].not_after_rfc3339.as_deref(), Some(times::rfc3339(cert.not_after).as_str()));
+        let check = crate::decide::doctor::certificate(&late[0], renew + lifetime / 15 + 1).expect("a check");
+        assert_eq!(check.verdict, crate::decide::doctor::Verdict::Fail, "{}", check.detail);
+        assert!(check.detail.starts_with("overdue: renewal "), "{}", check.detail);
+        let record = crate::decide::daemon::record::DaemonRecord { hosts: late, ..Default::default() };
+        let metrics = crate::decide::metrics::render(&record, &BTreeMap::new());
+        assert!(metrics.contains("agentkeys_hostd_certificate_overdue{host=\"broker.litentry.org\"} 1"), "{metrics}");
     }
 }

@@ -24,12 +24,18 @@ pub(crate) fn checks(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Roo
             Ok(acme) => {
                 checks.extend(acme_and_clock(rt, clock, root, &acme));
                 let req = prepare::Request::default();
-                let hosts: Vec<String> = prepare::read_inputs(root, &req)
+                let tls = prepare::read_inputs(root, &req)
                     .ok()
                     .and_then(|i| i.deployed)
-                    .map(|d| observe::tls_states(root, &d.identity, prepare::services_on(root)).into_keys().collect())
+                    .map(|d| observe::tls_states(root, &d.identity, prepare::services_on(root)))
                     .unwrap_or_default();
+                let hosts: Vec<String> = tls.keys().cloned().collect();
                 checks.extend(dns_checks(rt, root, &acme, &hosts));
+                let now = clock.now_unix();
+                match crate::host::tls::schedule(root, &tls, now) {
+                    Ok(schedule) => checks.extend(schedule.iter().filter_map(|s| doctor::certificate(s, now))),
+                    Err(e) => checks.push(Check::new("certificates", Verdict::Fail, format!("{e:#}"))),
+                }
             }
             Err(e) => checks.push(Check::new("config", Verdict::Fail, e.to_string())),
         },

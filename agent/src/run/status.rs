@@ -45,6 +45,8 @@ pub(crate) struct CertView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) not_after: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) not_after_rfc3339: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) serial: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) path: Option<String>,
@@ -89,6 +91,7 @@ pub(crate) fn gather(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Roo
                     let view = CertView {
                         state: s.name(),
                         not_after: info.as_ref().map(|i| i.not_after),
+                        not_after_rfc3339: info.as_ref().map(|i| crate::decide::times::rfc3339(i.not_after)),
                         serial: info.map(|i| i.serial),
                         path,
                     };

@@ -138,6 +138,9 @@ mod tests {
             renew_why: Some("1/3 of the lifetime certificate left".into()),
             ari_next_check: None,
             ledger: None,
+            overdue: false,
+            not_after_rfc3339: None,
+            renew_at_rfc3339: None,
         }
     }
 
