@@ -31,6 +31,8 @@ struct Seen {
 struct FakeCa {
     ari: Option<(&'static str, &'static str)>,
     profiles: bool,
+    /// Refuse orders that carry `replaces` with `alreadyReplaced`.
+    refuse_replaces: bool,
     seen: Arc<Mutex<Seen>>,
 }
 
@@ -65,7 +67,18 @@ impl FakeCa {
             ("POST", "/order") => {
                 let jws: serde_json::Value = serde_json::from_slice(body).unwrap();
                 let payload = BASE64_URL_SAFE_NO_PAD.decode(jws["payload"].as_str().unwrap()).unwrap();
-                self.seen.lock().unwrap().order_payloads.push(serde_json::from_slice(&payload).unwrap());
+                let payload: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+                let replaces = payload.get("replaces").is_some();
+                self.seen.lock().unwrap().order_payloads.push(payload);
+                if replaces && self.refuse_replaces {
+                    let problem = serde_json::json!({
+                        "type": "urn:ietf:params:acme:error:alreadyReplaced",
+                        "detail": "the certificate has already been replaced",
+                        "status": 409
+                    });
+                    let r = nonce(Response::builder().status(409));
+                    return r.header("Content-Type", "application/problem+json").body(problem.to_string()).unwrap();
+                }
                 let problem = serde_json::json!({
                     "type": "urn:ietf:params:acme:error:rateLimited",
                     "detail": "too many certificates (5) already issued for this exact set of identifiers in the last 168h0m0s, retry after 2026-11-30 10:00:00 UTC: see https://letsencrypt.org/docs/rate-limits/",
@@ -170,8 +183,12 @@ fn leaf_der(dir: &std::path::Path) -> Vec<u8> {
 fn renewal_information_is_read_and_decides_the_renewal_time() {
     let dir = tempfile::tempdir().unwrap();
     let root = Root::new(dir.path());
-    let ca =
-        FakeCa { ari: Some(("2026-12-01T00:00:00Z", "2026-12-03T00:00:00Z")), profiles: false, seen: Arc::default() };
+    let ca = FakeCa {
+        ari: Some(("2026-12-01T00:00:00Z", "2026-12-03T00:00:00Z")),
+        profiles: false,
+        refuse_replaces: false,
+        seen: Arc::default(),
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let acct = rt.block_on(account(&ca, &root));
     let der = leaf_der(dir.path());
@@ -193,7 +210,7 @@ fn renewal_information_is_read_and_decides_the_renewal_time() {
     assert!(r.why.contains("ARI window"));
 
     // A CA without ARI: no window, the lifetime rule stays in charge.
-    let plain = FakeCa { ari: None, profiles: false, seen: Arc::default() };
+    let plain = FakeCa { ari: None, profiles: false, refuse_replaces: false, seen: Arc::default() };
     let root2 = tempfile::tempdir().unwrap();
     let acct2 = rt.block_on(account(&plain, &Root::new(root2.path())));
     assert_eq!(rt.block_on(acme::renewal_window(&acct2, &der)).unwrap(), None);
@@ -211,12 +228,13 @@ fn a_profile_is_requested_only_when_offered_and_rate_limits_set_the_next_attempt
     for offered in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path());
-        let ca = FakeCa { ari: None, profiles: offered, seen: Arc::default() };
+        let ca = FakeCa { ari: None, profiles: offered, refuse_replaces: false, seen: Arc::default() };
         let acct = rt.block_on(account(&ca, &root));
         let (profile, note) = acme::pick_profile(&acct, Some("tlsserver"));
         assert_eq!(profile.is_some(), offered);
         assert_eq!(note.is_some(), !offered, "falling back is reported");
-        let failed = rt.block_on(acme::issue(&acct, &root, "broker.example.org", profile)).expect_err("rate limited");
+        let failed =
+            rt.block_on(acme::issue(&acct, &root, "broker.example.org", profile, None)).expect_err("rate limited");
         let payload = ca.seen.lock().unwrap().order_payloads[0].clone();
         assert_eq!(payload["profile"].as_str(), offered.then_some("tlsserver"), "{payload}");
         assert_eq!(failed.class, "rateLimited");
@@ -227,4 +245,45 @@ fn a_profile_is_requested_only_when_offered_and_rate_limits_set_the_next_attempt
         assert!(acme_policy::may_order(Some(&ledger), now + 3_600).is_err());
         assert!(acme_policy::may_order(Some(&ledger), 1_796_032_800).is_ok());
     }
+}
+
+#[test]
+fn a_renewal_order_names_what_it_replaces_and_a_refusal_falls_back_once() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let leaf = leaf_der(dir.path());
+    let id =
+        instant_acme::CertificateIdentifier::try_from(&rustls::pki_types::CertificateDer::from(leaf.clone())).unwrap();
+    let expected = format!("{}.{}", id.authority_key_identifier, id.serial);
+    for refuse in [false, true] {
+        let root_dir = tempfile::tempdir().unwrap();
+        let root = Root::new(root_dir.path());
+        let ca = FakeCa {
+            ari: Some(("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")),
+            profiles: false,
+            refuse_replaces: refuse,
+            seen: Arc::default(),
+        };
+        let acct = rt.block_on(account(&ca, &root));
+        // The fake CA then rate-limits every order: what matters here is what each order said.
+        let failed =
+            rt.block_on(acme::issue(&acct, &root, "broker.example.org", None, Some(&leaf))).expect_err("limited");
+        assert_eq!(failed.class, "rateLimited", "the fallback order went out: {failed}");
+        let orders = ca.seen.lock().unwrap().order_payloads.clone();
+        let sent: Vec<Option<&str>> = orders.iter().map(|o| o["replaces"].as_str()).collect();
+        if refuse {
+            assert_eq!(sent, [Some(expected.as_str()), None], "refused once, then once without");
+        } else {
+            assert_eq!(sent, [Some(expected.as_str())], "one order, naming the certificate it replaces");
+        }
+    }
+    // A first certificate names nothing.
+    let root_dir = tempfile::tempdir().unwrap();
+    let root = Root::new(root_dir.path());
+    let ca = FakeCa { ari: None, profiles: false, refuse_replaces: true, seen: Arc::default() };
+    let acct = rt.block_on(account(&ca, &root));
+    let _ = rt.block_on(acme::issue(&acct, &root, "broker.example.org", None, None));
+    let orders = ca.seen.lock().unwrap().order_payloads.clone();
+    assert_eq!(orders.len(), 1);
+    assert!(orders[0].get("replaces").is_none());
 }

@@ -137,6 +137,40 @@ fn classify(e: &instant_acme::Error) -> String {
 pub struct Issued {
     pub chain_pem: String,
     pub key_pem: String,
+    /// How the order named the certificate it replaces (ARI, RFC 9773 §5).
+    pub replaces: Replaces,
+}
+
+/// Whether a renewal order said which certificate it replaces: renewals that do are exempt from
+/// Let's Encrypt's rate limits; a CA that refuses the field is asked once more without it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "replaces")]
+pub enum Replaces {
+    /// A first certificate, or one whose identifier cannot be computed (no AKI extension).
+    Nothing,
+    /// Sent with the certificate identifier `<aki>.<serial>` (base64url).
+    Sent { id: String },
+    /// The CA refused it (e.g. `alreadyReplaced`); the order went out without it.
+    Refused { id: String, why: String },
+}
+
+/// The ARI identifier of a certificate, if it has an authority key identifier.
+fn certificate_id(leaf_der: &[u8]) -> Option<instant_acme::CertificateIdentifier<'static>> {
+    let der = rustls::pki_types::CertificateDer::from(leaf_der.to_vec());
+    instant_acme::CertificateIdentifier::try_from(&der).ok().map(instant_acme::CertificateIdentifier::into_owned)
+}
+
+/// Did the CA refuse the order because of its `replaces` field (and only for that)?
+fn refuses_replaces(e: &instant_acme::Error) -> bool {
+    match e {
+        instant_acme::Error::Api(p) => {
+            let kind = p.r#type.as_deref().unwrap_or_default();
+            let said = p.detail.as_deref().unwrap_or_default().to_ascii_lowercase();
+            kind.ends_with(":alreadyReplaced")
+                || ((kind.ends_with(":malformed") || kind.ends_with(":badRequest")) && said.contains("replace"))
+        }
+        _ => false,
+    }
 }
 
 impl std::fmt::Debug for Issued {
@@ -155,18 +189,40 @@ pub fn pick_profile<'a>(account: &Account, wanted: Option<&'a str>) -> (Option<&
 }
 
 /// Order a certificate for `host` and answer its HTTP-01 challenge from the webroot.
-pub async fn issue(account: &Account, root: &Root, host: &str, profile: Option<&str>) -> Result<Issued, OrderFailed> {
+/// Order, validate (HTTP-01 through nginx) and download a certificate for `host`. A renewal passes
+/// the certificate in service as `replaces`.
+pub async fn issue(
+    account: &Account,
+    root: &Root,
+    host: &str,
+    profile: Option<&str>,
+    replaces: Option<&[u8]>,
+) -> Result<Issued, OrderFailed> {
     let fail = |class: String, detail: String| {
         let retry_after = retry_after_in(&detail);
         OrderFailed { host: host.to_owned(), class, detail, retry_after }
     };
     let api = |e: instant_acme::Error| fail(classify(&e), e.to_string());
     let ids = [Identifier::Dns(host.to_owned())];
-    let new = match profile {
+    let new = || match profile {
         Some(p) => NewOrder::new(&ids).profile(p),
         None => NewOrder::new(&ids),
     };
-    let mut order = account.new_order(&new).await.map_err(api)?;
+    let (mut order, replaced) = match replaces.and_then(certificate_id) {
+        None => (account.new_order(&new()).await.map_err(api)?, Replaces::Nothing),
+        Some(cid) => {
+            let id = format!("{}.{}", cid.authority_key_identifier, cid.serial);
+            match account.new_order(&new().replaces(cid)).await {
+                Ok(o) => (o, Replaces::Sent { id }),
+                Err(e) if refuses_replaces(&e) => {
+                    tracing::warn!(host, error = %e, "the CA refused `replaces`; ordering once without it");
+                    let why = e.to_string();
+                    (account.new_order(&new()).await.map_err(api)?, Replaces::Refused { id, why })
+                }
+                Err(e) => return Err(api(e)),
+            }
+        }
+    };
     let mut tokens = Vec::new();
     let mut authorizations = order.authorizations();
     while let Some(result) = authorizations.next().await {
@@ -207,7 +263,7 @@ pub async fn issue(account: &Account, root: &Root, host: &str, profile: Option<&
     }
     let key_pem = order.finalize().await.map_err(api)?;
     let chain_pem = order.poll_certificate(&retry).await.map_err(api)?;
-    Ok(Issued { chain_pem, key_pem })
+    Ok(Issued { chain_pem, key_pem, replaces: replaced })
 }
 
 /// Install `issued` for `host` as version `version`: key and chain land in a new directory first,

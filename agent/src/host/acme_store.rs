@@ -1,4 +1,5 @@
-//! The certificate step's own records, one store: the failure ledger and the ARI cache under
+//! The certificate step's own records, one store: the failure ledger, the ARI cache and the last
+//! issue per host (with how it named the certificate it replaced) under
 //! `/var/lib/agentkeys-hostd/acme/`, read once per run and written once, only what changed.
 
 use std::collections::BTreeMap;
@@ -11,13 +12,25 @@ use crate::host::fs::Root;
 
 pub(crate) const LEDGER_FILE: &str = "/var/lib/agentkeys-hostd/acme/ledger.json";
 pub(crate) const ARI_FILE: &str = "/var/lib/agentkeys-hostd/acme/renewal-info.json";
+pub(crate) const ISSUED_FILE: &str = "/var/lib/agentkeys-hostd/acme/issued.json";
+
+/// The last certificate issued for a host: its serial, when, and how its order named the one it
+/// replaced.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Issue {
+    pub serial: String,
+    pub at: i64,
+    #[serde(flatten)]
+    pub replaces: acme::Replaces,
+}
 
 /// Per host: the ledger of failed orders and the CA's cached renewal window.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct AcmeStore {
     pub ledger: BTreeMap<String, Ledger>,
     pub ari: BTreeMap<String, AriEntry>,
-    read: (BTreeMap<String, Ledger>, BTreeMap<String, AriEntry>),
+    pub issued: BTreeMap<String, Issue>,
+    read: (BTreeMap<String, Ledger>, BTreeMap<String, AriEntry>, BTreeMap<String, Issue>),
 }
 
 impl AcmeStore {
@@ -34,12 +47,16 @@ impl AcmeStore {
             Some(t) => serde_json::from_str(&t).unwrap_or_default(),
             None => BTreeMap::new(),
         };
-        Ok(Self { read: (ledger.clone(), ari.clone()), ledger, ari })
+        let issued: BTreeMap<String, Issue> = match root.read_string(ISSUED_FILE)? {
+            Some(t) => serde_json::from_str(&t).unwrap_or_default(),
+            None => BTreeMap::new(),
+        };
+        Ok(Self { read: (ledger.clone(), ari.clone(), issued.clone()), ledger, ari, issued })
     }
 
     /// Write what changed since `load` (0600, in the 0700 ACME directory).
     pub(crate) fn save(&mut self, root: &Root) -> anyhow::Result<()> {
-        if self.ledger == self.read.0 && self.ari == self.read.1 {
+        if self.ledger == self.read.0 && self.ari == self.read.1 && self.issued == self.read.2 {
             return Ok(());
         }
         std::fs::create_dir_all(root.path(acme::ACCOUNT_DIR)).context("failed to create the ACME state directory")?;
@@ -52,7 +69,11 @@ impl AcmeStore {
             let text = serde_json::to_string_pretty(&self.ari)? + "\n";
             root.write_atomic(ARI_FILE, text.as_bytes(), 0o600, 0, 0)?;
         }
-        self.read = (self.ledger.clone(), self.ari.clone());
+        if self.issued != self.read.2 {
+            let text = serde_json::to_string_pretty(&self.issued)? + "\n";
+            root.write_atomic(ISSUED_FILE, text.as_bytes(), 0o600, 0, 0)?;
+        }
+        self.read = (self.ledger.clone(), self.ari.clone(), self.issued.clone());
         Ok(())
     }
 }

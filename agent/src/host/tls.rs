@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::decide::acme_policy::{self, AriAnswer, Cert, CertState, Step};
 use crate::decide::times;
 use crate::host::acme::{self, AcmeConfig};
-use crate::host::acme_store::AcmeStore;
+use crate::host::acme_store::{AcmeStore, Issue};
 use crate::host::dns_facts::DnsFacts;
 
 use crate::decide::paths;
@@ -81,12 +81,15 @@ pub struct HostOutcome {
     pub not_after: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub renew_at: Option<i64>,
+    /// For a certificate issued in this run: whether its order named the one it replaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<acme::Replaces>,
     pub detail: String,
 }
 
 impl HostOutcome {
     fn new(state: CertState, detail: impl Into<String>) -> Self {
-        Self { state, serial: None, not_after: None, renew_at: None, detail: detail.into() }
+        Self { state, serial: None, not_after: None, renew_at: None, replaces: None, detail: detail.into() }
     }
 
     /// Whole days until the certificate expires (negative when expired).
@@ -236,13 +239,15 @@ pub(crate) async fn converge(
         }
         let acct = ensure_account(&mut account, root, settings).await?;
         let (profile, note) = acme::pick_profile(acct, a.profile.as_deref());
-        let mut attempt = acme::issue(acct, root, host, profile).await;
+        // A renewal names the certificate it replaces (exempt from Let's Encrypt's rate limits).
+        let replaces = current.as_ref().map(|c| c.leaf_der.as_slice());
+        let mut attempt = acme::issue(acct, root, host, profile, replaces).await;
         if let Err(f) = &attempt
             && acme_policy::is_transient(&f.class)
         {
             tracing::warn!(host = %host, class = %f.class, "transient ACME failure; retrying once");
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-            attempt = acme::issue(acct, root, host, profile).await;
+            attempt = acme::issue(acct, root, host, profile, replaces).await;
         }
         match attempt {
             Ok(issued) => {
@@ -252,9 +257,14 @@ pub(crate) async fn converge(
                 before_install()?;
                 acme::install(root, host, &info.serial.replace(':', ""), &issued)?;
                 store.ledger.remove(host);
+                store.issued.insert(
+                    host.clone(),
+                    Issue { serial: info.serial.clone(), at: now, replaces: issued.replaces.clone() },
+                );
                 installed = true;
                 let mut o = HostOutcome::new(CertState::Issued, format!("serial {}", info.serial));
                 o.serial = Some(info.serial.clone());
+                o.replaces = Some(issued.replaces.clone());
                 if let Some(n) = note {
                     o.detail = format!("{}; {n}", o.detail);
                 }
