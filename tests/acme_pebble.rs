@@ -63,14 +63,14 @@ fn issues_installs_reuses_the_account_and_reports_failed_validation() {
 
     // Issue, install as one unit, verify against Pebble's issuing root; a renewal gets a new key.
     let host = "broker-test-2.litentry.org";
-    let first = rt.block_on(acme::issue(&account, root, host, None)).unwrap();
+    let first = rt.block_on(acme::issue(&account, root, host, None, None)).unwrap();
     acme::install(root, host, "v1", &first).unwrap();
     let current = root.path(&format!("/var/lib/agentkeys-hostd/tls/{host}/current"));
     assert_eq!(std::fs::read_link(&current).unwrap().to_str(), Some("v1"));
     pebble.verify_chain(&current.join("fullchain.pem")).unwrap();
     assert!(key_is_p256(&current.join("privkey.pem")));
     assert_eq!(std::fs::metadata(current.join("privkey.pem")).unwrap().mode() & 0o777, 0o600);
-    let second = rt.block_on(acme::issue(&again, root, host, None)).unwrap();
+    let second = rt.block_on(acme::issue(&again, root, host, None, None)).unwrap();
     acme::install(root, host, "v2", &second).unwrap();
     assert_eq!(std::fs::read_link(&current).unwrap().to_str(), Some("v2"));
     assert_ne!(first.key_pem, second.key_pem, "a fresh key per certificate");
@@ -100,7 +100,7 @@ fn realistic_pebble_with_nonce_rejections_and_delays_still_issues() {
     };
     for host in id.public_hosts() {
         let host = host.as_str();
-        let issued = rt.block_on(acme::issue(&account, root, host, None)).unwrap_or_else(|e| panic!("{host}: {e}"));
+        let issued = rt.block_on(acme::issue(&account, root, host, None, None)).unwrap_or_else(|e| panic!("{host}: {e}"));
         acme::install(root, host, "v1", &issued).unwrap();
         pebble.verify_chain(&root.path(&format!("/var/lib/agentkeys-hostd/tls/{host}/current/fullchain.pem"))).unwrap();
     }
