@@ -83,7 +83,7 @@ fn issues_installs_reuses_the_account_and_reports_failed_validation() {
     // A host whose DNS points elsewhere fails validation with a class the ledger can use.
     let parked = "email-test-2.litentry.org";
     pebble.set_a(parked, "127.0.0.9");
-    let failed = rt.block_on(acme::issue(&account, root, parked, None)).expect_err("validation must fail");
+    let failed = rt.block_on(acme::issue(&account, root, parked, None, None)).expect_err("validation must fail");
     assert_eq!(failed.host, parked);
     assert!(matches!(failed.class.as_str(), "connection" | "unauthorized" | "dns"), "{failed}");
     assert!(!root.path(&format!("/var/lib/agentkeys-hostd/tls/{parked}")).exists(), "nothing installed");
@@ -100,7 +100,8 @@ fn realistic_pebble_with_nonce_rejections_and_delays_still_issues() {
     };
     for host in id.public_hosts() {
         let host = host.as_str();
-        let issued = rt.block_on(acme::issue(&account, root, host, None, None)).unwrap_or_else(|e| panic!("{host}: {e}"));
+        let issued =
+            rt.block_on(acme::issue(&account, root, host, None, None)).unwrap_or_else(|e| panic!("{host}: {e}"));
         acme::install(root, host, "v1", &issued).unwrap();
         pebble.verify_chain(&root.path(&format!("/var/lib/agentkeys-hostd/tls/{host}/current/fullchain.pem"))).unwrap();
     }
