@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
+use futures_util::StreamExt as _;
 use serde::Serialize;
 
 use crate::decide::acme_policy::{self, AriAnswer, Cert, CertState, Step};
@@ -139,7 +140,8 @@ pub fn schedule(root: &Root, tls: &BTreeMap<String, TlsState>, now: i64) -> anyh
 /// Fetch a probe token through nginx on port 80 with the host's `Host` header (each try a short
 /// loopback request; the waits between them yield to the runtime).
 async fn self_check(root: &Root, host: &str) -> Result<(), String> {
-    let token = format!("hostd-probe-{}", std::process::id());
+    // One token per host: hosts are checked concurrently.
+    let token = format!("hostd-probe-{}-{host}", std::process::id());
     let path = format!("{}/.well-known/acme-challenge/{token}", paths::ACME_WEBROOT);
     root.write_atomic(&path, token.as_bytes(), 0o644, 0, 0).map_err(|e| format!("{e:#}"))?;
     // nginx may still be switching workers after a reload: retry briefly before judging.
@@ -171,12 +173,48 @@ fn in_service(root: &Root, state: &TlsState) -> Option<CertInfo> {
     }
 }
 
+/// How many hosts are ordered at once.
+const PARALLEL_ORDERS: usize = 4;
+
+/// What ordering one host came to.
+enum Ordered {
+    Issued(acme::Issued),
+    Failed(acme::OrderFailed),
+    SelfCheckFailed(String),
+}
+
+/// Self-check, order (one retry of a transient failure) and download one host's certificate.
+async fn order_one(
+    root: &Root,
+    acct: &acme::Account,
+    host: &str,
+    profile: Option<&str>,
+    replaces: Option<&[u8]>,
+) -> Ordered {
+    if let Err(e) = self_check(root, host).await {
+        return Ordered::SelfCheckFailed(e);
+    }
+    let mut attempt = acme::issue(acct, root, host, profile, replaces).await;
+    if let Err(f) = &attempt
+        && acme_policy::is_transient(&f.class)
+    {
+        tracing::warn!(host = %host, class = %f.class, "transient ACME failure; retrying once");
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        attempt = acme::issue(acct, root, host, profile, replaces).await;
+    }
+    match attempt {
+        Ok(issued) => Ordered::Issued(issued),
+        Err(f) => Ordered::Failed(f),
+    }
+}
+
 /// Converge every host's certificate (ARI windows: the point is `serial_jitter`), deciding each
 /// host's step with `acme_policy::next_step`. The ledger and ARI cache are the caller's `store`
-/// (read and written once per run); the DNS facts are gathered once, at the first due host;
-/// `before_install` runs before each certificate is installed.
-/// Returns per-host outcomes and whether any certificate was installed (the vhosts must then be
-/// re-rendered).
+/// (read and written once per run); the DNS facts are gathered once, at the first due host.
+/// The hosts due for an order are ordered concurrently ([`PARALLEL_ORDERS`] at a time); each is
+/// installed (after `before_install`) and recorded as soon as its order ends, so a slow or failing
+/// host never holds the others back. Returns per-host outcomes and whether any certificate was
+/// installed (the vhosts must then be re-rendered).
 pub(crate) async fn converge(
     root: &Root,
     settings: &Settings,
@@ -186,10 +224,11 @@ pub(crate) async fn converge(
     before_install: &mut dyn FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<(BTreeMap<String, HostOutcome>, bool)> {
     let mut out = BTreeMap::new();
-    let mut installed = false;
     let a = &settings.acme;
     let mut account = None;
     let mut facts: Option<DnsFacts> = None;
+    // Decide every host's step (ARI asked, DNS looked up only where needed), in host order.
+    let mut due: Vec<(String, Option<CertInfo>)> = Vec::new();
     for (host, state) in tls {
         let current = in_service(root, state);
         let renewal = match &current {
@@ -203,54 +242,60 @@ pub(crate) async fn converge(
         if acme_policy::is_due(renewal.as_ref(), now) && facts.is_none() {
             facts = Some(DnsFacts::gather(root, a).await);
         }
-        // Keep serving what we have (even expired) whatever happens below.
+        let step = acme_policy::next_step(renewal.as_ref(), store.ledger.get(host), now, || {
+            facts.as_ref().map_or_else(|| Err("internal: DNS facts not gathered".into()), |f| f.verdict(host))
+        });
         let keep = |state: CertState, detail: String| {
             let mut o = HostOutcome::new(state, detail);
             o.not_after = current.as_ref().map(|c| c.not_after);
             o
         };
-        let step = acme_policy::next_step(renewal.as_ref(), store.ledger.get(host), now, || {
-            facts.as_ref().map_or_else(|| Err("internal: DNS facts not gathered".into()), |f| f.verdict(host))
-        });
         let outcome = match step {
             Step::Keep(r) => {
                 let mut o = HostOutcome::new(CertState::Https, format!("renewal due at {} ({})", r.at, r.why));
                 (o.not_after, o.renew_at) = (current.as_ref().map(|c| c.not_after), Some(r.at));
-                Some(o)
+                o
             }
-            Step::Fail(e) => Some(keep(CertState::Failed, e)),
-            Step::Park(detail) => Some(keep(CertState::DnsNotReady, detail)),
-            Step::BackOff(n) => Some(keep(
+            Step::Fail(e) => keep(CertState::Failed, e),
+            Step::Park(detail) => keep(CertState::DnsNotReady, detail),
+            Step::BackOff(n) => keep(
                 CertState::Backoff,
                 format!(
                     "{} failed order(s), last {}; next attempt at {}",
                     n.failures, n.last_error_class, n.next_attempt
                 ),
-            )),
-            Step::Order => None,
+            ),
+            Step::Order => {
+                due.push((host.clone(), current));
+                continue;
+            }
         };
-        if let Some(o) = outcome {
-            out.insert(host.clone(), o);
-            continue;
-        }
-        if let Err(e) = self_check(root, host).await {
-            out.insert(host.clone(), keep(CertState::SelfCheckFailed, e));
-            continue;
-        }
-        let acct = ensure_account(&mut account, root, settings).await?;
-        let (profile, note) = acme::pick_profile(acct, a.profile.as_deref());
-        // A renewal names the certificate it replaces (exempt from Let's Encrypt's rate limits).
+        out.insert(host.clone(), outcome);
+    }
+    if due.is_empty() {
+        return Ok((out, false));
+    }
+    let acct = ensure_account(&mut account, root, settings).await?;
+    let (profile, note) = acme::pick_profile(acct, a.profile.as_deref());
+    let mut orders = futures_util::stream::iter(due.iter().map(|(host, current)| async move {
         let replaces = current.as_ref().map(|c| c.leaf_der.as_slice());
-        let mut attempt = acme::issue(acct, root, host, profile, replaces).await;
-        if let Err(f) = &attempt
-            && acme_policy::is_transient(&f.class)
-        {
-            tracing::warn!(host = %host, class = %f.class, "transient ACME failure; retrying once");
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-            attempt = acme::issue(acct, root, host, profile, replaces).await;
-        }
-        match attempt {
-            Ok(issued) => {
+        (host, current, order_one(root, acct, host, profile, replaces).await)
+    }))
+    .buffer_unordered(PARALLEL_ORDERS);
+    let mut installed = false;
+    while let Some((host, current, ordered)) = orders.next().await {
+        let kept = current.as_ref().map(|c| c.not_after);
+        let outcome = match ordered {
+            Ordered::SelfCheckFailed(e) => {
+                HostOutcome { not_after: kept, ..HostOutcome::new(CertState::SelfCheckFailed, e) }
+            }
+            Ordered::Failed(failed) => {
+                tracing::warn!(host = %host, class = %failed.class, "certificate order failed");
+                let entry = acme_policy::record_failure(store.ledger.get(host), now, &failed.class, failed.retry_after);
+                store.ledger.insert(host.clone(), entry);
+                HostOutcome { not_after: kept, ..HostOutcome::new(CertState::Failed, failed.to_string()) }
+            }
+            Ordered::Issued(issued) => {
                 let info =
                     certs::leaf_of_pem(&issued.chain_pem).context("the CA returned an unreadable certificate")?;
                 // Before anything nginx serves changes: the run that completes this one must reload.
@@ -265,19 +310,14 @@ pub(crate) async fn converge(
                 let mut o = HostOutcome::new(CertState::Issued, format!("serial {}", info.serial));
                 o.serial = Some(info.serial.clone());
                 o.replaces = Some(issued.replaces.clone());
-                if let Some(n) = note {
+                if let Some(n) = &note {
                     o.detail = format!("{}; {n}", o.detail);
                 }
                 o.not_after = Some(info.not_after);
-                out.insert(host.clone(), o);
+                o
             }
-            Err(failed) => {
-                tracing::warn!(host = %host, class = %failed.class, "certificate order failed");
-                let entry = acme_policy::record_failure(store.ledger.get(host), now, &failed.class, failed.retry_after);
-                store.ledger.insert(host.clone(), entry);
-                out.insert(host.clone(), keep(CertState::Failed, failed.to_string()));
-            }
-        }
+        };
+        out.insert(host.clone(), outcome);
     }
     Ok((out, installed))
 }
