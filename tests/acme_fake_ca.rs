@@ -20,6 +20,7 @@ use http::{Request, Response};
 use instant_acme::{Account, BodyWrapper, BytesResponse, HttpClient};
 
 const BASE: &str = "https://fake-ca.test";
+const UNPAUSE: &str = "https://portal.fake-ca.test/sfe/v1/unpause?jwt=eyJ0eXAi.eyJzdWIi.c2ln";
 
 #[derive(Default)]
 struct Seen {
@@ -33,6 +34,8 @@ struct FakeCa {
     profiles: bool,
     /// Refuse orders that carry `replaces` with `alreadyReplaced`.
     refuse_replaces: bool,
+    /// Answer every order as Let's Encrypt does for a paused account and host.
+    paused: bool,
     seen: Arc<Mutex<Seen>>,
 }
 
@@ -77,6 +80,15 @@ impl FakeCa {
                         "status": 409
                     });
                     let r = nonce(Response::builder().status(409));
+                    return r.header("Content-Type", "application/problem+json").body(problem.to_string()).unwrap();
+                }
+                if self.paused {
+                    let problem = serde_json::json!({
+                        "type": "urn:ietf:params:acme:error:rateLimited",
+                        "detail": format!("Your account is temporarily prevented from requesting certificates for broker.example.org and possibly others. Please visit: {UNPAUSE}"),
+                        "status": 429
+                    });
+                    let r = nonce(Response::builder().status(429));
                     return r.header("Content-Type", "application/problem+json").body(problem.to_string()).unwrap();
                 }
                 let problem = serde_json::json!({
@@ -187,6 +199,7 @@ fn renewal_information_is_read_and_decides_the_renewal_time() {
         ari: Some(("2026-12-01T00:00:00Z", "2026-12-03T00:00:00Z")),
         profiles: false,
         refuse_replaces: false,
+        paused: false,
         seen: Arc::default(),
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -210,7 +223,7 @@ fn renewal_information_is_read_and_decides_the_renewal_time() {
     assert!(r.why.contains("ARI window"));
 
     // A CA without ARI: no window, the lifetime rule stays in charge.
-    let plain = FakeCa { ari: None, profiles: false, refuse_replaces: false, seen: Arc::default() };
+    let plain = FakeCa { ari: None, profiles: false, refuse_replaces: false, paused: false, seen: Arc::default() };
     let root2 = tempfile::tempdir().unwrap();
     let acct2 = rt.block_on(account(&plain, &Root::new(root2.path())));
     assert_eq!(rt.block_on(acme::renewal_window(&acct2, &der)).unwrap(), None);
@@ -228,7 +241,7 @@ fn a_profile_is_requested_only_when_offered_and_rate_limits_set_the_next_attempt
     for offered in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path());
-        let ca = FakeCa { ari: None, profiles: offered, refuse_replaces: false, seen: Arc::default() };
+        let ca = FakeCa { ari: None, profiles: offered, refuse_replaces: false, paused: false, seen: Arc::default() };
         let acct = rt.block_on(account(&ca, &root));
         let (profile, note) = acme::pick_profile(&acct, Some("tlsserver"));
         assert_eq!(profile.is_some(), offered);
@@ -262,6 +275,7 @@ fn a_renewal_order_names_what_it_replaces_and_a_refusal_falls_back_once() {
             ari: Some(("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")),
             profiles: false,
             refuse_replaces: refuse,
+            paused: false,
             seen: Arc::default(),
         };
         let acct = rt.block_on(account(&ca, &root));
@@ -280,10 +294,31 @@ fn a_renewal_order_names_what_it_replaces_and_a_refusal_falls_back_once() {
     // A first certificate names nothing.
     let root_dir = tempfile::tempdir().unwrap();
     let root = Root::new(root_dir.path());
-    let ca = FakeCa { ari: None, profiles: false, refuse_replaces: true, seen: Arc::default() };
+    let ca = FakeCa { ari: None, profiles: false, refuse_replaces: true, paused: false, seen: Arc::default() };
     let acct = rt.block_on(account(&ca, &root));
     let _ = rt.block_on(acme::issue(&acct, &root, "broker.example.org", None, None));
     let orders = ca.seen.lock().unwrap().order_payloads.clone();
     assert_eq!(orders.len(), 1);
     assert!(orders[0].get("replaces").is_none());
+}
+
+#[test]
+fn a_paused_host_is_held_with_the_cas_unpause_url_until_the_operator_clears_it() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::new(dir.path());
+    let ca = FakeCa { ari: None, profiles: false, refuse_replaces: false, paused: true, seen: Arc::default() };
+    let acct = rt.block_on(account(&ca, &root));
+    let failed = rt.block_on(acme::issue(&acct, &root, "broker.example.org", None, None)).expect_err("paused");
+    assert_eq!((failed.class.as_str(), failed.unpause_url.as_deref()), ("rateLimited", Some(UNPAUSE)));
+    assert_eq!(failed.retry_after, None, "Let's Encrypt names no end to a pause");
+    let now = 1_795_900_000;
+    let ledger = acme_policy::record_failure(None, now, &failed.class, failed.retry_after);
+    let ledger = acme_policy::Ledger { unpause_url: failed.unpause_url.clone(), ..ledger };
+    for later in [3_600, 86_400, 30 * 86_400] {
+        let held = acme_policy::may_order(Some(&ledger), now + later).expect_err("held until cleared");
+        assert!(held.to_string().contains(UNPAUSE), "{held}");
+    }
+    let text = serde_json::to_string(&ledger).unwrap();
+    assert!(text.contains(UNPAUSE), "the ledger keeps the URL: {text}");
 }

@@ -42,6 +42,7 @@ fn request(args: &ReconcileArgs) -> anyhow::Result<RunRequest> {
         keep_releases: args.keep_releases,
         lock_wait: Duration::from_secs(args.lock_wait_secs),
         trigger: args.trigger.clone(),
+        unpaused: args.unpaused.clone(),
     })
 }
 
@@ -59,6 +60,10 @@ pub fn run(args: &ReconcileArgs, env: &Env) -> anyhow::Result<i32> {
             "--root",
             "driving systemd only makes sense on /; add --no-systemd to converge files under another root",
         ));
+    }
+    for host in &args.unpaused {
+        crate::decide::validate::check_hostname(host, 2)
+            .map_err(|why| refuse("--unpaused", &format!("{host:?}: {why}")))?;
     }
     let ask = request(args)?;
     // Under another root systemd is never queried (a dry run there plans the files only).

@@ -70,6 +70,10 @@ pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
         None => writeln!(t, "daemon: not running")?,
     }
     for (host, l) in &status.acme_ledger {
+        if let Some(url) = &l.unpause_url {
+            writeln!(t, "  {host:<36} PAUSED by the CA: lift it at {url}, then reconcile --unpaused {host}")?;
+            continue;
+        }
         writeln!(
             t,
             "  {host:<36} {} failed order(s), last {}; next attempt {}",

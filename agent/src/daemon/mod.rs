@@ -193,6 +193,7 @@ impl<M: Manager> Daemon<'_, M> {
             keep_releases: 1,
             lock_wait: Duration::from_secs(5),
             trigger: Some(trigger.name().to_owned()),
+            unpaused: Vec::new(),
         };
         run::reconcile(&host, &ask)
     }

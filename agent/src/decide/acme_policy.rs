@@ -71,6 +71,14 @@ pub struct Ledger {
     pub last_failure: i64,
     pub next_attempt: i64,
     pub last_error_class: String,
+    /// The CA paused this account and host (Let's Encrypt, after repeated failed validations):
+    /// the self-service URL that lifts it. No order until the operator has used it and cleared the
+    /// pause (`reconcile --unpaused HOST`), or until `next_attempt` when the CA named a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpause_url: Option<String>,
+    /// Whether the CA named when the pause ends (then `next_attempt` is that time).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pause_ends: bool,
 }
 
 /// Why an order is not allowed now.
@@ -79,18 +87,54 @@ pub struct NotYet {
     pub next_attempt: i64,
     pub failures: u32,
     pub last_error_class: String,
+    /// Paused by the CA: where to lift it (and `next_attempt` only counts when the CA named it).
+    pub unpause_url: Option<String>,
+}
+
+impl std::fmt::Display for NotYet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.unpause_url {
+            Some(url) => write!(
+                f,
+                "paused by the CA after {} failed order(s) (last {}): lift it at {url}, then run reconcile --unpaused <host>",
+                self.failures, self.last_error_class
+            ),
+            None => write!(
+                f,
+                "{} failed order(s), last {}; next attempt at {}",
+                self.failures, self.last_error_class, self.next_attempt
+            ),
+        }
+    }
 }
 
 /// May this host get an order now?
 pub fn may_order(ledger: Option<&Ledger>, now: i64) -> Result<(), NotYet> {
     match ledger {
-        Some(l) if now < l.next_attempt => Err(NotYet {
+        Some(l) if now < l.next_attempt || (l.unpause_url.is_some() && !l.pause_ends) => Err(NotYet {
             next_attempt: l.next_attempt,
             failures: l.failures,
             last_error_class: l.last_error_class.clone(),
+            unpause_url: l.unpause_url.clone(),
         }),
         _ => Ok(()),
     }
+}
+
+/// A failed order that paused the account for this host: keep the unpause URL; the pause ends at
+/// the CA's retry time if it named one, else when the operator clears it.
+pub(crate) fn paused(mut ledger: Ledger, unpause_url: String, retry_after: Option<i64>) -> Ledger {
+    ledger.unpause_url = Some(unpause_url);
+    ledger.pause_ends = retry_after.is_some();
+    ledger
+}
+
+/// The operator lifted the pause at the CA: the host may be ordered now.
+pub(crate) fn unpaused(mut ledger: Ledger, now: i64) -> Ledger {
+    ledger.unpause_url = None;
+    ledger.pause_ends = false;
+    ledger.next_attempt = now;
+    ledger
 }
 
 /// Record a failed order: exponential backoff from one hour (never sooner: Let's Encrypt allows 5
@@ -100,7 +144,14 @@ pub fn record_failure(ledger: Option<&Ledger>, now: i64, class: &str, retry_afte
     let failures = ledger.map_or(0, |l| l.failures).saturating_add(1);
     let backoff = HOUR.saturating_mul(1_i64 << (failures - 1).min(20)).min(MAX_BACKOFF);
     let next = (now + backoff).max(retry_after.unwrap_or(0));
-    Ledger { failures, last_failure: now, next_attempt: next, last_error_class: class.to_owned() }
+    Ledger {
+        failures,
+        last_failure: now,
+        next_attempt: next,
+        last_error_class: class.to_owned(),
+        unpause_url: None,
+        pause_ends: false,
+    }
 }
 
 /// Whether a host's public DNS points at this machine.
@@ -120,6 +171,9 @@ pub enum CertState {
     Failed,
     /// nginx did not serve the challenge path to ourselves: no order.
     SelfCheckFailed,
+    /// Held: the CA paused ordering for this host (the order that got the pause is `Failed`); the
+    /// ledger holds the URL that lifts it, and `doctor` fails until the operator clears it.
+    Paused,
 }
 
 impl CertState {
@@ -136,6 +190,7 @@ impl CertState {
             CertState::Backoff => "backoff",
             CertState::Failed => "failed",
             CertState::SelfCheckFailed => "self_check_failed",
+            CertState::Paused => "paused",
         }
     }
 }
@@ -326,6 +381,7 @@ mod tests {
             (CertState::Backoff, "backoff", false),
             (CertState::Failed, "failed", true),
             (CertState::SelfCheckFailed, "self_check_failed", true),
+            (CertState::Paused, "paused", false),
         ];
         for (state, name, fails) in all {
             assert_eq!(serde_json::to_value(state).ok(), Some(serde_json::Value::from(name)), "the report's spelling");
@@ -492,5 +548,22 @@ mod tests {
             assert!(overdue(nb, na, na, na - lifetime / 10 + 1), "{days} d: under a tenth left");
             assert!(!overdue(nb, na, na, na - lifetime / 10), "{days} d: exactly a tenth left");
         }
+    }
+
+    #[test]
+    fn a_paused_host_waits_for_the_operator_or_the_cas_time() {
+        let url = "https://portal.letsencrypt.org/sfe/v1/unpause?jwt=abc".to_owned();
+        let failed = record_failure(None, T0, "rateLimited", None);
+        let held = paused(failed.clone(), url.clone(), None);
+        for later in [HOUR, DAY, 30 * DAY] {
+            let e = may_order(Some(&held), T0 + later).expect_err("paused until cleared");
+            assert_eq!(e.unpause_url.as_deref(), Some(url.as_str()));
+        }
+        assert!(may_order(Some(&held), T0).expect_err("paused").to_string().contains(&url));
+        assert_eq!(may_order(Some(&unpaused(held, T0 + DAY)), T0 + DAY), Ok(()), "cleared by the operator");
+        let timed = paused(record_failure(None, T0, "rateLimited", Some(T0 + DAY)), url, Some(T0 + DAY));
+        assert!(may_order(Some(&timed), T0 + DAY - 1).is_err());
+        assert_eq!(may_order(Some(&timed), T0 + DAY), Ok(()), "the CA's time passed");
+        assert!(!may_order(Some(&failed), T0).expect_err("backing off").to_string().contains("paused"));
     }
 }

@@ -96,6 +96,16 @@ pub(crate) fn certificate(s: &HostSchedule, now: i64) -> Option<Check> {
     })
 }
 
+/// A host the CA paused: no order until the operator lifts it at the URL.
+pub(crate) fn pause(s: &HostSchedule) -> Option<Check> {
+    let url = s.ledger.as_ref()?.unpause_url.as_ref()?;
+    Some(Check::new(
+        format!("acme {}", s.host),
+        Verdict::Fail,
+        format!("paused by the CA: lift it at {url}, then run reconcile --unpaused {}", s.host),
+    ))
+}
+
 /// Clock skew against the ACME CA's `Date` header (certificates are checked against it).
 pub fn clock(skew_secs: i64) -> Check {
     let verdict = match skew_secs.abs() {
@@ -224,5 +234,31 @@ mod tests {
         let gone = HostSchedule { not_after: Some(now - 3_600), ..s.clone() };
         assert!(certificate(&gone, now).expect("check").detail.starts_with("expired "));
         assert!(certificate(&HostSchedule { not_after: None, ..s }, now).is_none(), "nothing served: DNS says why");
+    }
+
+    #[test]
+    fn a_paused_host_fails_with_its_url() {
+        let mut s = HostSchedule {
+            host: "broker.example.org".into(),
+            state: "http-placeholder".into(),
+            not_after: None,
+            renew_at: None,
+            renew_why: None,
+            not_after_rfc3339: None,
+            renew_at_rfc3339: None,
+            ari_next_check: None,
+            ledger: None,
+            overdue: false,
+        };
+        assert!(pause(&s).is_none());
+        s.ledger = Some(crate::decide::acme_policy::Ledger {
+            unpause_url: Some("https://ca.example/unpause?j=1".into()),
+            ..Default::default()
+        });
+        let c = pause(&s).expect("a check");
+        assert_eq!(c.verdict, Verdict::Fail);
+        assert!(
+            c.detail.contains("https://ca.example/unpause?j=1") && c.detail.contains("--unpaused broker.example.org")
+        );
     }
 }

@@ -43,6 +43,17 @@ pub struct OrderFailed {
     pub detail: String,
     /// When the CA said to try again (unix seconds), if it did.
     pub retry_after: Option<i64>,
+    /// The CA paused this account and host; this URL lifts it (Let's Encrypt's self-service).
+    pub unpause_url: Option<String>,
+}
+
+/// The self-service unpause URL in a CA's problem detail, if there is one.
+pub(crate) fn unpause_url_in(detail: &str) -> Option<String> {
+    detail
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+        .map(|t| t.trim_end_matches(['.', ',', ')', ';']))
+        .find(|t| t.starts_with("https://") && t.to_ascii_lowercase().contains("unpause"))
+        .map(str::to_owned)
 }
 
 /// The time in a CA's "retry after 2026-11-30 10:00:00 UTC" (Let's Encrypt's rate-limit wording).
@@ -200,7 +211,8 @@ pub async fn issue(
 ) -> Result<Issued, OrderFailed> {
     let fail = |class: String, detail: String| {
         let retry_after = retry_after_in(&detail);
-        OrderFailed { host: host.to_owned(), class, detail, retry_after }
+        let unpause_url = unpause_url_in(&detail);
+        OrderFailed { host: host.to_owned(), class, detail, retry_after, unpause_url }
     };
     let api = |e: instant_acme::Error| fail(classify(&e), e.to_string());
     let ids = [Identifier::Dns(host.to_owned())];
@@ -278,4 +290,24 @@ pub fn install(root: &Root, host: &str, version: &str, issued: &Issued) -> anyho
     root.write_atomic(&format!("{dir}/fullchain.pem"), issued.chain_pem.as_bytes(), 0o644, 0, 0)?;
     crate::host::failpoints::hit("cert-chain-written");
     root.symlink_atomic(&format!("{base}/current"), version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unpause_url_is_read_from_the_problem() {
+        let detail = "Your account is temporarily prevented from requesting certificates for broker.example.org and possibly others. Please visit: https://portal.letsencrypt.org/sfe/v1/unpause?jwt=eyJhbGciOi.x.y.";
+        assert_eq!(
+            unpause_url_in(detail).as_deref(),
+            Some("https://portal.letsencrypt.org/sfe/v1/unpause?jwt=eyJhbGciOi.x.y")
+        );
+        assert_eq!(unpause_url_in("too many certificates: see https://letsencrypt.org/docs/rate-limits/"), None);
+        assert_eq!(
+            retry_after_in("too many, retry after 2026-11-30 10:00:00 UTC: see …"),
+            Some(1_796_032_800),
+            "the other rate-limit wording still gives a time"
+        );
+    }
 }

@@ -221,8 +221,16 @@ pub(crate) async fn converge(
     tls: &BTreeMap<String, TlsState>,
     store: &mut AcmeStore,
     now: i64,
+    unpaused: &[String],
     before_install: &mut dyn FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<(BTreeMap<String, HostOutcome>, bool)> {
+    // The operator lifted these hosts' pauses at the CA.
+    for host in unpaused {
+        if let Some(l) = store.ledger.get(host).filter(|l| l.unpause_url.is_some()) {
+            tracing::info!(host = %host, "pause cleared by the operator");
+            store.ledger.insert(host.clone(), acme_policy::unpaused(l.clone(), now));
+        }
+    }
     let mut out = BTreeMap::new();
     let a = &settings.acme;
     let mut account = None;
@@ -291,7 +299,12 @@ pub(crate) async fn converge(
             }
             Ordered::Failed(failed) => {
                 tracing::warn!(host = %host, class = %failed.class, "certificate order failed");
-                let entry = acme_policy::record_failure(store.ledger.get(host), now, &failed.class, failed.retry_after);
+                let mut entry =
+                    acme_policy::record_failure(store.ledger.get(host), now, &failed.class, failed.retry_after);
+                if let Some(url) = &failed.unpause_url {
+                    tracing::error!(host = %host, unpause = %url, "the CA paused ordering for this host");
+                    entry = acme_policy::paused(entry, url.clone(), failed.retry_after);
+                }
                 store.ledger.insert(host.clone(), entry);
                 HostOutcome { not_after: kept, ..HostOutcome::new(CertState::Failed, failed.to_string()) }
             }

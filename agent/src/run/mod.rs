@@ -76,6 +76,8 @@ pub struct RunRequest {
     pub lock_wait: Duration,
     /// Who asked, when not an operator (`drift`, `renewal`, …).
     pub trigger: Option<String>,
+    /// Hosts whose CA pause the operator lifted: ordered again now.
+    pub unpaused: Vec<String>,
 }
 
 /// What a run did.
@@ -216,7 +218,7 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
     if error.is_none() && ask.acme && manager.is_some() {
         let converged = decide::converged_state(&marked, binaries.clone());
         let ctx = steps::Ctx { saved: &converged, ..ctx };
-        let step = ctx.certificates(&prepared, &nginx_marked);
+        let step = ctx.certificates(&prepared, &nginx_marked, &ask.unpaused);
         if step.is_err() && nginx_marked.get() {
             // A certificate went in but nginx may not have been told: the next run reloads it.
             let p = marked.pending.get_or_insert_with(|| Pending {
@@ -266,6 +268,10 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
     if let Some(outcomes) = &certificates {
         let now = host.clock.now_unix();
         summary.parked = outcomes.values().filter(|o| o.state == CertState::DnsNotReady).count();
+        summary.paused = outcomes
+            .iter()
+            .filter_map(|(h, o)| crate::host::acme::unpause_url_in(&o.detail).map(|u| (h.clone(), u)))
+            .collect();
         summary.tls = outcomes
             .iter()
             .map(|(h, o)| {

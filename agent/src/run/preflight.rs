@@ -33,7 +33,10 @@ pub(crate) fn checks(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Roo
                 checks.extend(dns_checks(rt, root, &acme, &hosts));
                 let now = clock.now_unix();
                 match crate::host::tls::schedule(root, &tls, now) {
-                    Ok(schedule) => checks.extend(schedule.iter().filter_map(|s| doctor::certificate(s, now))),
+                    Ok(schedule) => {
+                        checks.extend(schedule.iter().filter_map(|s| doctor::certificate(s, now)));
+                        checks.extend(schedule.iter().filter_map(doctor::pause));
+                    }
                     Err(e) => checks.push(Check::new("certificates", Verdict::Fail, format!("{e:#}"))),
                 }
             }

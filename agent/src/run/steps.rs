@@ -110,6 +110,7 @@ impl<M: Manager> Ctx<'_, '_, M> {
         &self,
         p: &Prepared,
         nginx_marked: &std::cell::Cell<bool>,
+        unpaused: &[String],
     ) -> anyhow::Result<(BTreeMap<String, HostOutcome>, Vec<String>)> {
         let Host { root, accounts, rt, clock, .. } = *self.host;
         let Some(sd) = self.manager else {
@@ -133,8 +134,15 @@ impl<M: Manager> Ctx<'_, '_, M> {
             }
             Ok(())
         };
-        let result =
-            rt.block_on(crate::host::tls::converge(root, &p.settings, &p.facts.tls, &mut store, now, &mut mark));
+        let result = rt.block_on(crate::host::tls::converge(
+            root,
+            &p.settings,
+            &p.facts.tls,
+            &mut store,
+            now,
+            unpaused,
+            &mut mark,
+        ));
         store.save(root)?;
         let (outcomes, installed) = result?;
         let mut done = Vec::new();

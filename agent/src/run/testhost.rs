@@ -85,6 +85,7 @@ impl TestHost {
             keep_releases: 1,
             lock_wait: std::time::Duration::from_secs(1),
             trigger: None,
+            unpaused: Vec::new(),
         }
     }
 
