@@ -311,11 +311,16 @@ pub(crate) enum AriAnswer {
     Unavailable,
 }
 
-/// The cache entry for an answer at `now`: ask again at the CA's `Retry-After`, after a day when
-/// it offers no ARI, after an hour when it could not be asked.
+/// The cache entry for an answer at `now`: ask again at the CA's `Retry-After` (but within 11–12
+/// hours), after a day when it offers no ARI, after an hour when it could not be asked.
 pub(crate) fn ari_entry(serial: &str, answer: AriAnswer, now: i64) -> AriEntry {
     let (window, next_check) = match answer {
-        AriAnswer::Window(w, retry) => (Some(w), now + retry),
+        // At least twice a day (a window can move, e.g. on revocation), spread over the hour
+        // before by the serial so a fleet does not ask at once.
+        AriAnswer::Window(w, retry) => {
+            let cap = 12 * HOUR - (serial_jitter(serial) * HOUR as f64) as i64;
+            (Some(w), now + retry.min(cap))
+        }
         AriAnswer::NotOffered => (None, now + DAY),
         AriAnswer::Unavailable => (None, now + HOUR),
     };
@@ -527,6 +532,11 @@ mod tests {
     fn ari_cache_rules() {
         let w = ari_entry("01", AriAnswer::Window((T0 + DAY, T0 + 2 * DAY), 6 * HOUR), T0);
         assert_eq!((w.window, w.next_check), (Some((T0 + DAY, T0 + 2 * DAY)), T0 + 6 * HOUR));
+        for serial in ["01", "02", "ff:ee"] {
+            let late = ari_entry(serial, AriAnswer::Window((T0 + DAY, T0 + 2 * DAY), 3 * DAY), T0);
+            let after = late.next_check - T0;
+            assert!((11 * HOUR..=12 * HOUR).contains(&after), "{serial}: asked again after {after} s");
+        }
         assert_eq!(ari_entry("01", AriAnswer::NotOffered, T0).next_check, T0 + DAY);
         assert_eq!(ari_entry("01", AriAnswer::Unavailable, T0).next_check, T0 + HOUR);
         assert!(fresh(Some(&w), "01", T0 + 6 * HOUR - 1).is_some());
