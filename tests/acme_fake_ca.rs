@@ -130,7 +130,7 @@ impl HttpClient for FakeCa {
 }
 
 async fn account(ca: &FakeCa, root: &Root) -> Account {
-    let cfg = AcmeConfig { directory_url: format!("{BASE}/directory"), ca_bundle: None, contact_email: None };
+    let cfg = AcmeConfig { directory_url: format!("{BASE}/directory"), ..AcmeConfig::default() };
     let http = ca.clone();
     acme::account_with(root, &cfg, move || Ok(Account::builder_with_http(Box::new(http.clone())))).await.unwrap()
 }

@@ -38,7 +38,7 @@ fn env(realistic: bool) -> Env {
     let cfg = AcmeConfig {
         directory_url: pebble.directory_url.clone(),
         ca_bundle: Some(pebble.api_ca.clone()),
-        contact_email: None,
+        ..AcmeConfig::default()
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     Env { pebble, _guard, root, webroot, cfg, rt, _root_dir }

@@ -53,7 +53,8 @@ pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
     for r in &status.renewals {
         if let (Some(at), Some(why)) = (r.renew_at, &r.renew_why) {
             let alarm = if r.overdue { "  OVERDUE" } else { "" };
-            writeln!(t, "  {:<36} renewal {} ({why}){alarm}", r.host, times::when(at, now))?;
+            let from = r.ca.as_deref().map(|c| format!(", from {c}")).unwrap_or_default();
+            writeln!(t, "  {:<36} renewal {} ({why}{from}){alarm}", r.host, times::when(at, now))?;
         }
     }
     match &status.daemon {

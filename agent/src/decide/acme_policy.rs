@@ -79,6 +79,9 @@ pub struct Ledger {
     /// Whether the CA named when the pause ends (then `next_attempt` is that time).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pause_ends: bool,
+    /// The CA (directory URL) the last failed order went to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
 }
 
 /// Why an order is not allowed now.
@@ -151,6 +154,7 @@ pub fn record_failure(ledger: Option<&Ledger>, now: i64, class: &str, retry_afte
         last_error_class: class.to_owned(),
         unpause_url: None,
         pause_ends: false,
+        ca: None,
     }
 }
 
@@ -285,6 +289,30 @@ pub(crate) fn next_step(
     }
 }
 
+/// Failed orders in a row with one CA after which a host is ordered from the next CA.
+pub(crate) const FAILOVER_AFTER: u32 = 3;
+
+/// The CAs to try for a host, as indexes into `cas` (the configured directories, primary first):
+/// the one that issued its certificate — renewals stay with it — else the primary; the next one
+/// first when that CA keeps failing for this host ([`FAILOVER_AFTER`]); then the rest in order.
+pub(crate) fn ca_order(cas: &[&str], issuer: Option<&str>, ledger: Option<&Ledger>) -> Vec<usize> {
+    let n = cas.len().max(1);
+    let mut start = issuer.and_then(|i| cas.iter().position(|c| *c == i)).unwrap_or(0);
+    if let Some(l) = ledger
+        && l.failures >= FAILOVER_AFTER
+        && l.ca.as_deref() == cas.get(start).copied()
+    {
+        start = (start + 1) % n;
+    }
+    (0..n).map(|k| (start + k) % n).collect()
+}
+
+/// A failure that says the CA cannot be reached or is broken: the next CA is tried in the same
+/// run (a validation failure is not: every CA would fail it the same way).
+pub(crate) fn moves_on(class: &str) -> bool {
+    matches!(class, "connection" | "timeout" | "serverInternal" | "unreachable")
+}
+
 /// Order failures worth one immediate retry in the same run (nonce errors are retried inside
 /// instant-acme already); a validation failure is not (it would burn the CA's failed-validation
 /// limit).
@@ -367,6 +395,9 @@ pub struct HostSchedule {
     pub ari_next_check: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ledger: Option<Ledger>,
+    /// The CA (directory URL) that issued the certificate in service, when hostd ordered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
     /// Past its renewal time by more than the grace, or under a tenth of its lifetime left: no CA
     /// e-mails about expiry any more, so this is the alarm.
     #[serde(default)]
@@ -575,5 +606,22 @@ mod tests {
         assert!(may_order(Some(&timed), T0 + DAY - 1).is_err());
         assert_eq!(may_order(Some(&timed), T0 + DAY), Ok(()), "the CA's time passed");
         assert!(!may_order(Some(&failed), T0).expect_err("backing off").to_string().contains("paused"));
+    }
+
+    #[test]
+    fn the_ca_that_issued_keeps_the_host_until_it_keeps_failing() {
+        let (a, b) = ("https://primary.example/dir", "https://fallback.example/dir");
+        let cas = [a, b];
+        assert_eq!(ca_order(&cas, None, None), [0, 1], "a new host: primary first");
+        assert_eq!(ca_order(&cas, Some(b), None), [1, 0], "renewals stay with the issuing CA");
+        assert_eq!(ca_order(&cas, Some("https://gone.example/dir"), None), [0, 1], "an issuer no longer configured");
+        let failing = |ca: &str, failures| Ledger { failures, ca: Some(ca.into()), ..Ledger::default() };
+        assert_eq!(ca_order(&cas, Some(b), Some(&failing(b, 2))), [1, 0], "not yet");
+        assert_eq!(ca_order(&cas, Some(b), Some(&failing(b, 3))), [0, 1], "the issuing CA keeps failing: next");
+        assert_eq!(ca_order(&cas, None, Some(&failing(b, 5))), [0, 1], "failures at another CA do not count");
+        assert_eq!(ca_order(&[a], Some(a), Some(&failing(a, 9))), [0], "one CA: nowhere else to go");
+        assert!(
+            moves_on("connection") && moves_on("unreachable") && !moves_on("unauthorized") && !moves_on("rateLimited")
+        );
     }
 }

@@ -225,6 +225,7 @@ mod tests {
             ari_next_check: None,
             ledger: None,
             overdue: false,
+            ca: None,
         };
         let ok = certificate(&s, now).expect("a check");
         assert_eq!(ok.verdict, Verdict::Pass);
@@ -249,6 +250,7 @@ mod tests {
             ari_next_check: None,
             ledger: None,
             overdue: false,
+            ca: None,
         };
         assert!(pause(&s).is_none());
         s.ledger = Some(crate::decide::acme_policy::Ledger {

@@ -57,6 +57,12 @@ pub fn render(d: &DaemonRecord, units: &BTreeMap<String, String>) -> String {
     for h in d.hosts.iter().filter(|h| h.not_after.is_some()) {
         o.sample("agentkeys_hostd_certificate_overdue", &[("host", &h.host)], f64::from(u8::from(h.overdue)));
     }
+    o.family("agentkeys_hostd_certificate_ca_info", "gauge", "The CA (directory URL) that issued the host's certificate.");
+    for h in &d.hosts {
+        if let Some(ca) = &h.ca {
+            o.sample("agentkeys_hostd_certificate_ca_info", &[("host", &h.host), ("ca", ca)], 1.0);
+        }
+    }
     o.family("agentkeys_hostd_certificate_https", "gauge", "1 when the host's vhost serves HTTPS.");
     for h in &d.hosts {
         o.sample("agentkeys_hostd_certificate_https", &[("host", &h.host)], f64::from(u8::from(h.state == "https")));
@@ -127,6 +133,7 @@ mod tests {
             ari_next_check: None,
             ledger: None,
             overdue: true,
+            ca: Some("https://ca.example/dir".into()),
             not_after_rfc3339: None,
             renew_at_rfc3339: None,
         });
@@ -140,6 +147,7 @@ mod tests {
             "agentkeys_hostd_certificate_not_after_seconds{host=\"broker.example.org\"} 1800000000",
             "agentkeys_hostd_certificate_renewal_seconds{host=\"broker.example.org\"} 1790000000",
             "agentkeys_hostd_certificate_overdue{host=\"broker.example.org\"} 1",
+            "agentkeys_hostd_certificate_ca_info{host=\"broker.example.org\",ca=\"https://ca.example/dir\"} 1",
             "agentkeys_hostd_reconciles_total{trigger=\"drift\"} 3",
             "agentkeys_hostd_reconcile_failures_total{class=\"health\"} 1",
             "agentkeys_hostd_last_reconcile_success{result=\"changed\"} 1",
@@ -169,6 +177,7 @@ mod tests {
             ari_next_check: None,
             ledger: None,
             overdue: false,
+            ca: None,
             not_after_rfc3339: None,
             renew_at_rfc3339: None,
         });

@@ -31,11 +31,23 @@ pub enum Http2Style {
 pub struct AcmeSettings {
     pub directory_url: String,
     pub ca_bundle: Option<String>,
+    /// The primary CA's external account binding: key id and the file holding the HMAC key.
+    pub eab: Option<(String, String)>,
+    /// The second CA, if configured.
+    pub fallback: Option<FallbackCa>,
     pub contact_email: Option<String>,
     pub public_ipv4: Option<std::net::Ipv4Addr>,
     pub resolver: Option<std::net::SocketAddr>,
     pub imds_endpoint: Option<String>,
     pub profile: Option<String>,
+}
+
+/// A CA ordered from when the first is unreachable or keeps failing for a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackCa {
+    pub directory_url: String,
+    pub ca_bundle: Option<String>,
+    pub eab: Option<(String, String)>,
 }
 
 pub(crate) const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -74,7 +86,68 @@ pub fn resolve_acme(config: &Config) -> Result<AcmeSettings, InvalidInput> {
     let profile = parse(&config.acme_profile, "a profile name (letters, digits, -, _)", &|s| {
         !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     })?;
-    Ok(AcmeSettings { directory_url, ca_bundle, contact_email, public_ipv4, resolver, imds_endpoint, profile })
+    let eab = |kid: &Option<crate::decide::config::FromFile<String>>,
+               file: &Option<crate::decide::config::FromFile<String>>|
+     -> Result<Option<(String, String)>, InvalidInput> {
+        match (kid, file) {
+            (None, None) => Ok(None),
+            (Some(k), Some(f)) => {
+                let kid_ok =
+                    !k.value.is_empty() && k.value.len() <= 256 && k.value.bytes().all(|b| b.is_ascii_graphic());
+                if !kid_ok {
+                    return Err(InvalidInput::new(k.source(), "is not an EAB key id (printable, no spaces)"));
+                }
+                Ok(Some((k.value.clone(), abs_path(&f.source(), &f.value)?)))
+            }
+            (Some(k), None) => {
+                Err(InvalidInput::new(k.source(), "an EAB key id needs its eab_hmac_key_file next to it"))
+            }
+            (None, Some(f)) => Err(InvalidInput::new(f.source(), "an EAB HMAC key file needs its eab_kid next to it")),
+        }
+    };
+    let primary_eab = eab(&config.acme_eab_kid, &config.acme_eab_hmac_key_file)?;
+    let fallback = match &config.acme_fallback_directory_url {
+        Some(v) => {
+            let url = validate::http_url(&v.source(), &v.value)?;
+            if url == directory_url {
+                return Err(InvalidInput::new(
+                    v.source(),
+                    "is the primary CA's directory; a fallback must be another CA",
+                ));
+            }
+            let ca_bundle = match &config.acme_fallback_ca_bundle {
+                Some(b) => Some(abs_path(&b.source(), &b.value)?),
+                None => None,
+            };
+            Some(FallbackCa {
+                directory_url: url,
+                ca_bundle,
+                eab: eab(&config.acme_fallback_eab_kid, &config.acme_fallback_eab_hmac_key_file)?,
+            })
+        }
+        None => {
+            let stray = [
+                &config.acme_fallback_ca_bundle,
+                &config.acme_fallback_eab_kid,
+                &config.acme_fallback_eab_hmac_key_file,
+            ];
+            if let Some(v) = stray.into_iter().flatten().next() {
+                return Err(InvalidInput::new(v.source(), "has no acme.fallback.directory_url to apply to"));
+            }
+            None
+        }
+    };
+    Ok(AcmeSettings {
+        directory_url,
+        ca_bundle,
+        eab: primary_eab,
+        fallback,
+        contact_email,
+        public_ipv4,
+        resolver,
+        imds_endpoint,
+        profile,
+    })
 }
 
 /// The resolved, validated settings of one host.

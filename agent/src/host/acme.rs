@@ -18,14 +18,33 @@ use crate::host::fs::Root;
 
 pub const ACCOUNT_DIR: &str = "/var/lib/agentkeys-hostd/acme";
 const ACCOUNT_FILE: &str = "/var/lib/agentkeys-hostd/acme/account.json";
+/// The fallback CA's account (one account per CA).
+const FALLBACK_ACCOUNT_FILE: &str = "/var/lib/agentkeys-hostd/acme/account-fallback.json";
+
+/// An external account binding (ZeroSSL, Google Trust Services): the key id and the HMAC key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Eab {
+    pub kid: String,
+    pub hmac_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Eab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Eab").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
 
 /// Where and how to reach the CA.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct AcmeConfig {
     pub directory_url: String,
     /// CA bundle for the ACME API itself (Pebble's, a private CA's); system roots when `None`.
     pub ca_bundle: Option<PathBuf>,
     pub contact_email: Option<String>,
+    /// Required by some CAs to register an account.
+    pub eab: Option<Eab>,
+    /// The fallback CA keeps its account in a file of its own.
+    pub fallback: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -104,9 +123,10 @@ pub async fn account_with(
     cfg: &AcmeConfig,
     builder: impl Fn() -> anyhow::Result<instant_acme::AccountBuilder>,
 ) -> anyhow::Result<Account> {
-    if let Some(text) = root.read_string(ACCOUNT_FILE)? {
+    let file = if cfg.fallback { FALLBACK_ACCOUNT_FILE } else { ACCOUNT_FILE };
+    if let Some(text) = root.read_string(file)? {
         let stored: StoredAccount = serde_json::from_str(&text)
-            .with_context(|| format!("{ACCOUNT_FILE} is unreadable; move it aside to register a new account"))?;
+            .with_context(|| format!("{file} is unreadable; move it aside to register a new account"))?;
         if stored.directory_url == cfg.directory_url {
             return builder()?
                 .from_credentials(stored.credentials)
@@ -114,7 +134,7 @@ pub async fn account_with(
                 .with_context(|| format!("failed to restore the ACME account for {}", cfg.directory_url));
         }
         bail!(
-            "{ACCOUNT_FILE} belongs to {}, not {}; move it aside deliberately to register with the new CA",
+            "{file} belongs to {}, not {}; move it aside deliberately to register with the new CA",
             stored.directory_url,
             cfg.directory_url
         );
@@ -122,14 +142,15 @@ pub async fn account_with(
     let contact: Vec<String> = cfg.contact_email.iter().map(|e| format!("mailto:{e}")).collect();
     let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
     let new = NewAccount { contact: &contact, terms_of_service_agreed: true, only_return_existing: false };
+    let eab = cfg.eab.as_ref().map(|e| instant_acme::ExternalAccountKey::new(e.kid.clone(), &e.hmac_key));
     let (account, credentials) = builder()?
-        .create(&new, cfg.directory_url.clone(), None)
+        .create(&new, cfg.directory_url.clone(), eab.as_ref())
         .await
         .with_context(|| format!("failed to register an ACME account with {}", cfg.directory_url))?;
     std::fs::create_dir_all(root.path(ACCOUNT_DIR)).context("failed to create the ACME state directory")?;
     root.set_meta(ACCOUNT_DIR, 0o700, 0, 0)?;
     let stored = StoredAccount { directory_url: cfg.directory_url.clone(), credentials };
-    root.write_atomic(ACCOUNT_FILE, serde_json::to_string(&stored)?.as_bytes(), 0o600, 0, 0)?;
+    root.write_atomic(file, serde_json::to_string(&stored)?.as_bytes(), 0o600, 0, 0)?;
     Ok(account)
 }
 

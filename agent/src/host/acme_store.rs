@@ -20,6 +20,9 @@ pub(crate) const ISSUED_FILE: &str = "/var/lib/agentkeys-hostd/acme/issued.json"
 pub(crate) struct Issue {
     pub serial: String,
     pub at: i64,
+    /// The CA (directory URL) that issued it: its renewals go there first.
+    #[serde(default)]
+    pub ca: String,
     #[serde(flatten)]
     pub replaces: acme::Replaces,
 }

@@ -22,30 +22,89 @@ use crate::host::certs::{self, CertInfo};
 use crate::host::fs::Root;
 use crate::host::health;
 
-async fn ensure_account<'a>(
-    slot: &'a mut Option<acme::Account>,
-    root: &Root,
-    settings: &Settings,
-) -> anyhow::Result<&'a acme::Account> {
-    if slot.is_none() {
-        let a = &settings.acme;
-        let cfg = AcmeConfig {
-            directory_url: a.directory_url.clone(),
-            ca_bundle: a.ca_bundle.as_ref().map(|p| root.path(p)),
+/// The configured CAs, primary first: where each is, its CA bundle, its account binding.
+fn cas(root: &Root, settings: &Settings) -> anyhow::Result<Vec<AcmeConfig>> {
+    let a = &settings.acme;
+    let eab = |e: &Option<(String, String)>| -> anyhow::Result<Option<acme::Eab>> {
+        let Some((kid, file)) = e else { return Ok(None) };
+        let text = root.read_string(file)?.with_context(|| {
+            format!("the EAB HMAC key file {file} does not exist; write the CA's key (base64url) there, mode 0600")
+        })?;
+        let hmac_key = base64_url(text.trim())
+            .with_context(|| format!("{file} does not hold a base64url HMAC key (as the CA gives it)"))?;
+        Ok(Some(acme::Eab { kid: kid.clone(), hmac_key }))
+    };
+    let mut out = vec![AcmeConfig {
+        directory_url: a.directory_url.clone(),
+        ca_bundle: a.ca_bundle.as_ref().map(|p| root.path(p)),
+        contact_email: a.contact_email.clone(),
+        eab: eab(&a.eab)?,
+        fallback: false,
+    }];
+    if let Some(f) = &a.fallback {
+        out.push(AcmeConfig {
+            directory_url: f.directory_url.clone(),
+            ca_bundle: f.ca_bundle.as_ref().map(|p| root.path(p)),
             contact_email: a.contact_email.clone(),
-        };
-        *slot = Some(acme::account(root, &cfg).await?);
+            eab: eab(&f.eab)?,
+            fallback: true,
+        });
     }
-    Ok(slot.as_ref().expect("set above"))
+    Ok(out)
 }
 
-/// The ARI window of `cert`, from the cache while fresh, else asked from the CA (a CA without ARI,
-/// or one that cannot be reached, leaves the lifetime rule in charge).
+/// Decode base64url (padding optional).
+fn base64_url(text: &str) -> Option<Vec<u8>> {
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in text.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(v);
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// One account per CA, registered or restored on first use.
+struct Accounts<'a> {
+    root: &'a Root,
+    cas: Vec<AcmeConfig>,
+    cells: Vec<tokio::sync::OnceCell<acme::Account>>,
+}
+
+impl<'a> Accounts<'a> {
+    fn new(root: &'a Root, cas: Vec<AcmeConfig>) -> Self {
+        let cells = cas.iter().map(|_| tokio::sync::OnceCell::new()).collect();
+        Self { root, cas, cells }
+    }
+
+    async fn get(&self, i: usize) -> anyhow::Result<&acme::Account> {
+        self.cells[i].get_or_try_init(|| acme::account(self.root, &self.cas[i])).await
+    }
+
+    fn directories(&self) -> Vec<&str> {
+        self.cas.iter().map(|c| c.directory_url.as_str()).collect()
+    }
+}
+
+/// The ARI window of `cert`, from the cache while fresh, else asked from the CA that issued it (a
+/// CA without ARI, or one that cannot be reached, leaves the lifetime rule in charge).
 async fn ari_window(
     store: &mut AcmeStore,
-    account: &mut Option<acme::Account>,
-    root: &Root,
-    settings: &Settings,
+    accounts: &Accounts<'_>,
+    ca: usize,
     host: &str,
     cert: &CertInfo,
     now: i64,
@@ -53,7 +112,7 @@ async fn ari_window(
     if let Some(e) = acme_policy::fresh(store.ari.get(host), &cert.serial, now) {
         return e.window;
     }
-    let asked = match ensure_account(account, root, settings).await {
+    let asked = match accounts.get(ca).await {
         Ok(acct) => acme::renewal_window(acct, &cert.leaf_der).await,
         Err(e) => Err(e),
     };
@@ -85,12 +144,15 @@ pub struct HostOutcome {
     /// For a certificate issued in this run: whether its order named the one it replaces.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replaces: Option<acme::Replaces>,
+    /// The CA (directory URL) this run's order went to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
     pub detail: String,
 }
 
 impl HostOutcome {
     fn new(state: CertState, detail: impl Into<String>) -> Self {
-        Self { state, serial: None, not_after: None, renew_at: None, replaces: None, detail: detail.into() }
+        Self { state, serial: None, not_after: None, renew_at: None, replaces: None, ca: None, detail: detail.into() }
     }
 
     /// Whole days until the certificate expires (negative when expired).
@@ -103,7 +165,7 @@ pub(crate) use crate::decide::acme_policy::HostSchedule;
 
 /// Every host's renewal time and why (ARI from the cache, else the lifetime rule), with its ledger.
 pub fn schedule(root: &Root, tls: &BTreeMap<String, TlsState>, now: i64) -> anyhow::Result<Vec<HostSchedule>> {
-    let AcmeStore { ledger, ari, .. } = AcmeStore::load(root)?;
+    let AcmeStore { ledger, ari, issued, .. } = AcmeStore::load(root)?;
     Ok(tls
         .iter()
         .map(|(host, state)| {
@@ -131,6 +193,10 @@ pub fn schedule(root: &Root, tls: &BTreeMap<String, TlsState>, now: i64) -> anyh
                 renew_why: renewal.map(|r| r.why),
                 ari_next_check: cached.map(|e| e.next_check),
                 ledger: ledger.get(host).cloned(),
+                ca: issued
+                    .get(host)
+                    .filter(|i| current.as_ref().is_some_and(|c| c.serial == i.serial) && !i.ca.is_empty())
+                    .map(|i| i.ca.clone()),
                 overdue,
             }
         })
@@ -176,17 +242,19 @@ fn in_service(root: &Root, state: &TlsState) -> Option<CertInfo> {
 /// How many hosts are ordered at once.
 const PARALLEL_ORDERS: usize = 4;
 
-/// What ordering one host came to.
+/// What ordering one host came to, and from which CA.
 enum Ordered {
-    Issued(acme::Issued),
-    Failed(acme::OrderFailed),
+    Issued(acme::Issued, String, Option<String>),
+    Failed(acme::OrderFailed, String),
     SelfCheckFailed(String),
 }
 
-/// Self-check, order (one retry of a transient failure) and download one host's certificate.
+/// Self-check, then order from each CA in `order` until one issues: the next CA is tried only when
+/// this one cannot be reached or is broken (one retry of a transient failure first).
 async fn order_one(
     root: &Root,
-    acct: &acme::Account,
+    accounts: &Accounts<'_>,
+    order: &[usize],
     host: &str,
     profile: Option<&str>,
     replaces: Option<&[u8]>,
@@ -194,18 +262,46 @@ async fn order_one(
     if let Err(e) = self_check(root, host).await {
         return Ordered::SelfCheckFailed(e);
     }
-    let mut attempt = acme::issue(acct, root, host, profile, replaces).await;
-    if let Err(f) = &attempt
-        && acme_policy::is_transient(&f.class)
-    {
-        tracing::warn!(host = %host, class = %f.class, "transient ACME failure; retrying once");
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        attempt = acme::issue(acct, root, host, profile, replaces).await;
+    let mut last = None;
+    for &i in order {
+        let ca = accounts.cas[i].directory_url.clone();
+        let acct = match accounts.get(i).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(host = %host, ca = %ca, error = %format!("{e:#}"), "CA unreachable; trying the next");
+                let detail = format!("{ca}: {e:#}");
+                last = Some(Ordered::Failed(
+                    acme::OrderFailed {
+                        host: host.to_owned(),
+                        class: "unreachable".into(),
+                        detail,
+                        retry_after: None,
+                        unpause_url: None,
+                    },
+                    ca,
+                ));
+                continue;
+            }
+        };
+        let (profile, note) = acme::pick_profile(acct, profile);
+        let mut attempt = acme::issue(acct, root, host, profile, replaces).await;
+        if let Err(f) = &attempt
+            && acme_policy::is_transient(&f.class)
+        {
+            tracing::warn!(host = %host, class = %f.class, "transient ACME failure; retrying once");
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            attempt = acme::issue(acct, root, host, profile, replaces).await;
+        }
+        match attempt {
+            Ok(issued) => return Ordered::Issued(issued, ca, note),
+            Err(f) if acme_policy::moves_on(&f.class) => {
+                tracing::warn!(host = %host, ca = %ca, class = %f.class, "CA failing; trying the next");
+                last = Some(Ordered::Failed(f, ca));
+            }
+            Err(f) => return Ordered::Failed(f, ca),
+        }
     }
-    match attempt {
-        Ok(issued) => Ordered::Issued(issued),
-        Err(f) => Ordered::Failed(f),
-    }
+    last.unwrap_or_else(|| Ordered::SelfCheckFailed("internal: no CA configured".into()))
 }
 
 /// Converge every host's certificate (ARI windows: the point is `serial_jitter`), deciding each
@@ -233,7 +329,9 @@ pub(crate) async fn converge(
     }
     let mut out = BTreeMap::new();
     let a = &settings.acme;
-    let mut account = None;
+    let accounts = Accounts::new(root, cas(root, settings)?);
+    let directories: Vec<String> = accounts.directories().into_iter().map(str::to_owned).collect();
+    let dirs: Vec<&str> = directories.iter().map(String::as_str).collect();
     let mut facts: Option<DnsFacts> = None;
     // Decide every host's step (ARI asked, DNS looked up only where needed), in host order.
     let mut due: Vec<(String, Option<CertInfo>)> = Vec::new();
@@ -241,7 +339,9 @@ pub(crate) async fn converge(
         let current = in_service(root, state);
         let renewal = match &current {
             Some(c) => {
-                let window = ari_window(store, &mut account, root, settings, host, c, now).await;
+                let issuer = store.issued.get(host).map(|i| i.ca.as_str());
+                let ca = acme_policy::ca_order(&dirs, issuer, None)[0];
+                let window = ari_window(store, &accounts, ca, host, c, now).await;
                 let cert = Cert { not_before: c.not_before, not_after: c.not_after, ari: window };
                 Some(acme_policy::renewal_time(&cert, now, acme_policy::serial_jitter(&c.serial)))
             }
@@ -283,11 +383,19 @@ pub(crate) async fn converge(
     if due.is_empty() {
         return Ok((out, false));
     }
-    let acct = ensure_account(&mut account, root, settings).await?;
-    let (profile, note) = acme::pick_profile(acct, a.profile.as_deref());
-    let mut orders = futures_util::stream::iter(due.iter().map(|(host, current)| async move {
+    let plans: Vec<(String, Option<CertInfo>, Vec<usize>)> = due
+        .into_iter()
+        .map(|(host, current)| {
+            let issuer = store.issued.get(&host).map(|i| i.ca.as_str());
+            let order = acme_policy::ca_order(&dirs, issuer, store.ledger.get(&host));
+            (host, current, order)
+        })
+        .collect();
+    let accounts = &accounts;
+    let profile = a.profile.as_deref();
+    let mut orders = futures_util::stream::iter(plans.iter().map(|(host, current, order)| async move {
         let replaces = current.as_ref().map(|c| c.leaf_der.as_slice());
-        (host, current, order_one(root, acct, host, profile, replaces).await)
+        (host, current, order_one(root, accounts, order, host, profile, replaces).await)
     }))
     .buffer_unordered(PARALLEL_ORDERS);
     let mut installed = false;
@@ -297,18 +405,23 @@ pub(crate) async fn converge(
             Ordered::SelfCheckFailed(e) => {
                 HostOutcome { not_after: kept, ..HostOutcome::new(CertState::SelfCheckFailed, e) }
             }
-            Ordered::Failed(failed) => {
-                tracing::warn!(host = %host, class = %failed.class, "certificate order failed");
+            Ordered::Failed(failed, ca) => {
+                tracing::warn!(host = %host, class = %failed.class, ca = %ca, "certificate order failed");
                 let mut entry =
                     acme_policy::record_failure(store.ledger.get(host), now, &failed.class, failed.retry_after);
+                // Failures count per CA: another CA's failures start the count afresh.
+                if store.ledger.get(host).is_some_and(|l| l.ca.as_deref() != Some(ca.as_str())) {
+                    entry.failures = 1;
+                }
+                entry.ca = Some(ca.clone());
                 if let Some(url) = &failed.unpause_url {
                     tracing::error!(host = %host, unpause = %url, "the CA paused ordering for this host");
                     entry = acme_policy::paused(entry, url.clone(), failed.retry_after);
                 }
                 store.ledger.insert(host.clone(), entry);
-                HostOutcome { not_after: kept, ..HostOutcome::new(CertState::Failed, failed.to_string()) }
+                HostOutcome { not_after: kept, ca: Some(ca), ..HostOutcome::new(CertState::Failed, failed.to_string()) }
             }
-            Ordered::Issued(issued) => {
+            Ordered::Issued(issued, ca, note) => {
                 let info =
                     certs::leaf_of_pem(&issued.chain_pem).context("the CA returned an unreadable certificate")?;
                 // Before anything nginx serves changes: the run that completes this one must reload.
@@ -317,12 +430,13 @@ pub(crate) async fn converge(
                 store.ledger.remove(host);
                 store.issued.insert(
                     host.clone(),
-                    Issue { serial: info.serial.clone(), at: now, replaces: issued.replaces.clone() },
+                    Issue { serial: info.serial.clone(), at: now, replaces: issued.replaces.clone(), ca: ca.clone() },
                 );
                 installed = true;
                 let mut o = HostOutcome::new(CertState::Issued, format!("serial {}", info.serial));
                 o.serial = Some(info.serial.clone());
                 o.replaces = Some(issued.replaces.clone());
+                o.ca = Some(ca);
                 if let Some(n) = &note {
                     o.detail = format!("{}; {n}", o.detail);
                 }

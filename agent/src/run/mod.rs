@@ -268,6 +268,7 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
     if let Some(outcomes) = &certificates {
         let now = host.clock.now_unix();
         summary.parked = outcomes.values().filter(|o| o.state == CertState::DnsNotReady).count();
+        summary.ca = outcomes.iter().filter_map(|(h, o)| o.ca.clone().map(|c| (h.clone(), c))).collect();
         summary.paused = outcomes
             .iter()
             .filter_map(|(h, o)| crate::host::acme::unpause_url_in(&o.detail).map(|u| (h.clone(), u)))

@@ -31,6 +31,9 @@ pub struct Summary {
     pub restarts: BTreeMap<String, Vec<String>>,
     /// host → TLS state (with days left when a certificate is served).
     pub tls: BTreeMap<String, String>,
+    /// host → the CA (directory URL) this run's order for it went to.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ca: BTreeMap<String, String>,
     /// host → the CA's unpause URL, for each host the CA paused (no order until it is lifted).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub paused: BTreeMap<String, String>,
@@ -103,6 +106,7 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
         restarts,
         tls: p.facts.tls.iter().map(|(h, s)| (h.clone(), s.name().to_owned())).collect(),
         paused: BTreeMap::new(),
+        ca: BTreeMap::new(),
         secrets_generated,
         notes,
         healthy: None,

@@ -37,6 +37,22 @@ pub(crate) struct AcmeFragment {
     pub imds_endpoint: Option<String>,
     /// DNS server for the A-record check, `IP:PORT` (default: the first nameserver of resolv.conf).
     pub resolver: Option<String>,
+    /// External account binding for CAs that require it: the key id, and a file (0600) holding
+    /// the base64url HMAC key.
+    pub eab_kid: Option<String>,
+    pub eab_hmac_key_file: Option<String>,
+    /// A second CA, ordered from when the first is unreachable or keeps failing for a host.
+    pub fallback: Option<AcmeFallbackFragment>,
+}
+
+/// The fallback CA (`[acme.fallback]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AcmeFallbackFragment {
+    pub directory_url: Option<String>,
+    pub ca_bundle: Option<String>,
+    pub eab_kid: Option<String>,
+    pub eab_hmac_key_file: Option<String>,
 }
 
 /// The daemon (`agentkeys-hostd daemon`, spec §7 renewals, drift and metrics).

@@ -49,6 +49,12 @@ pub struct Config {
     pub acme_resolver: Option<FromFile<String>>,
     pub acme_imds_endpoint: Option<FromFile<String>>,
     pub acme_profile: Option<FromFile<String>>,
+    pub acme_eab_kid: Option<FromFile<String>>,
+    pub acme_eab_hmac_key_file: Option<FromFile<String>>,
+    pub acme_fallback_directory_url: Option<FromFile<String>>,
+    pub acme_fallback_ca_bundle: Option<FromFile<String>>,
+    pub acme_fallback_eab_kid: Option<FromFile<String>>,
+    pub acme_fallback_eab_hmac_key_file: Option<FromFile<String>>,
     pub daemon_drift_interval_secs: Option<FromFile<u64>>,
     pub daemon_debounce_ms: Option<FromFile<u64>>,
     pub daemon_renewal_jitter_secs: Option<FromFile<u64>>,
@@ -138,6 +144,14 @@ pub(crate) fn merge(files: &[(String, Fragment)]) -> Config {
             take!(c.acme_resolver, a.resolver, "acme.resolver");
             take!(c.acme_imds_endpoint, a.imds_endpoint, "acme.imds_endpoint");
             take!(c.acme_profile, a.profile, "acme.profile");
+            take!(c.acme_eab_kid, a.eab_kid, "acme.eab_kid");
+            take!(c.acme_eab_hmac_key_file, a.eab_hmac_key_file, "acme.eab_hmac_key_file");
+            if let Some(f) = &a.fallback {
+                take!(c.acme_fallback_directory_url, f.directory_url, "acme.fallback.directory_url");
+                take!(c.acme_fallback_ca_bundle, f.ca_bundle, "acme.fallback.ca_bundle");
+                take!(c.acme_fallback_eab_kid, f.eab_kid, "acme.fallback.eab_kid");
+                take!(c.acme_fallback_eab_hmac_key_file, f.eab_hmac_key_file, "acme.fallback.eab_hmac_key_file");
+            }
         }
         for (unit, svc) in frag.services.iter().flatten() {
             if let Some(on) = svc.enabled {

@@ -139,6 +139,7 @@ mod tests {
             ari_next_check: None,
             ledger: None,
             overdue: false,
+            ca: None,
             not_after_rfc3339: None,
             renew_at_rfc3339: None,
         }
