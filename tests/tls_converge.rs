@@ -214,3 +214,127 @@ fn all_eight_hosts_are_served_and_a_template_that_breaks_nginx_is_rolled_back() 
     let run = c.reconcile_acme(&[]);
     assert_eq!((run.code, run.json()["changed"].as_u64()), (0, Some(0)), "{}", run.stdout);
 }
+
+/// Pebble's example EAB HMAC key (base64url), for the fallback CA that requires a binding.
+const EAB_KEY: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+const PRIMARY: &str = "https://127.0.0.1:14000/dir";
+const FALLBACK: &str = "https://127.0.0.1:14100/dir";
+
+/// A second Pebble on 14100/15100 that requires an external account binding.
+fn start_fallback_pebble(c: &Container, validity_secs: u64) {
+    let config = format!(
+        r#"{{"pebble":{{"listenAddress":"127.0.0.1:14100","managementListenAddress":"127.0.0.1:15100","certificate":"cert.pem","privateKey":"key.pem","httpPort":80,"tlsPort":5001,"ocspResponderURL":"","externalAccountBindingRequired":true,"externalAccountMACKeys":{{"kid-1":"{EAB_KEY}"}},"certificateValidityPeriod":{validity_secs}}}}}"#
+    );
+    c.write("/etc/pebble/pebble-fallback.json", &config);
+    let run = [
+        "systemd-run",
+        "--unit",
+        "pebble-fallback",
+        "-p",
+        "WorkingDirectory=/etc/pebble",
+        "-E",
+        "PEBBLE_VA_NOSLEEP=1",
+        "-E",
+        "PEBBLE_WFE_NONCEREJECT=0",
+        "/usr/local/sbin/pebble",
+        "-config",
+        "pebble-fallback.json",
+        "-dnsserver",
+        "127.0.0.1:8053",
+    ];
+    assert_eq!(c.exec(&run).code, 0);
+    let probe = "for i in $(seq 100); do exec 3<>/dev/tcp/127.0.0.1/14100 && exit 0; sleep 0.1; done; exit 1";
+    assert_eq!(c.exec(&["bash", "-c", probe]).code, 0, "the fallback Pebble listens");
+}
+
+/// What CA each host's order went to in a run.
+fn cas_of(run: &common::Run) -> std::collections::BTreeMap<String, String> {
+    let s = run.json();
+    s["ca"]
+        .as_object()
+        .map(|m| m.iter().map(|(h, v)| (h.clone(), v.as_str().unwrap().to_owned())).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_fallback_ca_issues_while_the_primary_is_down_and_keeps_its_hosts_until_it_fails() {
+    let config = format!(
+        "{BASE_CONFIG}\n{ACME}[acme.fallback]\ndirectory_url = \"{FALLBACK}\"\nca_bundle = \"/etc/pebble/ca.pem\"\neab_kid = \"kid-1\"\neab_hmac_key_file = \"/etc/agentkeys/eab.key\"\n"
+    );
+    let c = Container::boot(&config);
+    c.write("/etc/agentkeys/eab.key", &format!("{EAB_KEY}\n"));
+    let dir = tempfile::tempdir().unwrap();
+    // Certificates live 60 s at both CAs: renewal is due after 30 s.
+    common::in_container::start_pebble_with(&c, dir.path(), 80, Some(60));
+    assert_eq!(c.exec(&["systemctl", "stop", "pebble"]).code, 0, "the primary CA is down");
+    start_fallback_pebble(&c, 60);
+
+    let declare = ["--ci", "--slot", "2", "--zone", "litentry.org", "--account-id", ACCOUNT];
+    let run = c.reconcile_acme(&declare);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let cas = cas_of(&run);
+    assert_eq!(cas.len(), 8, "{}", run.stdout);
+    assert!(cas.values().all(|ca| ca == FALLBACK), "every host from the fallback: {cas:?}");
+    let ca = dir.path().join("ca.pem");
+    let roots = |port: u16| {
+        let url = format!("https://127.0.0.1:{port}/roots/0");
+        in_netns(&c, &["curl", "-sf", "--cacert", ca.to_str().unwrap(), &url]).stdout
+    };
+    let fallback_root = dir.path().join("fallback-root.pem");
+    std::fs::write(&fallback_root, roots(15100)).unwrap();
+    let broker = "broker-test-2.litentry.org";
+    assert_eq!(
+        served_serial(&c, broker, &fallback_root),
+        installed_serial(&c, broker),
+        "served, from the fallback's chain"
+    );
+    assert!(
+        std::fs::metadata(c.path("/var/lib/agentkeys-hostd/acme/account-fallback.json")).is_ok(),
+        "its own account"
+    );
+
+    // The primary is back (a transient unit is gone once stopped: run it again under a new name);
+    // renewals stay with the CA that issued.
+    let again = [
+        "systemd-run",
+        "--unit",
+        "pebble-again",
+        "-p",
+        "WorkingDirectory=/etc/pebble",
+        "-E",
+        "PEBBLE_VA_NOSLEEP=1",
+        "-E",
+        "PEBBLE_WFE_NONCEREJECT=0",
+        "/usr/local/sbin/pebble",
+        "-config",
+        "pebble.json",
+        "-dnsserver",
+        "127.0.0.1:8053",
+    ];
+    assert_eq!(c.exec(&again).code, 0);
+    std::thread::sleep(std::time::Duration::from_secs(32));
+    let run = c.reconcile_acme(&[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let cas = cas_of(&run);
+    assert_eq!(cas.len(), 8, "every host renewed: {}", run.stdout);
+    assert!(cas.values().all(|ca| ca == FALLBACK), "renewals stay with the fallback: {cas:?}");
+    let status = c.exec(&["/usr/bin/agentkeys-hostd", "status", "--json"]);
+    let st: serde_json::Value = serde_json::from_str(status.stdout.lines().next().unwrap()).unwrap();
+    let named = st["renewals"].as_array().unwrap().iter().filter(|r| r["ca"] == FALLBACK).count();
+    assert_eq!(named, 8, "status names the issuing CA: {}", status.stdout);
+
+    // The fallback fails: the next renewals go to the primary.
+    assert_eq!(c.exec(&["systemctl", "stop", "pebble-fallback"]).code, 0);
+    std::thread::sleep(std::time::Duration::from_secs(32));
+    let run = c.reconcile_acme(&[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let cas = cas_of(&run);
+    assert!(!cas.is_empty() && cas.values().all(|ca| ca == PRIMARY), "to the primary: {cas:?}");
+    let primary_root = dir.path().join("primary-root.pem");
+    std::fs::write(&primary_root, roots(15000)).unwrap();
+    assert_eq!(
+        served_serial(&c, broker, &primary_root),
+        installed_serial(&c, broker),
+        "served, from the primary's chain"
+    );
+}

@@ -57,7 +57,11 @@ pub fn render(d: &DaemonRecord, units: &BTreeMap<String, String>) -> String {
     for h in d.hosts.iter().filter(|h| h.not_after.is_some()) {
         o.sample("agentkeys_hostd_certificate_overdue", &[("host", &h.host)], f64::from(u8::from(h.overdue)));
     }
-    o.family("agentkeys_hostd_certificate_ca_info", "gauge", "The CA (directory URL) that issued the host's certificate.");
+    o.family(
+        "agentkeys_hostd_certificate_ca_info",
+        "gauge",
+        "The CA (directory URL) that issued the host's certificate.",
+    );
     for h in &d.hosts {
         if let Some(ca) = &h.ca {
             o.sample("agentkeys_hostd_certificate_ca_info", &[("host", &h.host), ("ca", ca)], 1.0);

@@ -160,6 +160,7 @@ fn classify(e: &instant_acme::Error) -> String {
             p.r#type.as_deref().and_then(|t| t.rsplit(':').next()).unwrap_or("problem").to_owned()
         }
         instant_acme::Error::Timeout(_) => "timeout".into(),
+        instant_acme::Error::Unsupported(_) => "unsupported".into(),
         _ => "connection".into(),
     }
 }
@@ -247,6 +248,11 @@ pub async fn issue(
             let id = format!("{}.{}", cid.authority_key_identifier, cid.serial);
             match account.new_order(&new().replaces(cid)).await {
                 Ok(o) => (o, Replaces::Sent { id }),
+                // A CA without ARI (instant-acme refuses to send `replaces` to it): order plainly.
+                Err(instant_acme::Error::Unsupported(what)) => {
+                    let why = format!("the CA does not support {what}");
+                    (account.new_order(&new()).await.map_err(api)?, Replaces::Refused { id, why })
+                }
                 Err(e) if refuses_replaces(&e) => {
                     tracing::warn!(host, error = %e, "the CA refused `replaces`; ordering once without it");
                     let why = e.to_string();
