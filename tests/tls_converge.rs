@@ -338,3 +338,29 @@ fn a_fallback_ca_issues_while_the_primary_is_down_and_keeps_its_hosts_until_it_f
         "served, from the primary's chain"
     );
 }
+
+/// The PEM certificates in `text`, in order.
+fn pem_blocks(text: &str) -> Vec<String> {
+    text.split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .map(|b| b.split("-----END CERTIFICATE-----").next().unwrap().split_whitespace().collect::<String>())
+        .collect()
+}
+
+#[test]
+fn a_chain_with_two_intermediates_is_served_exactly_as_the_ca_returned_it() {
+    let c = Container::boot(&format!("{BASE_CONFIG}\n{ACME}"));
+    let dir = tempfile::tempdir().unwrap();
+    // A longer chain than Pebble's default: the leaf and three certificates above it.
+    common::in_container::start_pebble_env(&c, dir.path(), 80, None, &["PEBBLE_CHAIN_LENGTH=3"]);
+    let run = c.reconcile_acme(&["--ci", "--slot", "2", "--zone", "litentry.org", "--account-id", ACCOUNT]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let host = "signer-test-2.litentry.org";
+    let installed = pem_blocks(
+        &String::from_utf8(c.read(&format!("/var/lib/agentkeys-hostd/tls/{host}/current/fullchain.pem"))).unwrap(),
+    );
+    assert!(installed.len() >= 3, "the leaf and at least two intermediates as returned: {}", installed.len());
+    let show = format!("echo | openssl s_client -connect 127.0.0.1:443 -servername {host} -showcerts 2>/dev/null");
+    let served = pem_blocks(&String::from_utf8_lossy(&in_netns(&c, &["bash", "-c", &show]).stdout));
+    assert_eq!(served, installed, "nginx serves the chain exactly as the CA returned it");
+}

@@ -22,6 +22,17 @@ pub fn start_pebble(c: &Container, dir: &std::path::Path, http_port: u16) {
 
 /// The same, with certificates valid for `validity_secs` (Pebble's default: 5 years).
 pub fn start_pebble_with(c: &Container, dir: &std::path::Path, http_port: u16, validity_secs: Option<u64>) {
+    start_pebble_env(c, dir, http_port, validity_secs, &[]);
+}
+
+/// The same, with extra `NAME=VALUE` environment for Pebble (e.g. `PEBBLE_CHAIN_LENGTH=4`).
+pub fn start_pebble_env(
+    c: &Container,
+    dir: &std::path::Path,
+    http_port: u16,
+    validity_secs: Option<u64>,
+    env: &[&str],
+) {
     super::pebble::api_certs(dir);
     for f in ["cert.pem", "key.pem", "ca.pem"] {
         c.install(dir.join(f).to_str().unwrap(), &format!("/etc/pebble/{f}"));
@@ -38,22 +49,11 @@ pub fn start_pebble_with(c: &Container, dir: &std::path::Path, http_port: u16, v
     dns.extend(super::pebble::challtestsrv_args("127.0.0.1"));
     let dns: Vec<&str> = dns.iter().map(String::as_str).collect();
     assert_eq!(c.exec(&dns).code, 0);
-    let ca = [
-        "systemd-run",
-        "--unit",
-        "pebble",
-        "-p",
-        "WorkingDirectory=/etc/pebble",
-        "-E",
-        "PEBBLE_VA_NOSLEEP=1",
-        "-E",
-        "PEBBLE_WFE_NONCEREJECT=0",
-        "/usr/local/sbin/pebble",
-        "-config",
-        "pebble.json",
-        "-dnsserver",
-        "127.0.0.1:8053",
-    ];
+    let mut ca = vec!["systemd-run", "--unit", "pebble", "-p", "WorkingDirectory=/etc/pebble"];
+    for e in ["PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"].iter().chain(env) {
+        ca.extend(["-E", e]);
+    }
+    ca.extend(["/usr/local/sbin/pebble", "-config", "pebble.json", "-dnsserver", "127.0.0.1:8053"]);
     assert_eq!(c.exec(&ca).code, 0);
     for port in [8055, 14000, 15000] {
         let probe =
