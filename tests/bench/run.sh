@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ./tests/harness/rootfs.sh >/dev/null
 cargo build --locked --release -p agentkeys-standin
-cargo bench --locked -p agentkeys-hostd --bench converge --bench release_switch --bench daemon_idle
+cargo bench --locked -p agentkeys-hostd --bench converge --bench release_switch --bench daemon_idle --bench acme_orders
