@@ -140,6 +140,9 @@ pub struct ReconcileArgs {
     /// Wait this long for another converge to finish before giving up (exit 75).
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub lock_wait_secs: u64,
+    /// Accept a release older than the highest this host has installed (a deliberate rollback).
+    #[arg(long)]
+    pub allow_downgrade: bool,
     /// The CA's pause of HOST was lifted at its unpause URL: order it again now (repeatable).
     #[arg(long, value_name = "HOST")]
     pub unpaused: Vec<String>,

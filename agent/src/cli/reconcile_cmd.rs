@@ -43,6 +43,7 @@ fn request(args: &ReconcileArgs) -> anyhow::Result<RunRequest> {
         lock_wait: Duration::from_secs(args.lock_wait_secs),
         trigger: args.trigger.clone(),
         unpaused: args.unpaused.clone(),
+        allow_downgrade: args.allow_downgrade,
     })
 }
 

@@ -194,6 +194,7 @@ impl<M: Manager> Daemon<'_, M> {
             lock_wait: Duration::from_secs(5),
             trigger: Some(trigger.name().to_owned()),
             unpaused: Vec::new(),
+            allow_downgrade: false,
         };
         run::reconcile(&host, &ask)
     }

@@ -20,6 +20,101 @@ pub struct Manifest {
     pub broker_features: Vec<String>,
     /// binary name → SHA-256 (hex).
     pub binaries: BTreeMap<String, String>,
+    /// When the release was built, and after when hosts refuse it (a signed release must say).
+    #[serde(default)]
+    pub created_unix: Option<i64>,
+    #[serde(default)]
+    pub expires_unix: Option<i64>,
+}
+
+/// The manifest's detached minisign signature, next to it in the bundle.
+pub const SIGNATURE: &str = "agentkeys-release.toml.minisig";
+
+/// What a host trusts a release with: the pinned release keys (minisign public keys; empty: the
+/// `--sha256` pin alone, as before signed releases), and the highest version it has installed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trust {
+    pub keys: Vec<String>,
+    pub highest: Option<String>,
+    /// The operator asked for an older release on purpose (`--allow-downgrade`).
+    pub allow_downgrade: bool,
+}
+
+/// Check a signed manifest before anything is staged: a signature by one of the pinned keys over
+/// the manifest's exact bytes, not expired, not older than what this host has had.
+pub fn check_trust(text: &str, signature: Option<&str>, trust: &Trust, now: i64) -> Result<Manifest, InvalidInput> {
+    let manifest = parse_manifest(text)?;
+    if !trust.keys.is_empty() {
+        let sig_text = signature.ok_or_else(|| {
+            bad(SIGNATURE, "the bundle is not signed, and this host pins release keys ([release] keys): sign the manifest with minisign")
+        })?;
+        let sig = minisign_verify::Signature::decode(sig_text)
+            .map_err(|e| bad(SIGNATURE, format!("not a minisign signature: {e}")))?;
+        let mut unknown = true;
+        for key in &trust.keys {
+            let pk = minisign_verify::PublicKey::from_base64(key)
+                .map_err(|e| bad("release.keys", format!("{key:?} is not a minisign public key: {e}")))?;
+            match pk.verify(text.as_bytes(), &sig, false) {
+                Ok(()) => {
+                    unknown = false;
+                    break;
+                }
+                Err(minisign_verify::Error::UnexpectedKeyId) => {}
+                Err(e) => {
+                    return Err(bad(
+                        SIGNATURE,
+                        format!("the signature does not verify: {e} (the manifest was changed after signing)"),
+                    ));
+                }
+            }
+        }
+        if unknown {
+            return Err(bad(SIGNATURE, "signed by a key this host does not pin ([release] keys)"));
+        }
+        let expires =
+            manifest.expires_unix.ok_or_else(|| bad("expires_unix", "a signed manifest must say when it expires"))?;
+        if now >= expires {
+            return Err(bad(
+                "expires_unix",
+                format!("the release expired at unix {expires} (a freeze): sign a fresh manifest"),
+            ));
+        }
+    }
+    if let Some(highest) = &trust.highest
+        && version_cmp(&manifest.version, highest) == std::cmp::Ordering::Less
+        && !trust.allow_downgrade
+    {
+        return Err(bad(
+            "version",
+            format!(
+                "{} is older than {highest}, which this host has installed: a rollback (or a replayed bundle); pass --allow-downgrade if intended",
+                manifest.version
+            ),
+        ));
+    }
+    Ok(manifest)
+}
+
+/// Compare versions by their numeric parts (`1.10.0` > `1.9.3`); a pre-release (`1.2.0-rc1`) sorts
+/// before its release.
+pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let split = |v: &str| {
+        let (main, pre) = v.split_once(['-', '+']).map_or((v, None), |(m, p)| (m, Some(p.to_owned())));
+        let nums: Vec<u64> = main.split('.').map(|x| x.parse().unwrap_or(0)).collect();
+        (nums, pre)
+    };
+    let ((na, pa), (nb, pb)) = (split(a), split(b));
+    let len = na.len().max(nb.len());
+    let pad = |mut v: Vec<u64>| {
+        v.resize(len, 0);
+        v
+    };
+    pad(na).cmp(&pad(nb)).then_with(|| match (pa, pb) {
+        (None, None) => std::cmp::Ordering::Equal,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (Some(x), Some(y)) => x.cmp(&y),
+    })
 }
 
 fn bad(what: &str, reason: impl Into<String>) -> InvalidInput {

@@ -31,4 +31,7 @@ pub struct State {
     /// unit → SHA-256 of its binary at the last successful converge.
     #[serde(default)]
     pub binaries: BTreeMap<String, String>,
+    /// The highest release version this host has installed: an older one is a rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highest_release: Option<String>,
 }

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use sha2::Digest;
 
 use crate::decide::error::{InvalidInput, Source};
-use crate::decide::release::{self, MANIFEST, Manifest};
+use crate::decide::release::{self, MANIFEST, Manifest, SIGNATURE, Trust};
 use crate::host::fs::Root;
 
 pub(crate) const RELEASES: &str = "/opt/agentkeys/releases";
@@ -36,12 +36,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Read the files of a bundle into memory: `manifest text`, `bin/<name>` → bytes.
-fn read_archive(
-    src: &str,
-    mut archive: tar::Archive<impl Read>,
-) -> anyhow::Result<(String, BTreeMap<String, Vec<u8>>)> {
+/// A bundle read into memory: the manifest's text, its signature if any, `bin/<name>` → bytes.
+type Read3 = (String, Option<String>, BTreeMap<String, Vec<u8>>);
+
+/// Read the files of a bundle archive into memory.
+fn read_archive(src: &str, mut archive: tar::Archive<impl Read>) -> anyhow::Result<Read3> {
     let mut manifest = None;
+    let mut signature = None;
     let mut bins = BTreeMap::new();
     for entry in archive.entries().map_err(|e| refuse(src, format!("not a tar archive: {e}")))? {
         let mut entry = entry.map_err(|e| refuse(src, format!("truncated or corrupt archive: {e}")))?;
@@ -67,18 +68,31 @@ fn read_archive(
             None if rel == MANIFEST => {
                 manifest = Some(String::from_utf8(bytes).map_err(|_| refuse(src, "manifest is not UTF-8"))?)
             }
+            None if rel == SIGNATURE => {
+                signature = Some(String::from_utf8(bytes).map_err(|_| refuse(src, "the signature is not UTF-8"))?)
+            }
             Some(("bin", name)) if !name.contains('/') => {
                 bins.insert(name.to_owned(), bytes);
             }
-            _ => return Err(refuse(src, format!("unexpected member {path:?} (only {MANIFEST} and bin/<binary>)"))),
+            _ => {
+                return Err(refuse(
+                    src,
+                    format!("unexpected member {path:?} (only {MANIFEST}, {SIGNATURE} and bin/<binary>)"),
+                ));
+            }
         }
     }
-    Ok((manifest.ok_or_else(|| refuse(src, format!("no {MANIFEST}")))?, bins))
+    Ok((manifest.ok_or_else(|| refuse(src, format!("no {MANIFEST}")))?, signature, bins))
 }
 
-fn read_dir_bundle(src: &str, dir: &Path) -> anyhow::Result<(String, BTreeMap<String, Vec<u8>>)> {
+fn read_dir_bundle(src: &str, dir: &Path) -> anyhow::Result<Read3> {
     let manifest =
         std::fs::read_to_string(dir.join(MANIFEST)).map_err(|e| refuse(src, format!("no readable {MANIFEST}: {e}")))?;
+    let signature = match std::fs::read_to_string(dir.join(SIGNATURE)) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(refuse(src, format!("unreadable {SIGNATURE}: {e}"))),
+    };
     let mut bins = BTreeMap::new();
     for e in std::fs::read_dir(dir.join("bin")).map_err(|e| refuse(src, format!("no bin/ directory: {e}")))? {
         let e = e?;
@@ -92,27 +106,33 @@ fn read_dir_bundle(src: &str, dir: &Path) -> anyhow::Result<(String, BTreeMap<St
         }
         bins.insert(name, std::fs::read(e.path())?);
     }
-    Ok((manifest, bins))
+    Ok((manifest, signature, bins))
 }
 
 /// Load and verify a bundle from `src` (directory or archive path); `sha256` must match an archive.
-pub fn load(src: &str, sha256: Option<&str>) -> anyhow::Result<Loaded> {
+pub fn load(src: &str, sha256: Option<&str>, trust: &Trust, now: i64) -> anyhow::Result<Loaded> {
     let path = PathBuf::from(src);
-    let (manifest_text, binaries) = if path.is_dir() {
+    let (manifest_text, signature, binaries) = if path.is_dir() {
         if sha256.is_some() {
             return Err(refuse(src, "--sha256 applies to an archive or URL, not a directory"));
         }
         read_dir_bundle(src, &path)?
     } else {
         let bytes = std::fs::read(&path).map_err(|e| refuse(src, format!("cannot read: {e}")))?;
-        return load_archive(src, &bytes, sha256);
+        return load_archive(src, &bytes, sha256, trust, now);
     };
-    verified(&manifest_text, binaries)
+    verified(&manifest_text, signature.as_deref(), binaries, trust, now)
 }
 
 /// Load and verify an archive already in memory (a local file or a download); `src` names it and
 /// its suffix picks the format.
-pub(crate) fn load_archive(src: &str, bytes: &[u8], sha256: Option<&str>) -> anyhow::Result<Loaded> {
+pub(crate) fn load_archive(
+    src: &str,
+    bytes: &[u8],
+    sha256: Option<&str>,
+    trust: &Trust,
+    now: i64,
+) -> anyhow::Result<Loaded> {
     if let Some(want) = sha256 {
         let got = sha256_hex(bytes);
         if got != want.to_ascii_lowercase() {
@@ -120,7 +140,7 @@ pub(crate) fn load_archive(src: &str, bytes: &[u8], sha256: Option<&str>) -> any
         }
     }
     let name = src.split(['?', '#']).next().unwrap_or(src);
-    let (manifest_text, binaries) = if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+    let (manifest_text, signature, binaries) = if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
         read_archive(src, tar::Archive::new(flate2::read::GzDecoder::new(bytes)))?
     } else if name.ends_with(".tar.zst") {
         let dec = zstd::stream::read::Decoder::new(bytes).map_err(|e| refuse(src, format!("not zstd: {e}")))?;
@@ -128,12 +148,18 @@ pub(crate) fn load_archive(src: &str, bytes: &[u8], sha256: Option<&str>) -> any
     } else {
         return Err(refuse(src, "a release is a directory, a .tar.gz/.tgz or a .tar.zst file, or an https:// URL"));
     };
-    verified(&manifest_text, binaries)
+    verified(&manifest_text, signature.as_deref(), binaries, trust, now)
 }
 
-/// Check the manifest and every binary's hash.
-fn verified(manifest_text: &str, binaries: BTreeMap<String, Vec<u8>>) -> anyhow::Result<Loaded> {
-    let manifest = release::parse_manifest(manifest_text)?;
+/// Check the signature and the manifest (trust), then every binary's hash.
+fn verified(
+    manifest_text: &str,
+    signature: Option<&str>,
+    binaries: BTreeMap<String, Vec<u8>>,
+    trust: &Trust,
+    now: i64,
+) -> anyhow::Result<Loaded> {
+    let manifest = release::check_trust(manifest_text, signature, trust, now)?;
     let found: BTreeMap<String, String> = binaries.iter().map(|(n, b)| (n.clone(), sha256_hex(b))).collect();
     release::check_files(&manifest, &found)?;
     Ok(Loaded { manifest, binaries })
@@ -211,6 +237,8 @@ pub fn adopt(root: &Root) -> anyhow::Result<Option<String>> {
         commit: "0000000".into(),
         broker_features: vec![release::REQUIRED_BROKER_FEATURE.into()],
         binaries: binaries.iter().map(|(n, b)| (n.clone(), sha256_hex(b))).collect(),
+        created_unix: None,
+        expires_unix: None,
     };
     let loaded = Loaded { manifest, binaries };
     let id = install(root, &loaded)?;

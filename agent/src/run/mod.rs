@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::decide::acme_policy::CertState;
 use crate::decide::catalog::Service;
 use crate::decide::error::exit;
+use crate::decide::release::Trust;
 use crate::decide::run::{self as decide, RunResult, Switch};
 use crate::host::accounts::AccountDb;
 use crate::host::clock::Clock;
@@ -78,6 +79,8 @@ pub struct RunRequest {
     pub trigger: Option<String>,
     /// Hosts whose CA pause the operator lifted: ordered again now.
     pub unpaused: Vec<String>,
+    /// Accept a release older than the highest this host has installed.
+    pub allow_downgrade: bool,
 }
 
 /// What a run did.
@@ -130,10 +133,21 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
     // the lock file); the run itself decides again under the lock. A release is verified here too.
     prepare::prepare(root, host.accounts, &req, None)?;
     let bundle = match &ask.release {
-        Some(ReleaseSource::Url { url, sha256, ca }) => {
-            Some(host.rt.block_on(crate::host::download::release(url, sha256, ca.as_deref()))?)
+        Some(source) => {
+            let config = prepare::read_inputs(root, &req)?.config;
+            let trust = Trust {
+                keys: config.release_keys.map(|k| k.value).unwrap_or_default(),
+                highest: state::read(root)?.highest_release,
+                allow_downgrade: ask.allow_downgrade,
+            };
+            let now = host.clock.now_unix();
+            Some(match source {
+                ReleaseSource::Url { url, sha256, ca } => {
+                    host.rt.block_on(crate::host::download::release(url, sha256, ca.as_deref(), &trust, now))?
+                }
+                ReleaseSource::Local { path, sha256 } => releases::load(path, sha256.as_deref(), &trust, now)?,
+            })
         }
-        Some(ReleaseSource::Local { path, sha256 }) => Some(releases::load(path, sha256.as_deref())?),
         None => None,
     };
     let _lock = if ask.dry_run {
@@ -325,6 +339,17 @@ fn release_step(
 ) -> anyhow::Result<Option<Switch>> {
     if let Some(b) = bundle {
         let id = releases::install(root, b)?;
+        // The highest version this host has had: an older bundle later is a rollback or a replay.
+        let mut saved = state::read(root)?;
+        let version = &b.manifest.version;
+        let higher = saved
+            .highest_release
+            .as_deref()
+            .is_none_or(|h| crate::decide::release::version_cmp(version, h) == std::cmp::Ordering::Greater);
+        if higher && version.starts_with(|c: char| c.is_ascii_digit()) {
+            saved.highest_release = Some(version.clone());
+            state::write(root, &saved)?;
+        }
         failpoints::hit("release-staged");
         if releases::current(root).as_deref() != Some(id.as_str()) {
             let previous = releases::switch(root, &id)?;

@@ -86,6 +86,7 @@ impl TestHost {
             lock_wait: std::time::Duration::from_secs(1),
             trigger: None,
             unpaused: Vec::new(),
+            allow_downgrade: false,
         }
     }
 

@@ -16,6 +16,7 @@ pub(crate) struct Fragment {
     pub nginx: Option<NginxFragment>,
     pub acme: Option<AcmeFragment>,
     pub daemon: Option<DaemonFragment>,
+    pub release: Option<ReleaseFragment>,
     /// Per managed service (unit name without `.service`).
     pub services: Option<BTreeMap<String, ServiceFragment>>,
 }
@@ -53,6 +54,15 @@ pub(crate) struct AcmeFallbackFragment {
     pub ca_bundle: Option<String>,
     pub eab_kid: Option<String>,
     pub eab_hmac_key_file: Option<String>,
+}
+
+/// Release bundles (`--release`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReleaseFragment {
+    /// minisign public keys a release manifest must be signed by (one of them; several for a
+    /// rotation). None: a release is trusted by its `--sha256` pin alone.
+    pub keys: Option<Vec<String>>,
 }
 
 /// The daemon (`agentkeys-hostd daemon`, spec §7 renewals, drift and metrics).

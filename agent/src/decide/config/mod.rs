@@ -50,6 +50,7 @@ pub struct Config {
     pub acme_imds_endpoint: Option<FromFile<String>>,
     pub acme_profile: Option<FromFile<String>>,
     pub acme_eab_kid: Option<FromFile<String>>,
+    pub release_keys: Option<FromFile<Vec<String>>>,
     pub acme_eab_hmac_key_file: Option<FromFile<String>>,
     pub acme_fallback_directory_url: Option<FromFile<String>>,
     pub acme_fallback_ca_bundle: Option<FromFile<String>>,
@@ -135,6 +136,9 @@ pub(crate) fn merge(files: &[(String, Fragment)]) -> Config {
         if let Some(p) = &frag.paths {
             take!(c.bin_dir, p.bin_dir, "paths.bin_dir");
             take!(c.hostd_bin, p.hostd_bin, "paths.hostd_bin");
+        }
+        if let Some(r) = &frag.release {
+            take!(c.release_keys, r.keys, "release.keys");
         }
         if let Some(a) = &frag.acme {
             take!(c.acme_directory_url, a.directory_url, "acme.directory_url");
