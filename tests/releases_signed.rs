@@ -137,3 +137,23 @@ fn only_the_pinned_release_keys_ship_and_nothing_older() {
     let run = c.reconcile(&["--release", "/root/c-new"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
 }
+
+#[test]
+fn release_verify_checks_a_bundle_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (public, key) = keypair(dir.path(), "ci");
+    let (other, _) = keypair(dir.path(), "other");
+    let b = dir.path().join("b");
+    signed_bundle(&b, "1.3.0", "ffffffffffffffff", &[], now() + 3_600, Some(&key));
+    let verify = |key: &str| common::run_in(dir.path(), &["release", "verify", b.to_str().unwrap(), "--key", key]);
+    let ok = verify(&public);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(ok.stdout.starts_with("verified: release 1.3.0-ffffffffffff (signed by a pinned key; "), "{}", ok.stdout);
+    let wrong = verify(&other);
+    assert_eq!(wrong.code, 2, "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("does not pin"), "{}", wrong.stderr);
+    std::fs::write(b.join("bin/agentkeys-bundler"), b"#!/bin/sh\nexit 0\n").unwrap();
+    let tampered = verify(&public);
+    assert_eq!(tampered.code, 2, "{}", tampered.stderr);
+    assert!(tampered.stderr.contains("bin/agentkeys-bundler"), "{}", tampered.stderr);
+}

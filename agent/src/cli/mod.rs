@@ -7,6 +7,7 @@ pub mod exec_pubkey;
 mod identity_cmd;
 mod oidc_cmd;
 pub(crate) mod reconcile_cmd;
+mod release_cmd;
 mod status_cmd;
 
 use std::path::PathBuf;
@@ -37,6 +38,8 @@ pub enum Command {
     Daemon(daemon_cmd::DaemonArgs),
     /// Pre-flight checks: nginx, port 80, units lint, disk, clock, ACME directory, DNS per host.
     Doctor(doctor_cmd::DoctorArgs),
+    /// Release bundles: verify one offline as a host would before staging it.
+    Release(release_cmd::ReleaseArgs),
     /// The cloud side: a stack's AWS resources as CloudFormation, from the same names as the host.
     Cloud(cloud_cmd::CloudArgs),
     /// Run a service with the broker's session public key (used by the rendered units).
@@ -178,6 +181,7 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<i32> {
         Command::Doctor(a) => doctor_cmd::run(&a, env),
         Command::Oidc(a) => oidc_cmd::run(&a),
         Command::Cloud(a) => cloud_cmd::run(&a),
+        Command::Release(a) => release_cmd::run(&a, env),
         Command::ExecWithPubkey(a) => exec_pubkey::run(&a),
     }
 }

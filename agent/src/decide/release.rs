@@ -309,3 +309,60 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod trust_tests {
+    use super::*;
+
+    const MANIFEST_TEXT: &str = include_str!("../../../tests/fixtures/release/manifest.toml");
+    const SIG: &str = include_str!("../../../tests/fixtures/release/manifest.toml.minisig");
+
+    fn key(text: &str) -> String {
+        text.lines().last().expect("a key line").trim().to_owned()
+    }
+
+    fn trust(keys: &[&str]) -> Trust {
+        Trust { keys: keys.iter().map(|k| key(k)).collect(), ..Trust::default() }
+    }
+
+    #[test]
+    fn a_manifest_signed_by_a_pinned_key_passes_and_nothing_else_does() {
+        let (a, b) = (
+            include_str!("../../../tests/fixtures/release/a.pub"),
+            include_str!("../../../tests/fixtures/release/b.pub"),
+        );
+        let now = 1_800_000_100;
+        let m = check_trust(MANIFEST_TEXT, Some(SIG), &trust(&[a]), now).expect("signed by a");
+        assert_eq!(m.version, "2.0.0");
+        assert!(check_trust(MANIFEST_TEXT, Some(SIG), &trust(&[b, a]), now).is_ok(), "one of several keys (rotation)");
+        let err = |r: Result<Manifest, InvalidInput>| r.expect_err("refused").to_string();
+        assert!(err(check_trust(MANIFEST_TEXT, Some(SIG), &trust(&[b]), now)).contains("does not pin"));
+        assert!(err(check_trust(MANIFEST_TEXT, None, &trust(&[a]), now)).contains("not signed"));
+        let edited = MANIFEST_TEXT.replace("2.0.0", "2.0.1");
+        assert!(err(check_trust(&edited, Some(SIG), &trust(&[a]), now)).contains("does not verify"));
+        assert!(err(check_trust(MANIFEST_TEXT, Some(SIG), &trust(&[a]), 1_800_604_800)).contains("expired"));
+        let older = Trust { highest: Some("2.1.0".into()), ..trust(&[a]) };
+        assert!(err(check_trust(MANIFEST_TEXT, Some(SIG), &older, now)).contains("older than 2.1.0"));
+        let allowed = Trust { allow_downgrade: true, ..older };
+        assert!(check_trust(MANIFEST_TEXT, Some(SIG), &allowed, now).is_ok(), "a deliberate downgrade");
+        assert!(err(check_trust(MANIFEST_TEXT, Some(SIG), &trust(&["RWQnot-a-key"]), now)).contains("release.keys"));
+        assert!(
+            check_trust(MANIFEST_TEXT, None, &Trust::default(), now).is_ok(),
+            "no keys pinned: the sha256 pin alone"
+        );
+    }
+
+    #[test]
+    fn versions_compare_by_their_numbers() {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        for (a, b, want) in [
+            ("1.10.0", "1.9.3", Greater),
+            ("1.2", "1.2.0", Equal),
+            ("1.2.0-rc1", "1.2.0", Less),
+            ("2.0.0", "10.0.0", Less),
+            ("1.2.0-rc2", "1.2.0-rc1", Greater),
+        ] {
+            assert_eq!(version_cmp(a, b), want, "{a} vs {b}");
+        }
+    }
+}
