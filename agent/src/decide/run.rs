@@ -103,6 +103,20 @@ pub(crate) fn failure_class(v: Verdict) -> Option<FailureClass> {
     }
 }
 
+/// SSM keeps the first 24,000 characters of a command's output, and the one-line JSON summary is
+/// first: its error text is cut to this many characters (the whole text is on stderr, in the
+/// journal and in the run report).
+pub const SUMMARY_ERROR_MAX: usize = 4_000;
+
+/// `error` cut to [`SUMMARY_ERROR_MAX`] characters on a character boundary, saying where the rest is.
+pub fn summary_error(error: &str) -> String {
+    if error.chars().count() <= SUMMARY_ERROR_MAX {
+        return error.to_owned();
+    }
+    let cut: String = error.chars().take(SUMMARY_ERROR_MAX).collect();
+    format!("{cut}… (cut; the whole error is on stderr and in /var/lib/agentkeys-hostd/last-report.json)")
+}
+
 /// The pending marker's name for an nginx reload a run still owes.
 pub const NGINX: &str = "nginx";
 
@@ -293,5 +307,45 @@ mod tests {
         let pending =
             State { pending: Some(Pending { started_unix: 1, pid: 2, restarts: vec![] }), ..converged.clone() };
         assert!(!writes_nothing(true, false, &pending, &converged), "a marker to clear");
+    }
+
+    #[test]
+    fn a_long_error_is_cut_for_the_summary_only() {
+        let short = "nginx -t failed";
+        assert_eq!(summary_error(short), short);
+        let long = "é".repeat(SUMMARY_ERROR_MAX * 3);
+        let cut = summary_error(&long);
+        assert!(cut.chars().count() < SUMMARY_ERROR_MAX + 120 && cut.contains("last-report.json"), "{}", cut.len());
+    }
+
+    #[test]
+    fn no_exit_path_is_194() {
+        // SSM reboots the machine and runs the command again when it exits 194.
+        let codes = [
+            exit::OK,
+            exit::APPLY,
+            exit::INVALID,
+            exit::CONFLICT,
+            exit::LOCKED,
+            2,   /* clap usage */
+            101, /* panic */
+        ];
+        assert!(!codes.contains(&194), "{codes:?}");
+        let errors: Vec<anyhow::Error> = vec![
+            anyhow::anyhow!("apply failed"),
+            crate::decide::error::InvalidInput::new(crate::decide::error::Source::Flag("--x".into()), "bad").into(),
+            anyhow::Error::from(crate::decide::error::InvalidInput::new(
+                crate::decide::error::Source::Flag("--x".into()),
+                "bad",
+            ))
+            .context("wrapped"),
+        ];
+        for e in &errors {
+            let code = crate::decide::error::exit_code_of(e);
+            assert!(codes.contains(&code) && code != 194, "{e:#}: {code}");
+        }
+        for checks in [vec![], vec![crate::decide::doctor::Check::new("x", crate::decide::doctor::Verdict::Fail, "")]] {
+            assert_ne!(crate::decide::doctor::exit_code(&checks), 194);
+        }
     }
 }

@@ -113,7 +113,7 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
         unhealthy: BTreeMap::new(),
         ssm_agent: p.observed.runtime.as_ref().map(|r| r.ssm_agent.clone()),
         release: None,
-        error,
+        error: error.as_deref().map(crate::decide::run::summary_error),
         trigger: None,
         corrective: Vec::new(),
     }
