@@ -356,21 +356,100 @@ pub(crate) fn stack_template(inputs: &StackInputs) -> Value {
     })
 }
 
-/// The once-per-account template: the receipt rule set every stack's rule lives in. It is kept
-/// when the stack is deleted: deleting it would stop every stack's inbound mail.
+/// The SSM Command document hostd ships (`packaging/ssm/`), as the account stack names it.
+pub(crate) const RECONCILE_DOCUMENT: &str = "agentkeys-hostd-reconcile";
+/// The role CI deploys through: it may send only hostd's document, only to AgentKeys hosts.
+pub(crate) const CI_DEPLOY_ROLE: &str = "agentkeys-ci-deploy";
+
+/// The once-per-account template: the receipt rule set every stack's rule lives in (kept when the
+/// stack is deleted: deleting it would stop every stack's inbound mail), hostd's SSM document, a
+/// State Manager association that runs a flagless `reconcile` on every AgentKeys host twice an hour
+/// (compliance reported; at most a quarter of the hosts at once, stopping after 2 errors), and the
+/// CI deploy role that may send only that document, only to instances tagged with a stack.
 pub(crate) fn account_template() -> Value {
+    let document = include_str!("../../../../packaging/ssm/agentkeys-hostd-reconcile.json");
+    let content: Value = serde_json::from_str(document).unwrap_or_default();
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": format!(
             "AgentKeys account resources: rendered by agentkeys-hostd cloud render --account; deploy as stack {ACCOUNT_STACK}"
         ),
+        "Parameters": {
+            "CiPrincipalArn": {
+                "Type": "String",
+                "Default": "",
+                "AllowedPattern": "^(|arn:aws:iam::[0-9]{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+)$",
+                "Description": "The principal CI runs as (e.g. its OIDC-federated role); empty: no CI deploy role",
+            }
+        },
+        "Conditions": { "HasCi": { "Fn::Not": [{ "Fn::Equals": [r("CiPrincipalArn"), ""] }] } },
         "Resources": {
             id::RULE_SET: retained(json!({
                 "Type": "AWS::SES::ReceiptRuleSet",
                 "Properties": { "RuleSetName": RECEIPT_RULE_SET },
             })),
+            "ReconcileDocument": {
+                "Type": "AWS::SSM::Document",
+                "Properties": {
+                    "Name": RECONCILE_DOCUMENT,
+                    "DocumentType": "Command",
+                    "DocumentFormat": "JSON",
+                    "UpdateMethod": "NewVersion",
+                    "Content": content,
+                }
+            },
+            "PeriodicReconcile": {
+                "Type": "AWS::SSM::Association",
+                "Properties": {
+                    "AssociationName": "agentkeys-hostd-periodic-reconcile",
+                    "Name": r("ReconcileDocument"),
+                    "ScheduleExpression": "rate(30 minutes)",
+                    "Targets": [{ "Key": "tag-key", "Values": ["agentkeys:stack"] }],
+                    "Parameters": { "acme": ["on"] },
+                    "ComplianceSeverity": "HIGH",
+                    "MaxConcurrency": "25%",
+                    "MaxErrors": "2",
+                    "ApplyOnlyAtCronInterval": false,
+                }
+            },
+            "CiDeployRole": {
+                "Type": "AWS::IAM::Role",
+                "Condition": "HasCi",
+                "Properties": {
+                    "RoleName": CI_DEPLOY_ROLE,
+                    "Description": "CI deploys AgentKeys hosts: hostd's SSM document only, AgentKeys instances only",
+                    "AssumeRolePolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [{ "Effect": "Allow", "Principal": { "AWS": r("CiPrincipalArn") }, "Action": "sts:AssumeRole" }],
+                    },
+                    "Policies": [{
+                        "PolicyName": "send-hostd-document",
+                        "PolicyDocument": {
+                            "Version": "2012-10-17",
+                            "Statement": [
+                                {
+                                    "Effect": "Allow",
+                                    "Action": "ssm:SendCommand",
+                                    "Resource": { "Fn::Sub": format!("arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:document/{RECONCILE_DOCUMENT}") },
+                                },
+                                {
+                                    "Effect": "Allow",
+                                    "Action": "ssm:SendCommand",
+                                    "Resource": { "Fn::Sub": "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*" },
+                                    "Condition": { "Null": { "ssm:resourceTag/agentkeys:stack": "false" } },
+                                },
+                                {
+                                    "Effect": "Allow",
+                                    "Action": ["ssm:GetCommandInvocation", "ssm:ListCommandInvocations", "ssm:ListCommands"],
+                                    "Resource": "*",
+                                },
+                            ],
+                        },
+                    }],
+                }
+            },
         },
-        "Outputs": { "ReceiptRuleSet": { "Value": r(id::RULE_SET) } },
+        "Outputs": { "ReceiptRuleSet": { "Value": r(id::RULE_SET) }, "ReconcileDocument": { "Value": r("ReconcileDocument") } },
     })
 }
 

@@ -15,7 +15,7 @@ pub(crate) const OVERBROAD: [&str; 3] = ["AmazonS3FullAccess", "AmazonSESFullAcc
 pub(crate) fn account(region: &str) -> Vec<String> {
     vec![
         format!(
-            "aws cloudformation deploy --region {region} --stack-name {ACCOUNT_STACK} --template-file agentkeys-account.json"
+            "aws cloudformation deploy --region {region} --stack-name {ACCOUNT_STACK} --template-file agentkeys-account.json --capabilities CAPABILITY_NAMED_IAM [--parameter-overrides CiPrincipalArn=<the role CI runs as>]"
         ),
         format!("aws ses set-active-receipt-rule-set --region {region} --rule-set-name {RECEIPT_RULE_SET}"),
     ]
@@ -45,6 +45,9 @@ pub(crate) fn stack(inputs: &StackInputs) -> Vec<String> {
         deploy,
         format!(
             "aws ec2 associate-iam-instance-profile --region {region} --instance-id {instance} --iam-instance-profile Name={role}"
+        ),
+        format!(
+            "aws ec2 create-tags --region {region} --resources {instance} --tags Key=agentkeys:stack,Value={stack}   # the periodic reconcile and CI target this tag"
         ),
         format!(
             "aws sesv2 get-email-identity --region {region} --email-identity {} --query DkimAttributes.Status   # repeat until SUCCESS",
