@@ -86,3 +86,139 @@ fn the_document_runs_exactly_the_intended_command() {
         ]
     );
 }
+
+/// The install document, with SSM's substitution, against stub `curl`/`dpkg`/`agentkeys-hostd`
+/// (real `sha256sum` and `minisign`): (exit code, stderr, what dpkg was asked to install).
+fn install(
+    url: &str,
+    sha: &str,
+    deb: &Path,
+    signature: Option<&Path>,
+    pinned: &[String],
+) -> (i32, String, Option<String>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/ssm/agentkeys-hostd-install.json");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let lines: Vec<&str> =
+        doc["mainSteps"][0]["inputs"]["runCommand"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    let script = lines.join("\n").replace("{{ debUrl }}", url).replace("{{ debSha256 }}", sha);
+    let stubs = tempfile::tempdir().unwrap();
+    let write = |name: &str, body: String| {
+        let p = stubs.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    // curl: serve the package for the URL and its signature for URL.minisig (or fail).
+    let sig = signature.map_or_else(|| "exit 22".to_owned(), |s| format!("cp '{}' \"$out\"", s.display()));
+    write(
+        "curl",
+        format!(
+            "#!/bin/sh\nwhile [ $# -gt 1 ]; do case \"$1\" in -o) out=$2; shift 2;; *) shift;; esac; done\ncase \"$1\" in *.minisig) {sig};; *) cp '{}' \"$out\";; esac\n",
+            deb.display()
+        ),
+    );
+    let log = stubs.path().join("dpkg.log");
+    write("dpkg", format!("#!/bin/sh\necho \"$@\" > '{}'\n", log.display()));
+    if !pinned.is_empty() {
+        write(
+            "agentkeys-hostd",
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' {}\n",
+                pinned.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(" ")
+            ),
+        );
+    }
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", stubs.path().display()))
+        .output()
+        .unwrap();
+    let dpkg = std::fs::read_to_string(&log).ok();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned(), dpkg)
+}
+
+#[test]
+fn the_install_document_checks_the_hash_and_the_pinned_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let deb = dir.path().join("agentkeys-hostd_0.2.0-1_amd64.deb");
+    std::fs::write(&deb, b"not really a deb, but bytes to hash and sign").unwrap();
+    let sha = String::from_utf8(Command::new("sha256sum").arg(&deb).output().unwrap().stdout).unwrap()[..64].to_owned();
+    let keygen = |name: &str| {
+        let (p, s) = (dir.path().join(format!("{name}.pub")), dir.path().join(format!("{name}.key")));
+        assert!(
+            Command::new("minisign")
+                .args(["-G", "-W", "-f", "-p"])
+                .arg(&p)
+                .arg("-s")
+                .arg(&s)
+                .status()
+                .unwrap()
+                .success()
+        );
+        (std::fs::read_to_string(&p).unwrap().lines().last().unwrap().trim().to_owned(), s)
+    };
+    let (release, key) = keygen("release");
+    let (other, _) = keygen("other");
+    let sig = dir.path().join("pkg.minisig");
+    assert!(
+        Command::new("minisign")
+            .args(["-S", "-s"])
+            .arg(&key)
+            .arg("-m")
+            .arg(&deb)
+            .arg("-x")
+            .arg(&sig)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let url = "https://releases.example.org/agentkeys-hostd_0.2.0-1_amd64.deb";
+
+    let (code, err, dpkg) = install(url, &sha, &deb, None, &[]);
+    assert_eq!(code, 0, "first install, no keys pinned yet: the hash pin alone: {err}");
+    assert!(dpkg.is_some_and(|d| d.starts_with("-i ")), "dpkg -i ran");
+    let (code, _, dpkg) = install(url, &sha, &deb, Some(&sig), std::slice::from_ref(&release));
+    assert_eq!((code, dpkg.is_some()), (0, true), "signed by the pinned key");
+    let (code, _, dpkg) = install(url, &sha, &deb, Some(&sig), &[other.clone(), release.clone()]);
+    assert_eq!((code, dpkg.is_some()), (0, true), "one of several pinned keys");
+    for (what, sha_used, signature, keys, says) in [
+        ("wrong hash", "0".repeat(64), Some(sig.as_path()), vec![release.clone()], "SHA-256"),
+        ("unsigned", sha.clone(), None, vec![release.clone()], "no signature"),
+        ("another key", sha.clone(), Some(sig.as_path()), vec![other.clone()], "not signed by a release key"),
+    ] {
+        let (code, err, dpkg) = install(url, &sha_used, &deb, signature, &keys);
+        assert_eq!(code, 2, "{what}: {err}");
+        assert!(err.contains(says), "{what}: {err}");
+        assert!(dpkg.is_none(), "{what}: nothing installed");
+    }
+    // The parameters' patterns refuse what could become shell.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/ssm/agentkeys-hostd-install.json");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let accepts = |param: &str, value: &str| {
+        let pattern = doc["parameters"][param]["allowedPattern"].as_str().unwrap();
+        Command::new("sh")
+            .arg("-c")
+            .arg("printf '%s\\n' \"$1\" | grep -Eqx -- \"$2\"")
+            .arg("sh")
+            .arg(value)
+            .arg(pattern)
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(accepts("debUrl", url));
+    for bad in [
+        "",
+        "http://x.org/a.deb",
+        "https://x.org/a.deb';reboot;'",
+        "https://x.org/$(id).deb",
+        "https://x.org/a.tar.zst",
+        "https://x.org/a b.deb",
+    ] {
+        assert!(!accepts("debUrl", bad), "{bad:?} must be refused");
+    }
+    assert!(
+        accepts("debSha256", &sha) && !accepts("debSha256", "") && !accepts("debSha256", &format!("{}'", &sha[..63]))
+    );
+}
