@@ -129,3 +129,28 @@ fn a_reload_an_interrupted_run_owed_is_done_by_the_next() {
     assert_eq!(h.sd.take_log(), ["Reload nginx.service"], "only the owed reload");
     assert!(crate::host::state::read(&h.root).expect("state").pending.is_none());
 }
+
+#[test]
+fn the_summary_stays_inside_ssms_output_cap_when_everything_fails() {
+    let h = TestHost::new();
+    let a = h.release("1.0.0");
+    // Every service fails its health check, each with a long answer.
+    for s in crate::decide::catalog::SERVICES {
+        h.sd.set_unhealthy(&format!("{}.service", s.unit), true);
+    }
+    let report = h.reconcile(&TestHost::ask(Some(&a))).expect("run");
+    assert_eq!(report.result(), RunResult::Failed);
+    let mut summary = serde_json::to_value(&report.summary).expect("json");
+    // The worst case the fake cannot produce: an error of a megabyte, every host's TLS failing.
+    summary["error"] = crate::decide::run::summary_error(&"x".repeat(1 << 20)).into();
+    let hosts = crate::decide::naming::identity_from_issuer("https://broker.litentry.org").expect("issuer").dns_hosts();
+    for host in hosts {
+        summary["tls"][host.as_str()] = "self_check_failed".into();
+        summary["paused"][host.as_str()] =
+            format!("https://portal.example/sfe/v1/unpause?jwt={}", "e".repeat(900)).into();
+        summary["ca"][host.as_str()] = "https://acme-v02.api.letsencrypt.org/directory".into();
+    }
+    let line = serde_json::to_string(&summary).expect("json");
+    eprintln!("worst-case summary line: {} characters (SSM keeps 24,000)", line.len());
+    assert!(line.len() < 24_000, "{}", line.len());
+}
