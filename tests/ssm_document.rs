@@ -10,6 +10,20 @@ fn document() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// Does parameter `param` of `doc` accept `value` (its `allowedPattern`, matched as SSM does)?
+fn accepts(doc: &serde_json::Value, param: &str, value: &str) -> bool {
+    let pattern = doc["parameters"][param]["allowedPattern"].as_str().unwrap();
+    Command::new("sh")
+        .arg("-c")
+        .arg("printf '%s\\n' \"$1\" | grep -Eqx -- \"$2\"")
+        .arg("sh")
+        .arg(value)
+        .arg(pattern)
+        .status()
+        .unwrap()
+        .success()
+}
+
 /// Substitute `{{ name }}` the way SSM does, point the script at a stub that prints its argv.
 fn run(params: &[(&str, &str)]) -> Vec<String> {
     let doc = document();
@@ -39,18 +53,7 @@ fn the_document_runs_exactly_the_intended_command() {
     let doc = document();
     assert_eq!(doc["schemaVersion"], "2.2");
     assert_eq!(doc["mainSteps"][0]["action"], "aws:runShellScript");
-    let accepts = |param: &str, value: &str| {
-        let pattern = doc["parameters"][param]["allowedPattern"].as_str().unwrap();
-        Command::new("sh")
-            .arg("-c")
-            .arg("printf '%s\\n' \"$1\" | grep -Eqx -- \"$2\"")
-            .arg("sh")
-            .arg(value)
-            .arg(pattern)
-            .status()
-            .unwrap()
-            .success()
-    };
+    let accepts = |param: &str, value: &str| accepts(&doc, param, value);
     for good in ["", "https://releases.example.org/agentkeys-1.4.2.tar.zst", "https://10.0.0.5:8443/r/a%20b.tar.gz"] {
         assert!(accepts("releaseUrl", good), "{good:?}");
     }
@@ -195,18 +198,7 @@ fn the_install_document_checks_the_hash_and_the_pinned_signature() {
     // The parameters' patterns refuse what could become shell.
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/ssm/agentkeys-hostd-install.json");
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let accepts = |param: &str, value: &str| {
-        let pattern = doc["parameters"][param]["allowedPattern"].as_str().unwrap();
-        Command::new("sh")
-            .arg("-c")
-            .arg("printf '%s\\n' \"$1\" | grep -Eqx -- \"$2\"")
-            .arg("sh")
-            .arg(value)
-            .arg(pattern)
-            .status()
-            .unwrap()
-            .success()
-    };
+    let accepts = |param: &str, value: &str| accepts(&doc, param, value);
     assert!(accepts("debUrl", url));
     for bad in [
         "",
