@@ -2,6 +2,8 @@
 //! truncated transfer and an untrusted server refused with nothing changed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::process::Command;
+
 mod common;
 
 use std::io::{Read, Write};
@@ -98,4 +100,50 @@ fn downloads_are_pinned_bounded_and_trusted_only_as_configured() {
     let broker =
         std::fs::read(r.join("opt/agentkeys/releases/1.1.0-bbbbbbbbbbbb/bin/agentkeys-broker-server")).unwrap();
     assert_eq!(broker, std::fs::read(work.path().join("b/bin/agentkeys-broker-server")).unwrap());
+
+    // A URL without --sha256 on a host that pins no release key: refused before any download.
+    let mut args = declare.to_vec();
+    args.extend(["--release", &url, "--release-ca", ca.to_str().unwrap()]);
+    let unpinned = common::reconcile(r, &args);
+    assert_eq!(unpinned.code, 2, "{}", unpinned.stderr);
+    assert!(unpinned.stderr.contains("--sha256"), "{}", unpinned.stderr);
+
+    // With a release key pinned, a signed archive needs no --sha256 (the signature pins it), and
+    // an unsigned one is refused.
+    let keys = work.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (public, secret) = (keys.join("r.pub"), keys.join("r.key"));
+    let keygen =
+        Command::new("minisign").args(["-G", "-W", "-f", "-p"]).arg(&public).arg("-s").arg(&secret).output().unwrap();
+    assert!(keygen.status.success(), "{}", String::from_utf8_lossy(&keygen.stderr));
+    let key_line = std::fs::read_to_string(&public).unwrap().lines().last().unwrap().trim().to_owned();
+    let config = r.join("etc/agentkeys/hostd.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n[release]\nkeys = [\"{key_line}\"]\n")).unwrap();
+    let c_dir = work.path().join("c");
+    common::bundle::write(&c_dir, "1.2.0", "cccccccccccccccc", &[]);
+    let manifest = c_dir.join("agentkeys-release.toml");
+    let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3_600;
+    let dated = std::fs::read_to_string(&manifest).unwrap().replacen(
+        "[binaries]\n",
+        &format!("expires_unix = {expires}\n[binaries]\n"),
+        1,
+    );
+    std::fs::write(&manifest, dated).unwrap();
+    let unsigned = tarball(&c_dir);
+    let url = serve(pki.path(), unsigned.clone(), unsigned.len());
+    let mut args = declare.to_vec();
+    args.extend(["--release", &url, "--release-ca", ca.to_str().unwrap()]);
+    let run = common::reconcile(r, &args);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("not signed"), "{}", run.stderr);
+    let sign = Command::new("minisign").args(["-S", "-s"]).arg(&secret).arg("-m").arg(&manifest).output().unwrap();
+    assert!(sign.status.success(), "{}", String::from_utf8_lossy(&sign.stderr));
+    let signed = tarball(&c_dir);
+    let url = serve(pki.path(), signed.clone(), signed.len());
+    let mut args = declare.to_vec();
+    args.extend(["--release", &url, "--release-ca", ca.to_str().unwrap(), "--json"]);
+    let run = common::reconcile(r, &args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["release"], "1.2.0-cccccccccccc");
 }

@@ -131,7 +131,7 @@ pub struct ReconcileArgs {
     /// Install and switch to this release: a directory, a .tar.gz/.tar.zst file, or an https:// URL.
     #[arg(long, value_name = "SRC")]
     pub release: Option<String>,
-    /// SHA-256 of the release archive (required for URLs).
+    /// SHA-256 of the release archive (required for URLs unless the host pins release keys).
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
     /// CA bundle to trust for a release URL (default: the system's roots).

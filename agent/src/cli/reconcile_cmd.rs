@@ -21,10 +21,7 @@ fn request(args: &ReconcileArgs) -> anyhow::Result<RunRequest> {
     let c = &args.common;
     let release = match &args.release {
         Some(url) if url.starts_with("https://") => {
-            let Some(sha256) = args.sha256.clone() else {
-                return Err(refuse("--sha256", "a release URL needs --sha256: nothing downloaded is trusted unpinned"));
-            };
-            Some(ReleaseSource::Url { url: url.clone(), sha256, ca: args.release_ca.clone() })
+            Some(ReleaseSource::Url { url: url.clone(), sha256: args.sha256.clone(), ca: args.release_ca.clone() })
         }
         Some(path) => Some(ReleaseSource::Local { path: path.clone(), sha256: args.sha256.clone() }),
         None => None,

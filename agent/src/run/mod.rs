@@ -61,8 +61,9 @@ pub struct Host<'a, M: Manager> {
 pub enum ReleaseSource {
     /// A directory or archive on this machine, optionally pinned.
     Local { path: String, sha256: Option<String> },
-    /// An `https://` archive, always pinned; `ca` replaces the system roots.
-    Url { url: String, sha256: String, ca: Option<PathBuf> },
+    /// An `https://` archive, pinned by its SHA-256 or by the host's release keys (or both); `ca`
+    /// replaces the system roots.
+    Url { url: String, sha256: Option<String>, ca: Option<PathBuf> },
 }
 
 /// What a run was asked to do.
@@ -143,7 +144,15 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
             let now = host.clock.now_unix();
             Some(match source {
                 ReleaseSource::Url { url, sha256, ca } => {
-                    host.rt.block_on(crate::host::download::release(url, sha256, ca.as_deref(), &trust, now))?
+                    if sha256.is_none() && trust.keys.is_empty() {
+                        return Err(crate::decide::error::InvalidInput::new(
+                            crate::decide::error::Source::Flag("--sha256".into()),
+                            "a release URL needs --sha256, or release keys pinned in [release] keys: nothing downloaded is trusted unpinned",
+                        )
+                        .into());
+                    }
+                    let pin = sha256.as_deref();
+                    host.rt.block_on(crate::host::download::release(url, pin, ca.as_deref(), &trust, now))?
                 }
                 ReleaseSource::Local { path, sha256 } => releases::load(path, sha256.as_deref(), &trust, now)?,
             })
