@@ -10,6 +10,8 @@ command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 command -v pebble >/dev/null 2>&1 || need+=(pebble)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# certbot (Debian's) is the benchmark's point of comparison for issuing certificates.
+command -v certbot >/dev/null 2>&1 || need+=(certbot)
 # minisign signs release manifests in the signed-release tests (operators and CI use it too).
 command -v minisign >/dev/null 2>&1 || need+=(minisign)
 command -v lintian >/dev/null 2>&1 || need+=(lintian)
