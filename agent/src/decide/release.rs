@@ -25,6 +25,9 @@ pub struct Manifest {
     pub created_unix: Option<i64>,
     #[serde(default)]
     pub expires_unix: Option<i64>,
+    /// binary name → its mode, octal (`"0755"` when not listed): signed with the hashes.
+    #[serde(default)]
+    pub modes: BTreeMap<String, String>,
 }
 
 /// The manifest's detached minisign signature, next to it in the bundle.
@@ -166,6 +169,20 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, InvalidInput> {
             return Err(bad(&format!("binaries.{name}"), "not a lowercase hex SHA-256"));
         }
     }
+    for (name, mode) in &m.modes {
+        if !m.binaries.contains_key(name) {
+            return Err(bad(&format!("modes.{name}"), "not a binary of this release"));
+        }
+        let ok = mode.len() == 4 && u32::from_str_radix(mode, 8).is_ok_and(|v| v & 0o100 != 0 && v & 0o7022 == 0);
+        if !ok {
+            return Err(bad(
+                &format!("modes.{name}"),
+                format!(
+                    "{mode:?}: a binary's mode is four octal digits, executable by its owner, never set-id or writable by others"
+                ),
+            ));
+        }
+    }
     if let Some(missing) = required_binaries().into_iter().find(|b| !m.binaries.contains_key(*b)) {
         return Err(bad("binaries", format!("{missing} is missing from the manifest")));
     }
@@ -173,6 +190,11 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, InvalidInput> {
 }
 
 impl Manifest {
+    /// The mode a binary is installed with.
+    pub fn mode_of(&self, name: &str) -> u32 {
+        self.modes.get(name).and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(0o755)
+    }
+
     /// The release directory name: version and commit, so different builds never share one.
     pub fn id(&self) -> String {
         format!("{}-{}", self.version, &self.commit[..self.commit.len().min(12)])
@@ -363,6 +385,19 @@ mod trust_tests {
             ("1.2.0-rc2", "1.2.0-rc1", Greater),
         ] {
             assert_eq!(version_cmp(a, b), want, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn binary_modes_are_signed_and_never_dangerous() {
+        let with = |mode: &str| {
+            MANIFEST_TEXT.replacen("[binaries]", &format!("[modes]\nagentkeys-bundler = \"{mode}\"\n[binaries]"), 1)
+        };
+        let m = parse_manifest(&with("0550")).expect("a read-only executable");
+        assert_eq!((m.mode_of("agentkeys-bundler"), m.mode_of("agentkeys-broker-server")), (0o550, 0o755));
+        for bad in ["4755", "0777", "0644", "755", "0x55"] {
+            let e = parse_manifest(&with(bad)).expect_err(bad).to_string();
+            assert!(e.contains("modes.agentkeys-bundler"), "{bad}: {e}");
         }
     }
 }

@@ -187,7 +187,7 @@ pub fn install(root: &Root, loaded: &Loaded) -> anyhow::Result<String> {
     }
     std::fs::create_dir_all(root.path(&format!("{tmp}/bin"))).with_context(|| format!("failed to create {tmp}"))?;
     for (name, bytes) in &loaded.binaries {
-        root.write_atomic(&format!("{tmp}/bin/{name}"), bytes, 0o755, 0, 0)?;
+        root.write_atomic(&format!("{tmp}/bin/{name}"), bytes, loaded.manifest.mode_of(name), 0, 0)?;
     }
     let text = toml::to_string(&ManifestOut::from(&loaded.manifest))?;
     root.write_atomic(&format!("{tmp}/{MANIFEST}"), text.as_bytes(), 0o644, 0, 0)?;
@@ -201,11 +201,19 @@ struct ManifestOut<'a> {
     commit: &'a str,
     broker_features: &'a [String],
     binaries: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    modes: &'a BTreeMap<String, String>,
 }
 
 impl<'a> From<&'a Manifest> for ManifestOut<'a> {
     fn from(m: &'a Manifest) -> Self {
-        Self { version: &m.version, commit: &m.commit, broker_features: &m.broker_features, binaries: &m.binaries }
+        Self {
+            version: &m.version,
+            commit: &m.commit,
+            broker_features: &m.broker_features,
+            binaries: &m.binaries,
+            modes: &m.modes,
+        }
     }
 }
 
@@ -239,6 +247,7 @@ pub fn adopt(root: &Root) -> anyhow::Result<Option<String>> {
         binaries: binaries.iter().map(|(n, b)| (n.clone(), sha256_hex(b))).collect(),
         created_unix: None,
         expires_unix: None,
+        modes: BTreeMap::new(),
     };
     let loaded = Loaded { manifest, binaries };
     let id = install(root, &loaded)?;

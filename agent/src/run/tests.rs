@@ -154,3 +154,21 @@ fn the_summary_stays_inside_ssms_output_cap_when_everything_fails() {
     eprintln!("worst-case summary line: {} characters (SSM keeps 24,000)", line.len());
     assert!(line.len() < 24_000, "{}", line.len());
 }
+
+#[test]
+fn a_binary_is_installed_with_the_mode_its_manifest_signs() {
+    let h = TestHost::new();
+    let a = h.release("1.0.0");
+    let manifest = a.join(crate::decide::release::MANIFEST);
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let with_mode = text.replacen("[binaries]", "[modes]\nagentkeys-bundler = \"0550\"\n[binaries]", 1);
+    std::fs::write(&manifest, with_mode).expect("write");
+    let report = h.reconcile(&TestHost::ask(Some(&a))).expect("run");
+    assert!(report.error.is_none(), "{:?}", report.error);
+    let id = releases::current(&h.root).expect("a release");
+    let mode = |bin: &str| {
+        let meta = std::fs::metadata(h.root.path(&format!("/opt/agentkeys/releases/{id}/bin/{bin}"))).expect("bin");
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777
+    };
+    assert_eq!((mode("agentkeys-bundler"), mode("agentkeys-broker-server")), (0o550, 0o755));
+}
