@@ -226,23 +226,7 @@ fn start_fallback_pebble(c: &Container, validity_secs: u64) {
         r#"{{"pebble":{{"listenAddress":"127.0.0.1:14100","managementListenAddress":"127.0.0.1:15100","certificate":"cert.pem","privateKey":"key.pem","httpPort":80,"tlsPort":5001,"ocspResponderURL":"","externalAccountBindingRequired":true,"externalAccountMACKeys":{{"kid-1":"{EAB_KEY}"}},"certificateValidityPeriod":{validity_secs}}}}}"#
     );
     c.write("/etc/pebble/pebble-fallback.json", &config);
-    let run = [
-        "systemd-run",
-        "--unit",
-        "pebble-fallback",
-        "-p",
-        "WorkingDirectory=/etc/pebble",
-        "-E",
-        "PEBBLE_VA_NOSLEEP=1",
-        "-E",
-        "PEBBLE_WFE_NONCEREJECT=0",
-        "/usr/local/sbin/pebble",
-        "-config",
-        "pebble-fallback.json",
-        "-dnsserver",
-        "127.0.0.1:8053",
-    ];
-    assert_eq!(c.exec(&run).code, 0);
+    common::in_container::run_pebble(c, "pebble-fallback", "pebble-fallback.json", &[]);
     let probe = "for i in $(seq 100); do exec 3<>/dev/tcp/127.0.0.1/14100 && exit 0; sleep 0.1; done; exit 1";
     assert_eq!(c.exec(&["bash", "-c", probe]).code, 0, "the fallback Pebble listens");
 }
@@ -295,23 +279,7 @@ fn a_fallback_ca_issues_while_the_primary_is_down_and_keeps_its_hosts_until_it_f
 
     // The primary is back (a transient unit is gone once stopped: run it again under a new name);
     // renewals stay with the CA that issued.
-    let again = [
-        "systemd-run",
-        "--unit",
-        "pebble-again",
-        "-p",
-        "WorkingDirectory=/etc/pebble",
-        "-E",
-        "PEBBLE_VA_NOSLEEP=1",
-        "-E",
-        "PEBBLE_WFE_NONCEREJECT=0",
-        "/usr/local/sbin/pebble",
-        "-config",
-        "pebble.json",
-        "-dnsserver",
-        "127.0.0.1:8053",
-    ];
-    assert_eq!(c.exec(&again).code, 0);
+    common::in_container::run_pebble(&c, "pebble-again", "pebble.json", &[]);
     std::thread::sleep(std::time::Duration::from_secs(32));
     let run = c.reconcile_acme(&[]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);

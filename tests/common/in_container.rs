@@ -15,6 +15,16 @@ pub fn in_netns(c: &Container, args: &[&str]) -> std::process::Output {
     Command::new("nsenter").args(["-t", &c.leader.to_string(), "-n"]).args(args).output().unwrap()
 }
 
+/// Run a Pebble with `/etc/pebble/<config>` as the transient unit `unit` (its DNS: challtestsrv).
+pub fn run_pebble(c: &Container, unit: &str, config: &str, env: &[&str]) {
+    let mut ca = vec!["systemd-run", "--unit", unit, "-p", "WorkingDirectory=/etc/pebble"];
+    for e in ["PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"].iter().chain(env) {
+        ca.extend(["-E", e]);
+    }
+    ca.extend(["/usr/local/sbin/pebble", "-config", config, "-dnsserver", "127.0.0.1:8053"]);
+    assert_eq!(c.exec(&ca).code, 0, "{unit}");
+}
+
 /// Start Pebble validating HTTP-01 on `http_port` (80: nginx answers; anything else: nobody does).
 pub fn start_pebble(c: &Container, dir: &std::path::Path, http_port: u16) {
     start_pebble_with(c, dir, http_port, None);
@@ -49,12 +59,7 @@ pub fn start_pebble_env(
     dns.extend(super::pebble::challtestsrv_args("127.0.0.1"));
     let dns: Vec<&str> = dns.iter().map(String::as_str).collect();
     assert_eq!(c.exec(&dns).code, 0);
-    let mut ca = vec!["systemd-run", "--unit", "pebble", "-p", "WorkingDirectory=/etc/pebble"];
-    for e in ["PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"].iter().chain(env) {
-        ca.extend(["-E", e]);
-    }
-    ca.extend(["/usr/local/sbin/pebble", "-config", "pebble.json", "-dnsserver", "127.0.0.1:8053"]);
-    assert_eq!(c.exec(&ca).code, 0);
+    run_pebble(c, "pebble", "pebble.json", env);
     for port in [8055, 14000, 15000] {
         let probe =
             format!("for i in $(seq 100); do exec 3<>/dev/tcp/127.0.0.1/{port} && exit 0; sleep 0.1; done; exit 1");

@@ -124,6 +124,24 @@ pub fn may_order(ledger: Option<&Ledger>, now: i64) -> Result<(), NotYet> {
     }
 }
 
+/// The ledger after an order to `ca` failed: failures count per CA (another CA's failures start
+/// the count afresh, backoff included), and a pause keeps its unpause URL.
+pub(crate) fn failed_order(
+    ledger: Option<&Ledger>,
+    now: i64,
+    class: &str,
+    retry_after: Option<i64>,
+    ca: &str,
+    unpause_url: Option<&str>,
+) -> Ledger {
+    let same_ca = ledger.filter(|l| l.ca.as_deref() == Some(ca));
+    let entry = Ledger { ca: Some(ca.to_owned()), ..record_failure(same_ca, now, class, retry_after) };
+    match unpause_url {
+        Some(url) => paused(entry, url.to_owned(), retry_after),
+        None => entry,
+    }
+}
+
 /// A failed order that paused the account for this host: keep the unpause URL; the pause ends at
 /// the CA's retry time if it named one, else when the operator clears it.
 pub(crate) fn paused(mut ledger: Ledger, unpause_url: String, retry_after: Option<i64>) -> Ledger {
@@ -623,5 +641,18 @@ mod tests {
         assert!(
             moves_on("connection") && moves_on("unreachable") && !moves_on("unauthorized") && !moves_on("rateLimited")
         );
+    }
+
+    #[test]
+    fn failures_count_per_ca_and_a_pause_is_kept() {
+        let (a, b) = ("https://primary.example/dir", "https://fallback.example/dir");
+        let one = failed_order(None, T0, "connection", None, a, None);
+        assert_eq!((one.failures, one.ca.as_deref(), one.next_attempt - T0), (1, Some(a), HOUR));
+        let two = failed_order(Some(&one), T0, "connection", None, a, None);
+        assert_eq!(two.failures, 2, "the same CA keeps counting");
+        let other = failed_order(Some(&two), T0, "unauthorized", None, b, None);
+        assert_eq!((other.failures, other.ca.as_deref(), other.next_attempt - T0), (1, Some(b), HOUR), "afresh");
+        let held = failed_order(None, T0, "rateLimited", None, a, Some("https://ca.example/unpause?j=1"));
+        assert!(may_order(Some(&held), T0 + 30 * DAY).is_err(), "paused until cleared");
     }
 }

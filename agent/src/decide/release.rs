@@ -98,6 +98,14 @@ pub fn check_trust(text: &str, signature: Option<&str>, trust: &Trust, now: i64)
     Ok(manifest)
 }
 
+/// The highest version a host has had once `version` is installed, if that changes it (an
+/// `adopted` or other non-numeric version never counts).
+pub fn new_highest(version: &str, highest: Option<&str>) -> Option<String> {
+    let numeric = version.starts_with(|c: char| c.is_ascii_digit());
+    let higher = highest.is_none_or(|h| version_cmp(version, h) == std::cmp::Ordering::Greater);
+    (numeric && higher).then(|| version.to_owned())
+}
+
 /// Compare versions by their numeric parts (`1.10.0` > `1.9.3`); a pre-release (`1.2.0-rc1`) sorts
 /// before its release.
 pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
@@ -386,6 +394,10 @@ mod trust_tests {
         ] {
             assert_eq!(version_cmp(a, b), want, "{a} vs {b}");
         }
+        assert_eq!(new_highest("1.2.0", None).as_deref(), Some("1.2.0"));
+        assert_eq!(new_highest("1.2.0", Some("1.10.0")), None, "an older one does not lower it");
+        assert_eq!(new_highest("1.10.0", Some("1.2.0")).as_deref(), Some("1.10.0"));
+        assert_eq!(new_highest("adopted", None), None);
     }
 
     #[test]

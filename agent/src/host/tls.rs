@@ -30,8 +30,13 @@ fn cas(root: &Root, settings: &Settings) -> anyhow::Result<Vec<AcmeConfig>> {
         let text = root.read_string(file)?.with_context(|| {
             format!("the EAB HMAC key file {file} does not exist; write the CA's key (base64url) there, mode 0600")
         })?;
-        let hmac_key = base64_url(text.trim())
-            .with_context(|| format!("{file} does not hold a base64url HMAC key (as the CA gives it)"))?;
+        let hmac_key = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            text.trim().trim_end_matches('='),
+        )
+        .ok()
+        .filter(|k| !k.is_empty())
+        .with_context(|| format!("{file} does not hold a base64url HMAC key (as the CA gives it)"))?;
         Ok(Some(acme::Eab { kid: kid.clone(), hmac_key }))
     };
     let mut out = vec![AcmeConfig {
@@ -51,30 +56,6 @@ fn cas(root: &Root, settings: &Settings) -> anyhow::Result<Vec<AcmeConfig>> {
         });
     }
     Ok(out)
-}
-
-/// Decode base64url (padding optional).
-fn base64_url(text: &str) -> Option<Vec<u8>> {
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in text.trim_end_matches('=').bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        };
-        bits = (bits << 6) | u32::from(v);
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-        }
-    }
-    (!out.is_empty()).then_some(out)
 }
 
 /// One account per CA, registered or restored on first use.
@@ -407,17 +388,17 @@ pub(crate) async fn converge(
             }
             Ordered::Failed(failed, ca) => {
                 tracing::warn!(host = %host, class = %failed.class, ca = %ca, "certificate order failed");
-                let mut entry =
-                    acme_policy::record_failure(store.ledger.get(host), now, &failed.class, failed.retry_after);
-                // Failures count per CA: another CA's failures start the count afresh.
-                if store.ledger.get(host).is_some_and(|l| l.ca.as_deref() != Some(ca.as_str())) {
-                    entry.failures = 1;
-                }
-                entry.ca = Some(ca.clone());
                 if let Some(url) = &failed.unpause_url {
                     tracing::error!(host = %host, unpause = %url, "the CA paused ordering for this host");
-                    entry = acme_policy::paused(entry, url.clone(), failed.retry_after);
                 }
+                let entry = acme_policy::failed_order(
+                    store.ledger.get(host),
+                    now,
+                    &failed.class,
+                    failed.retry_after,
+                    &ca,
+                    failed.unpause_url.as_deref(),
+                );
                 store.ledger.insert(host.clone(), entry);
                 HostOutcome { not_after: kept, ca: Some(ca), ..HostOutcome::new(CertState::Failed, failed.to_string()) }
             }

@@ -350,13 +350,10 @@ fn release_step(
         let id = releases::install(root, b)?;
         // The highest version this host has had: an older bundle later is a rollback or a replay.
         let mut saved = state::read(root)?;
-        let version = &b.manifest.version;
-        let higher = saved
-            .highest_release
-            .as_deref()
-            .is_none_or(|h| crate::decide::release::version_cmp(version, h) == std::cmp::Ordering::Greater);
-        if higher && version.starts_with(|c: char| c.is_ascii_digit()) {
-            saved.highest_release = Some(version.clone());
+        if let Some(highest) =
+            crate::decide::release::new_highest(&b.manifest.version, saved.highest_release.as_deref())
+        {
+            saved.highest_release = Some(highest);
             state::write(root, &saved)?;
         }
         failpoints::hit("release-staged");
