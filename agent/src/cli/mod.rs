@@ -3,6 +3,7 @@
 mod cloud_cmd;
 mod daemon_cmd;
 mod doctor_cmd;
+mod escrow_cmd;
 pub mod exec_pubkey;
 mod identity_cmd;
 mod oidc_cmd;
@@ -38,6 +39,8 @@ pub enum Command {
     Daemon(daemon_cmd::DaemonArgs),
     /// Pre-flight checks: nginx, port 80, units lint, disk, clock, ACME directory, DNS per host.
     Doctor(doctor_cmd::DoctorArgs),
+    /// The stack's escrow of irreplaceable secrets (Secrets Manager): what is escrowed, in sync or not.
+    Escrow(escrow_cmd::EscrowArgs),
     /// Release bundles: verify one offline as a host would before staging it.
     Release(release_cmd::ReleaseArgs),
     /// The cloud side: a stack's AWS resources as CloudFormation, from the same names as the host.
@@ -182,6 +185,7 @@ pub fn run(cli: Cli, env: &Env) -> anyhow::Result<i32> {
         Command::Oidc(a) => oidc_cmd::run(&a),
         Command::Cloud(a) => cloud_cmd::run(&a),
         Command::Release(a) => release_cmd::run(&a, env),
+        Command::Escrow(a) => escrow_cmd::run(&a, env),
         Command::ExecWithPubkey(a) => exec_pubkey::run(&a),
     }
 }

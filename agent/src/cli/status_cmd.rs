@@ -42,6 +42,9 @@ pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
     if let Some(p) = &status.pending {
         writeln!(t, "unfinished run (pid {}): will restart {}", p.pid, p.restarts.join(", "))?;
     }
+    if let Some(e) = &status.escrow {
+        writeln!(t, "escrow: {}", e.state)?;
+    }
     writeln!(t, "systemd: {}", status.systemd)?;
     for (unit, s) in &status.services {
         writeln!(t, "  {unit:<36} {}/{} pid {} ({})", s.active_state, s.sub_state, s.main_pid, s.unit_file_state)?;

@@ -158,9 +158,11 @@ impl<M: Manager> Daemon<'_, M> {
             Ok(None) => (Vec::new(), Some(NOT_DEPLOYED.to_owned())),
             Err(e) => (Vec::new(), Some(format!("deployed identity unreadable: {e:#}"))),
         };
+        let escrow = crate::host::state::read(&self.root).ok().and_then(|s| s.escrow);
         self.update(|r| {
             r.hosts = hosts;
             r.note = note;
+            r.escrow = escrow;
         });
     }
 

@@ -84,7 +84,9 @@ pub fn exit_code_of(err: &anyhow::Error) -> i32 {
         if cause.downcast_ref::<LockBusy>().is_some() {
             return exit::LOCKED;
         }
-        if cause.downcast_ref::<IdentityConflict>().is_some() {
+        if cause.downcast_ref::<IdentityConflict>().is_some()
+            || cause.downcast_ref::<crate::decide::escrow::EscrowRefusal>().is_some()
+        {
             return exit::CONFLICT;
         }
         if cause.downcast_ref::<InvalidInput>().is_some() {

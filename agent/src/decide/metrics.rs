@@ -67,6 +67,20 @@ pub fn render(d: &DaemonRecord, units: &BTreeMap<String, String>) -> String {
             o.sample("agentkeys_hostd_certificate_ca_info", &[("host", &h.host), ("ca", ca)], 1.0);
         }
     }
+    if let Some(e) = &d.escrow {
+        o.family(
+            "agentkeys_hostd_escrow_pending",
+            "gauge",
+            "1 while the stack's escrow could not be reached and the host's secrets wait to be escrowed or verified.",
+        );
+        o.sample("agentkeys_hostd_escrow_pending", &[("secret", &e.secret)], f64::from(u8::from(e.pending.is_some())));
+        o.family(
+            "agentkeys_hostd_escrow_verified_seconds",
+            "gauge",
+            "When (unix time) the escrow last held exactly the host's irreplaceable secrets.",
+        );
+        o.sample("agentkeys_hostd_escrow_verified_seconds", &[("secret", &e.secret)], e.verified_unix as f64);
+    }
     o.family("agentkeys_hostd_certificate_https", "gauge", "1 when the host's vhost serves HTTPS.");
     for h in &d.hosts {
         o.sample("agentkeys_hostd_certificate_https", &[("host", &h.host)], f64::from(u8::from(h.state == "https")));
@@ -145,6 +159,12 @@ mod tests {
         d.failures.insert("health".into(), 1);
         d.last =
             Some(LastReconcile { result: "changed".into(), duration_ms: 1500, finished_unix: 7, ..Default::default() });
+        d.escrow = Some(crate::decide::escrow::Record {
+            secret: "agentkeys/escrow".into(),
+            verified_unix: 9,
+            pending: Some(crate::decide::escrow::PendingEscrow::default()),
+            ..Default::default()
+        });
         let units = BTreeMap::from([("agentkeys-broker.service".to_owned(), "active".to_owned())]);
         let text = render(&d, &units);
         for line in [
@@ -157,6 +177,8 @@ mod tests {
             "agentkeys_hostd_last_reconcile_success{result=\"changed\"} 1",
             "agentkeys_hostd_last_reconcile_duration_seconds 1.5",
             "agentkeys_hostd_unit_active{unit=\"agentkeys-broker.service\",state=\"active\"} 1",
+            "agentkeys_hostd_escrow_pending{secret=\"agentkeys/escrow\"} 1",
+            "agentkeys_hostd_escrow_verified_seconds{secret=\"agentkeys/escrow\"} 9",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }
@@ -186,6 +208,7 @@ mod tests {
             renew_at_rfc3339: None,
         });
         d.last = Some(LastReconcile::default());
+        d.escrow = Some(crate::decide::escrow::Record::default());
         let text = render(&d, &BTreeMap::new());
         let used: Vec<&str> = rules
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))

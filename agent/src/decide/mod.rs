@@ -10,6 +10,7 @@ pub mod contracts;
 pub mod daemon;
 pub mod doctor;
 pub mod envfile;
+pub mod escrow;
 pub mod error;
 pub mod identity;
 pub mod metrics;

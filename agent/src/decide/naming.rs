@@ -142,6 +142,16 @@ impl Identity {
         format!("agentkeys-stack{}", self.stack.suffix())
     }
 
+    /// The Secrets Manager secret that escrows this stack's irreplaceable secrets.
+    pub fn escrow_secret(&self) -> String {
+        format!("agentkeys/escrow{}", self.stack.suffix())
+    }
+
+    /// The alias of the customer-managed KMS key that encrypts [`Self::escrow_secret`].
+    pub fn escrow_kms_alias(&self) -> String {
+        format!("alias/agentkeys-escrow{}", self.stack.suffix())
+    }
+
     /// This stack's SES receipt rule in the account's shared rule set [`RECEIPT_RULE_SET`].
     pub fn receipt_rule(&self) -> String {
         format!("agentkeys-inbound{}", self.stack.suffix())

@@ -420,7 +420,7 @@ fn service_actions(triggered: &[(Trigger, String)], runtime: &Runtime) -> Vec<Ac
         out.push(Action::ReloadSshd { reasons: sshd });
     }
     // A run killed before its reload (a certificate installed, a vhost written) left this marker.
-    let interrupted = runtime.pending_restarts.iter().any(|u| u == crate::decide::run::NGINX);
+    let interrupted = runtime.pending_restarts.iter().any(|u| u == NGINX);
     if !nginx.is_empty() || !runtime.nginx_active || interrupted {
         let mut nginx = if nginx.len() > 3 {
             vec![format!("{} nginx configuration changes ({}, …)", nginx.len(), nginx[0])]
@@ -446,6 +446,24 @@ pub(crate) fn reload_for_certificates(plan: &Plan, hosts: &[String]) -> Option<A
     let reloads = plan.actions.iter().any(|a| matches!(a, Action::ReloadNginx { .. }));
     (!hosts.is_empty() && !reloads)
         .then(|| Action::ReloadNginx { reasons: vec![format!("new certificate for {}", hosts.join(", "))] })
+}
+
+/// The pending marker's name for an nginx reload a run still owes.
+pub const NGINX: &str = "nginx";
+
+/// What a plan restarts or reloads, as the pending marker names it: each started unit without
+/// `.service`, and [`NGINX`] when the plan reloads nginx.
+pub(crate) fn marked(plan: &Plan) -> Vec<String> {
+    let mut out: Vec<String> = plan
+        .actions
+        .iter()
+        .filter_map(|a| a.started_unit())
+        .map(|u| u.trim_end_matches(".service").to_owned())
+        .collect();
+    if plan.actions.iter().any(|a| matches!(a, Action::ReloadNginx { .. })) {
+        out.push(NGINX.to_owned());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -590,7 +608,7 @@ mod tests {
             p.actions.iter().map(ToString::to_string).collect::<Vec<_>>(),
             ["reload nginx: completing an interrupted run"]
         );
-        assert_eq!(crate::decide::run::marked(&p), ["nginx"], "the run marks what it owes");
+        assert_eq!(marked(&p), ["nginx"], "the run marks what it owes");
     }
 
     #[test]

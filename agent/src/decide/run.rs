@@ -117,25 +117,6 @@ pub fn summary_error(error: &str) -> String {
     format!("{cut}… (cut; the whole error is on stderr and in /var/lib/agentkeys-hostd/last-report.json)")
 }
 
-/// The pending marker's name for an nginx reload a run still owes.
-pub const NGINX: &str = "nginx";
-
-/// What a plan restarts or reloads, as the pending marker names it: each started unit without
-/// `.service`, and [`NGINX`] when the plan reloads nginx.
-pub(crate) fn marked(plan: &crate::decide::plan::Plan) -> Vec<String> {
-    use crate::decide::plan::Action;
-    let mut out: Vec<String> = plan
-        .actions
-        .iter()
-        .filter_map(|a| a.started_unit())
-        .map(|u| u.trim_end_matches(".service").to_owned())
-        .collect();
-    if plan.actions.iter().any(|a| matches!(a, Action::ReloadNginx { .. })) {
-        out.push(NGINX.to_owned());
-    }
-    out
-}
-
 /// The restarts the pending marker must hold: this run's, then those an interrupted earlier run
 /// left undone (each once, in that order).
 pub(crate) fn pending_restarts(this_run: &[String], earlier: &[String]) -> Vec<String> {
@@ -197,6 +178,7 @@ pub(crate) fn writes_nothing(plan_empty: bool, failed: bool, before: &State, aft
         && !failed
         && before.pending.is_none()
         && before.binaries == after.binaries
+        && before.escrow == after.escrow
         && before.last_run.as_ref().is_some_and(|r| r.result != RunResult::Failed.as_str())
 }
 

@@ -24,6 +24,11 @@ pub struct Secrets {
     pub keks: BTreeMap<String, String>,
     /// KEK env keys generated in this run (for the report; never the values).
     pub generated: Vec<String>,
+    /// Broker keypair files to install (path → content): restored from the escrow, or minted and
+    /// escrowed in this run. Empty when the broker mints them itself (escrow off).
+    pub keypairs: BTreeMap<String, String>,
+    /// Names restored from the escrow in this run (for the report; never the values).
+    pub restored: Vec<String>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -33,6 +38,8 @@ impl std::fmt::Debug for Secrets {
             .field("new_master", &self.new_master.as_ref().map(|_| "<generated>"))
             .field("keks", &self.keks.keys().collect::<Vec<_>>())
             .field("generated", &self.generated)
+            .field("keypairs", &self.keypairs.keys().collect::<Vec<_>>())
+            .field("restored", &self.restored)
             .finish()
     }
 }
@@ -69,6 +76,11 @@ fn malformed(file: &str, line: usize, key: &str, why: &str) -> InvalidInput {
 }
 
 pub(crate) use crate::decide::contracts::is_placeholder;
+
+/// The one well-formed value of `key` in an env file's text, if any.
+pub(crate) fn value_in(text: &str, key: &str) -> Option<String> {
+    existing_value("", text, key).ok().flatten()
+}
 
 /// The one value of `key` in `file`, or `None` when absent; an error when malformed or repeated.
 fn existing_value(file: &str, text: &str, key: &str) -> Result<Option<String>, InvalidInput> {

@@ -169,6 +169,8 @@ pub struct Settings {
     pub nginx_ipv6: bool,
     pub nginx_http2: Http2Style,
     pub acme: AcmeSettings,
+    /// Escrow the stack's irreplaceable secrets in its Secrets Manager secret (default on).
+    pub escrow: bool,
     /// Extra environment per service: unit → key → value.
     pub service_env: BTreeMap<String, BTreeMap<String, String>>,
     /// Optional services the configuration switches off (`services.<unit>.enabled = false`).
@@ -178,6 +180,12 @@ pub struct Settings {
     pub enabled: Vec<&'static str>,
     /// Overrides between sources and degraded states, reported to the operator.
     pub notes: Vec<String>,
+}
+
+/// Whether the escrow is on: as configured, else on for a real host and off for a host laid out
+/// under another root (`--root`: offline rendering and tests make no AWS call unless asked to).
+pub(crate) fn escrow_on(config: &Config, real_root: bool) -> bool {
+    config.escrow_enabled.as_ref().map_or(real_root, |f| f.value)
 }
 
 /// A candidate value and where it came from.
@@ -546,6 +554,7 @@ pub(crate) fn resolve(
         hostd_bin,
         nginx_ipv6: config.nginx_ipv6.as_ref().is_none_or(|f| f.value),
         nginx_http2: http2,
+        escrow: escrow_on(config, true),
         service_env,
         switched_off,
         enabled: crate::decide::catalog::SERVICES.iter().filter(|s| !s.optional).map(|s| s.unit).collect(),

@@ -34,4 +34,7 @@ pub struct State {
     /// The highest release version this host has installed: an older one is a rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub highest_release: Option<String>,
+    /// The escrow as last verified (a version and a digest, never a value), or pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escrow: Option<crate::decide::escrow::Record>,
 }

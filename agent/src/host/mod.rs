@@ -8,6 +8,7 @@ pub mod certs;
 pub mod clock;
 pub mod dns;
 pub mod dns_facts;
+pub(crate) mod escrow;
 pub mod download;
 pub(crate) mod execute;
 pub mod failpoints;

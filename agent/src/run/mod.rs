@@ -8,6 +8,8 @@ pub(crate) mod preflight;
 pub mod prepare;
 pub mod report;
 pub(crate) mod status;
+pub(crate) mod escrow_view;
+mod escrow_step;
 mod steps;
 #[cfg(test)]
 pub(crate) mod testhost;
@@ -18,7 +20,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::decide::acme_policy::CertState;
 use crate::decide::catalog::Service;
 use crate::decide::error::exit;
 use crate::decide::release::Trust;
@@ -125,54 +126,114 @@ impl RunReport {
 }
 
 /// Converge the host. `Err` is a run refused before it changed anything (bad input, lock busy,
-/// unreadable state); a run that started returns `Ok` with its error in the report.
+/// unreadable state, an escrow that disagrees); a run that started returns `Ok` with its error in
+/// the report.
 pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Result<RunReport> {
-    let root = host.root;
     let began = Instant::now();
     let req = Request { options: plan::Options { no_systemd: host.systemd.is_none() }, ..ask.request.clone() };
-    // Decide once before taking the lock, so bad input is refused with nothing written (not even
-    // the lock file); the run itself decides again under the lock. A release is verified here too.
-    prepare::prepare(root, host.accounts, &req, None)?;
-    let bundle = match &ask.release {
-        Some(source) => {
-            let config = prepare::read_inputs(root, &req)?.config;
-            let trust = Trust {
-                keys: config.release_keys.map(|k| k.value).unwrap_or_default(),
-                highest: state::read(root)?.highest_release,
-                allow_downgrade: ask.allow_downgrade,
-            };
-            let now = host.clock.now_unix();
-            Some(match source {
-                ReleaseSource::Url { url, sha256, ca } => {
-                    if sha256.is_none() && trust.keys.is_empty() {
-                        return Err(crate::decide::error::InvalidInput::new(
-                            crate::decide::error::Source::Flag("--sha256".into()),
-                            "a release URL needs --sha256, or release keys pinned in [release] keys: nothing downloaded is trusted unpinned",
-                        )
-                        .into());
-                    }
-                    let pin = sha256.as_deref();
-                    host.rt.block_on(crate::host::download::release(url, pin, ca.as_deref(), &trust, now))?
-                }
-                ReleaseSource::Local { path, sha256 } => releases::load(path, sha256.as_deref(), &trust, now)?,
-            })
-        }
-        None => None,
-    };
-    let _lock = if ask.dry_run {
-        None
-    } else {
-        Some(state::lock(root, ask.lock_wait, |holder| {
-            eprintln!(
-                "queued: another converge (pid {holder}) holds the lock; waiting up to {} s",
-                ask.lock_wait.as_secs()
-            );
-        })?)
-    };
+    // Decide once before the lock, so bad input is refused with nothing written (not even the lock).
+    prepare::prepare(host.root, host.accounts, &req, None)?;
+    let bundle = verify_release(host, ask, &req)?;
+    let _lock = take_lock(host.root, ask)?;
     let sd = host.systemd.map(|connect| connect()).transpose()?;
-    let manager = sd.as_ref();
     let mut notes = Vec::new();
-    let switched = if ask.dry_run { None } else { release_step(root, bundle.as_ref(), &mut notes)? };
+    let switched = if ask.dry_run { None } else { release_step(host.root, bundle.as_ref(), &mut notes)? };
+    let saved = read_state(host.root)?;
+    let ctx = steps::Ctx { host, manager: sd.as_ref(), req: &req, saved: &saved };
+    let prepared = ctx.prepare()?;
+    if ask.dry_run {
+        return Ok(RunReport::planned(prepared));
+    }
+    let (prepared, escrowed) = ctx.escrow(prepared)?;
+    notes.extend(escrowed.notes);
+    let mut marked = mark_pending(host, &saved, &prepared)?;
+    if let Some(record) = escrowed.record {
+        marked.escrow = Some(record);
+    }
+    // The later steps observe with the marker: a rollback restarts what this run restarted.
+    let ctx = steps::Ctx { saved: &marked, ..ctx };
+    let mut converged = match ctx.converge(&prepared) {
+        Ok((done, verdicts)) => Converged { done, verdicts, error: None, rolled_back: false },
+        Err(steps::Failed { done, verdicts, error }) => Converged { done, verdicts, error: Some(error), rolled_back: false },
+    };
+    roll_back_if_failed(&ctx, switched.as_ref(), &mut converged, &mut notes);
+    let binaries = binary_hashes(&prepared);
+    let (certificates, nginx_marked, owes_reload) = if converged.error.is_none() && ask.acme && sd.is_some() {
+        certificate_step(&ctx, &prepared, &binaries, ask, &mut converged)
+    } else {
+        (None, false, false)
+    };
+    if owes_reload {
+        // A certificate went in but nginx may not have been told: the next run reloads it.
+        let p = marked.pending.get_or_insert_with(|| Pending {
+            started_unix: u64::try_from(host.clock.now_unix()).unwrap_or_default(),
+            pid: std::process::id(),
+            restarts: Vec::new(),
+        });
+        p.restarts = decide::pending_restarts(&p.restarts, &[plan::NGINX.to_owned()]);
+    }
+    let f = Finish { began, saved, marked, prepared, switched, notes, converged, certificates, nginx_marked, binaries };
+    finish(host, ask, f)
+}
+
+/// What the converge step (and a rollback after it) left.
+struct Converged {
+    done: Vec<String>,
+    verdicts: Vec<Verdict>,
+    error: Option<anyhow::Error>,
+    rolled_back: bool,
+}
+
+impl RunReport {
+    /// A dry run's report: the plan, nothing applied.
+    fn planned(prepared: prepare::Prepared) -> Self {
+        let summary = report::summary(&prepared, false, None);
+        RunReport { summary, done: Vec::new(), health: Vec::new(), certificates: None, plan: prepared.plan, error: None }
+    }
+}
+
+/// Load and verify a requested release before anything changes (hashes, signature, expiry,
+/// downgrade).
+fn verify_release<M: Manager>(
+    host: &Host<'_, M>,
+    ask: &RunRequest,
+    req: &Request,
+) -> anyhow::Result<Option<releases::Loaded>> {
+    let Some(source) = &ask.release else { return Ok(None) };
+    let config = prepare::read_inputs(host.root, req)?.config;
+    let trust = Trust {
+        keys: config.release_keys.map(|k| k.value).unwrap_or_default(),
+        highest: state::read(host.root)?.highest_release,
+        allow_downgrade: ask.allow_downgrade,
+    };
+    let now = host.clock.now_unix();
+    Ok(Some(match source {
+        ReleaseSource::Url { url, sha256, ca } => {
+            if sha256.is_none() && trust.keys.is_empty() {
+                return Err(crate::decide::error::InvalidInput::new(
+                    crate::decide::error::Source::Flag("--sha256".into()),
+                    "a release URL needs --sha256, or release keys pinned in [release] keys: nothing downloaded is trusted unpinned",
+                )
+                .into());
+            }
+            host.rt.block_on(crate::host::download::release(url, sha256.as_deref(), ca.as_deref(), &trust, now))?
+        }
+        ReleaseSource::Local { path, sha256 } => releases::load(path, sha256.as_deref(), &trust, now)?,
+    }))
+}
+
+/// The run lock (none for a dry run), saying so while queued.
+fn take_lock(root: &Root, ask: &RunRequest) -> anyhow::Result<Option<state::RunLock>> {
+    if ask.dry_run {
+        return Ok(None);
+    }
+    Ok(Some(state::lock(root, ask.lock_wait, |holder| {
+        eprintln!("queued: another converge (pid {holder}) holds the lock; waiting up to {} s", ask.lock_wait.as_secs());
+    })?))
+}
+
+/// hostd's state, saying when an earlier run did not finish.
+fn read_state(root: &Root) -> anyhow::Result<state::State> {
     let saved = state::read(root)?;
     if let Some(p) = &saved.pending {
         eprintln!(
@@ -181,100 +242,124 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
             p.restarts.join(", ")
         );
     }
-    let ctx = steps::Ctx { host, manager, req: &req, saved: &saved };
-    let prepared = ctx.prepare()?;
-    if ask.dry_run {
-        let summary = report::summary(&prepared, false, None);
-        return Ok(RunReport {
-            summary,
-            done: Vec::new(),
-            health: Vec::new(),
-            certificates: None,
-            plan: prepared.plan,
-            error: None,
-        });
-    }
+    Ok(saved)
+}
 
-    let this_run = decide::marked(&prepared.plan);
+/// Write the pending marker (this run's restarts and those an earlier run left) before acting.
+fn mark_pending<M: Manager>(
+    host: &Host<'_, M>,
+    saved: &state::State,
+    prepared: &prepare::Prepared,
+) -> anyhow::Result<state::State> {
+    let this_run = plan::marked(&prepared.plan);
     let earlier = saved.pending.as_ref().map(|p| p.restarts.clone()).unwrap_or_default();
     let pending = decide::pending_restarts(&this_run, &earlier);
     let mut marked = saved.clone();
     if !pending.is_empty() {
         let started_unix = u64::try_from(host.clock.now_unix()).unwrap_or_default();
         marked.pending = Some(Pending { started_unix, pid: std::process::id(), restarts: pending });
-        state::write(root, &marked)?;
+        state::write(host.root, &marked)?;
     }
-    // The later steps observe with the marker: a rollback restarts what this run restarted.
-    let ctx = steps::Ctx { saved: &marked, ..ctx };
+    Ok(marked)
+}
 
-    let (mut done, verdicts, mut error) = match ctx.converge(&prepared) {
-        Ok((done, verdicts)) => (done, verdicts, None),
-        Err(steps::Failed { done, verdicts, error }) => (done, verdicts, Some(error)),
+/// Health-gated rollback: back to the previous release, restart what changed again, verify.
+fn roll_back_if_failed<M: Manager>(
+    ctx: &steps::Ctx<'_, '_, M>,
+    switched: Option<&Switch>,
+    c: &mut Converged,
+    notes: &mut Vec<String>,
+) {
+    let (Some(why), Some(previous)) =
+        (&c.error, decide::rollback_target(c.error.is_some(), switched, ctx.manager.is_some()))
+    else {
+        return;
     };
-    let mut rolled_back = false;
-    if let (Some(why), Some(previous)) =
-        (&error, decide::rollback_target(error.is_some(), switched.as_ref(), manager.is_some()))
-    {
-        // Health-gated rollback: back to the previous release, restart what changed again, verify.
-        let id = switched.as_ref().map(|s| s.to.clone()).unwrap_or_default();
-        let why = format!("{why:#}");
-        let back = ctx.rollback(previous);
-        rolled_back = back.is_ok();
-        error = Some(match back {
-            Ok(more) => {
-                done.extend(more);
-                anyhow::anyhow!("rolled_back: release {id} failed and {previous} is serving again, healthy\n{why}")
-            }
-            Err(b) => anyhow::anyhow!("release {id} failed ({why}) and the rollback to {previous} failed too: {b:#}"),
-        });
-        notes.push(format!("rolled back from {id} to {previous}"));
-    }
-    let binaries: BTreeMap<String, String> = prepared
+    let id = switched.map(|s| s.to.clone()).unwrap_or_default();
+    let why = format!("{why:#}");
+    let back = ctx.rollback(previous);
+    c.rolled_back = back.is_ok();
+    c.error = Some(match back {
+        Ok(more) => {
+            c.done.extend(more);
+            anyhow::anyhow!("rolled_back: release {id} failed and {previous} is serving again, healthy\n{why}")
+        }
+        Err(b) => anyhow::anyhow!("release {id} failed ({why}) and the rollback to {previous} failed too: {b:#}"),
+    });
+    notes.push(format!("rolled back from {id} to {previous}"));
+}
+
+/// unit → SHA-256 of the binary this run converged.
+fn binary_hashes(prepared: &prepare::Prepared) -> BTreeMap<String, String> {
+    prepared
         .observed
         .runtime
         .as_ref()
         .map(|r| r.services.iter().filter_map(|(u, f)| f.binary_sha256.clone().map(|h| (u.clone(), h))).collect())
-        .unwrap_or_default();
-    let mut certificates = None;
+        .unwrap_or_default()
+}
+
+/// Certificates: order, install, flip to HTTPS, prove served. A failure is the run's error;
+/// an install nginx was not told about is owed by the next run (the pending marker names nginx).
+/// Also returns whether the step marked nginx in the state file (the run must then record), and
+/// whether it failed after that (the next run owes nginx a reload).
+fn certificate_step<M: Manager>(
+    ctx: &steps::Ctx<'_, '_, M>,
+    prepared: &prepare::Prepared,
+    binaries: &BTreeMap<String, String>,
+    ask: &RunRequest,
+    c: &mut Converged,
+) -> (Option<BTreeMap<String, HostOutcome>>, bool, bool) {
+    let converged = decide::converged_state(ctx.saved, binaries.clone());
+    let ctx = steps::Ctx { saved: &converged, ..*ctx };
     // Set when the certificate step wrote an owed nginx reload into the state file.
     let nginx_marked = std::cell::Cell::new(false);
-    if error.is_none() && ask.acme && manager.is_some() {
-        let converged = decide::converged_state(&marked, binaries.clone());
-        let ctx = steps::Ctx { saved: &converged, ..ctx };
-        let step = ctx.certificates(&prepared, &nginx_marked, &ask.unpaused);
-        if step.is_err() && nginx_marked.get() {
-            // A certificate went in but nginx may not have been told: the next run reloads it.
-            let p = marked.pending.get_or_insert_with(|| Pending {
-                started_unix: u64::try_from(host.clock.now_unix()).unwrap_or_default(),
-                pid: std::process::id(),
-                restarts: Vec::new(),
-            });
-            p.restarts = decide::pending_restarts(&p.restarts, &[decide::NGINX.to_owned()]);
-        }
-        match step {
-            Ok((outcomes, more)) => {
-                done.extend(more);
-                let failed: Vec<String> = outcomes
-                    .iter()
-                    .filter(|(_, o)| o.state.is_failure())
-                    .map(|(h, o)| format!("{h}: {}", o.detail))
-                    .collect();
-                if !failed.is_empty() {
-                    error = Some(anyhow::anyhow!(
-                        "certificates could not be obtained for {} host(s); each keeps what it served before:\n{}",
-                        failed.len(),
-                        failed.join("\n")
-                    ));
-                }
-                certificates = Some(outcomes);
+    let step = ctx.certificates(prepared, &nginx_marked, &ask.unpaused);
+    match step {
+        Ok((outcomes, more)) => {
+            c.done.extend(more);
+            let failed: Vec<String> =
+                outcomes.iter().filter(|(_, o)| o.state.is_failure()).map(|(h, o)| format!("{h}: {}", o.detail)).collect();
+            if !failed.is_empty() {
+                c.error = Some(anyhow::anyhow!(
+                    "certificates could not be obtained for {} host(s); each keeps what it served before:\n{}",
+                    failed.len(),
+                    failed.join("\n")
+                ));
             }
-            Err(e) => error = Some(e),
+            (Some(outcomes), nginx_marked.get(), false)
+        }
+        Err(e) => {
+            c.error = Some(e);
+            (None, nginx_marked.get(), nginx_marked.get())
         }
     }
+}
+
+/// Everything the last step needs.
+struct Finish {
+    began: Instant,
+    saved: state::State,
+    marked: state::State,
+    prepared: prepare::Prepared,
+    switched: Option<Switch>,
+    notes: Vec<String>,
+    converged: Converged,
+    certificates: Option<BTreeMap<String, HostOutcome>>,
+    nginx_marked: bool,
+    binaries: BTreeMap<String, String>,
+}
+
+/// Summarise, clean old releases, record the state and the report, tell the journal.
+fn finish<M: Manager>(host: &Host<'_, M>, ask: &RunRequest, f: Finish) -> anyhow::Result<RunReport> {
+    let root = host.root;
+    let Finish { began, saved, marked, prepared, switched, notes, converged, certificates, nginx_marked, binaries } = f;
+    let Converged { done, verdicts, error, rolled_back } = converged;
     let mut summary = report::summary(&prepared, true, error.as_ref().map(|e| format!("{e:#}")));
     summary.notes.extend(notes);
     summary.release = releases::current(root);
     summary.result = RunResult::of(error.is_some(), true, prepared.plan.is_empty(), rolled_back);
+    summary.escrow = Some(crate::decide::escrow::summary_state(prepared.settings.escrow, marked.escrow.as_ref()));
     if error.is_none() {
         let previous = switched.as_ref().and_then(|s| s.from.as_deref());
         let keep = crate::decide::release::releases_to_keep(
@@ -289,19 +374,7 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
         }
     }
     if let Some(outcomes) = &certificates {
-        let now = host.clock.now_unix();
-        summary.parked = outcomes.values().filter(|o| o.state == CertState::DnsNotReady).count();
-        summary.ca = outcomes.iter().filter_map(|(h, o)| o.ca.clone().map(|c| (h.clone(), c))).collect();
-        summary.paused = outcomes
-            .iter()
-            .filter_map(|(h, o)| crate::host::acme::unpause_url_in(&o.detail).map(|u| (h.clone(), u)))
-            .collect();
-        summary.tls = outcomes
-            .iter()
-            .map(|(h, o)| {
-                (h.clone(), o.days_left(now).map_or_else(|| o.state.to_string(), |d| format!("{} {d}d", o.state)))
-            })
-            .collect();
+        report::add_certificates(&mut summary, outcomes, host.clock.now_unix());
     }
     if !verdicts.is_empty() {
         summary.healthy = Some(verdicts.iter().filter(|v| v.ok).count());
@@ -321,7 +394,7 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
     };
     let after = decide::next_state(marked, error.is_some(), rolled_back, binaries, last);
     // A run that marked an owed reload must write its outcome, or the marker would outlive it.
-    if nginx_marked.get() || !decide::writes_nothing(prepared.plan.is_empty(), error.is_some(), &saved, &after) {
+    if nginx_marked || !decide::writes_nothing(prepared.plan.is_empty(), error.is_some(), &saved, &after) {
         state::write(root, &after)?;
         let full = serde_json::json!({
             "summary": &summary,

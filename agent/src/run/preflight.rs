@@ -44,6 +44,10 @@ pub(crate) fn checks(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Roo
         },
         Err(e) => checks.push(Check::new("config", Verdict::Fail, e.to_string())),
     }
+    checks.push(match crate::run::escrow_view::gather(rt, root, clock.now_unix(), true) {
+        Ok(view) => crate::run::escrow_view::doctor_check(&view),
+        Err(e) => Check::new("escrow", Verdict::Fail, format!("{e:#}")),
+    });
     Ok(checks)
 }
 

@@ -165,6 +165,27 @@ pub(crate) fn services_on(root: &Root) -> Vec<&'static catalog::Service> {
     catalog::SERVICES.iter().filter(|s| on.contains(&s.unit)).collect()
 }
 
+/// `p` again with other secrets (restored from the escrow, or minted and escrowed): rendered,
+/// observed and planned anew; keypairs installed as files are no longer minted by the broker.
+pub(crate) fn with_secrets(
+    root: &Root,
+    accounts: &dyn AccountDb,
+    req: &Request,
+    p: Prepared,
+    secrets: secrets::Secrets,
+) -> anyhow::Result<Prepared> {
+    let mut facts = p.facts;
+    facts.secrets = secrets;
+    let desired = render::render(&p.settings, &facts)?;
+    let mut observed = observe::observe(root, accounts, &desired)?;
+    observed.runtime = p.observed.runtime.map(|mut rt| {
+        rt.missing_keypairs.retain(|(_, path)| !facts.secrets.keypairs.contains_key(path));
+        rt
+    });
+    let plan = plan::plan(&desired, &observed, req.options);
+    Ok(Prepared { settings: p.settings, facts, desired, plan, adopted: p.adopted, observed })
+}
+
 /// Everything up to (not including) apply.
 pub fn prepare(
     root: &Root,
@@ -177,6 +198,7 @@ pub fn prepare(
     let mut settings =
         settings::resolve(identity, &req.flags, &inputs.config, inputs.env.as_ref(), inputs.deployed.as_ref())?;
     settings.enabled = enabled_units(root, &settings.bin_dir, &settings.switched_off);
+    settings.escrow = settings::escrow_on(&inputs.config, root.is_real_root());
     let keks: Vec<catalog::KekSpec> = catalog::keks()
         .map(|k| catalog::KekSpec { generate: k.generate && settings.is_enabled(k.unit), ..k })
         .collect();

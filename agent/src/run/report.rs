@@ -39,6 +39,12 @@ pub struct Summary {
     pub paused: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub secrets_generated: Vec<String>,
+    /// Secrets restored from the stack's escrow in this run (names only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets_restored: Vec<String>,
+    /// The escrow after this run: `in_sync`, `pending`, `off` (absent when the run did not look).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escrow: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// amazon-ssm-agent's state (systemd runs only): CI deploys through SSM need it active.
@@ -88,9 +94,12 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
             _ => None,
         })
         .collect();
-    let mut secrets_generated = p.facts.secrets.generated.clone();
-    if p.facts.secrets.new_master.is_some() {
-        secrets_generated.insert(0, crate::decide::secrets::MASTER_SECRET_KEY.into());
+    let restored = &p.facts.secrets.restored;
+    let mut secrets_generated: Vec<String> =
+        p.facts.secrets.generated.iter().filter(|g| !restored.contains(g)).cloned().collect();
+    let master = crate::decide::secrets::MASTER_SECRET_KEY;
+    if p.facts.secrets.new_master.is_some() && !restored.iter().any(|r| r == master) {
+        secrets_generated.insert(0, master.into());
     }
     let mut notes = p.settings.notes.clone();
     if p.adopted {
@@ -108,6 +117,8 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
         paused: BTreeMap::new(),
         ca: BTreeMap::new(),
         secrets_generated,
+        secrets_restored: restored.clone(),
+        escrow: None,
         notes,
         healthy: None,
         unhealthy: BTreeMap::new(),
@@ -117,6 +128,25 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
         trigger: None,
         corrective: Vec::new(),
     }
+}
+
+/// The certificate step's per-host results in the summary: parked, CA, paused, TLS with days left.
+pub(crate) fn add_certificates(
+    summary: &mut Summary,
+    outcomes: &BTreeMap<String, crate::host::tls::HostOutcome>,
+    now: i64,
+) {
+    use crate::decide::acme_policy::CertState;
+    summary.parked = outcomes.values().filter(|o| o.state == CertState::DnsNotReady).count();
+    summary.ca = outcomes.iter().filter_map(|(h, o)| o.ca.clone().map(|c| (h.clone(), c))).collect();
+    summary.paused = outcomes
+        .iter()
+        .filter_map(|(h, o)| crate::host::acme::unpause_url_in(&o.detail).map(|u| (h.clone(), u)))
+        .collect();
+    summary.tls = outcomes
+        .iter()
+        .map(|(h, o)| (h.clone(), o.days_left(now).map_or_else(|| o.state.to_string(), |d| format!("{} {d}d", o.state))))
+        .collect();
 }
 
 /// A reason without directories (`/etc/agentkeys/worker-email.env changed` → `worker-email.env

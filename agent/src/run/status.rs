@@ -37,6 +37,8 @@ pub(crate) struct Status {
     pub(crate) renewals: Vec<crate::host::tls::HostSchedule>,
     /// The running daemon's record (triggers, failures by class, next wake); `None`: not running.
     pub(crate) daemon: Option<crate::decide::daemon::record::DaemonRecord>,
+    /// The escrow as recorded (no AWS call; `escrow status` asks the escrow itself).
+    pub(crate) escrow: Option<crate::run::escrow_view::EscrowView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -124,5 +126,6 @@ pub(crate) fn gather(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Roo
         acme_ledger,
         renewals,
         daemon: state::read_record(root),
+        escrow: crate::run::escrow_view::gather(rt, root, clock.now_unix(), false).ok(),
     })
 }

@@ -17,6 +17,7 @@ pub(crate) struct Fragment {
     pub acme: Option<AcmeFragment>,
     pub daemon: Option<DaemonFragment>,
     pub release: Option<ReleaseFragment>,
+    pub escrow: Option<EscrowFragment>,
     /// Per managed service (unit name without `.service`).
     pub services: Option<BTreeMap<String, ServiceFragment>>,
 }
@@ -54,6 +55,14 @@ pub(crate) struct AcmeFallbackFragment {
     pub ca_bundle: Option<String>,
     pub eab_kid: Option<String>,
     pub eab_hmac_key_file: Option<String>,
+}
+
+/// The escrow of the stack's irreplaceable secrets in AWS Secrets Manager (`[escrow]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EscrowFragment {
+    /// On by default; `false` keeps every secret only on this host (doctor warns on every run).
+    pub enabled: Option<bool>,
 }
 
 /// Release bundles (`--release`).

@@ -51,6 +51,7 @@ pub struct Config {
     pub acme_profile: Option<FromFile<String>>,
     pub acme_eab_kid: Option<FromFile<String>>,
     pub release_keys: Option<FromFile<Vec<String>>>,
+    pub escrow_enabled: Option<FromFile<bool>>,
     pub acme_eab_hmac_key_file: Option<FromFile<String>>,
     pub acme_fallback_directory_url: Option<FromFile<String>>,
     pub acme_fallback_ca_bundle: Option<FromFile<String>>,
@@ -136,6 +137,9 @@ pub(crate) fn merge(files: &[(String, Fragment)]) -> Config {
         if let Some(p) = &frag.paths {
             take!(c.bin_dir, p.bin_dir, "paths.bin_dir");
             take!(c.hostd_bin, p.hostd_bin, "paths.hostd_bin");
+        }
+        if let Some(e) = &frag.escrow {
+            take!(c.escrow_enabled, e.enabled, "escrow.enabled");
         }
         if let Some(r) = &frag.release {
             take!(c.release_keys, r.keys, "release.keys");

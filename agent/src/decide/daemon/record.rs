@@ -52,6 +52,9 @@ pub struct DaemonRecord {
     /// Per host: certificate, renewal time and why, failure ledger.
     #[serde(default)]
     pub hosts: Vec<HostSchedule>,
+    /// The escrow as last verified or pending (hostd's state; never a value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escrow: Option<crate::decide::escrow::Record>,
     /// Why the daemon is idle (e.g. no identity deployed yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,

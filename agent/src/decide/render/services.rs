@@ -230,5 +230,18 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
         triggers: readers_of(paths::DEV_KEY_SERVICE_ENV, s),
         validate: None,
     });
+    // Broker keypairs restored from the escrow (or minted and escrowed in this run).
+    for (path, content) in &facts.secrets.keypairs {
+        host.files.push(FileSpec {
+            path: path.clone(),
+            content: content.clone(),
+            mode: 0o600,
+            owner: paths::SERVICE_USER,
+            group: paths::SERVICE_USER,
+            kind: FileKind::Secret,
+            triggers: vec![Trigger::Restart("agentkeys-broker".into())],
+            validate: None,
+        });
+    }
     Ok(())
 }
