@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod container;
 pub mod deb;
 pub mod in_container;
+pub mod moto;
 pub mod pebble;
 
 use std::collections::BTreeMap;

@@ -53,7 +53,13 @@ pub fn run(args: &EscrowArgs, env: &Env) -> anyhow::Result<i32> {
     writeln!(t, "secret: {}", view.secret.as_deref().unwrap_or("none (no identity deployed yet)"))?;
     writeln!(t, "host holds: {}", view.host_names.join(", "))?;
     if let Some(r) = &view.record {
-        writeln!(t, "verified: version {} ({} values), {}", r.version, r.names.len(), times::when(r.verified_unix, now))?;
+        writeln!(
+            t,
+            "verified: version {} ({} values), {}",
+            r.version,
+            r.names.len(),
+            times::when(r.verified_unix, now)
+        )?;
         if let Some(p) = &r.pending {
             writeln!(
                 t,

@@ -109,7 +109,9 @@ pub enum EscrowRefusal {
          secret's `agentkeys:stack` tag and payload, and this host's identity (`agentkeys-hostd identity`)"
     )]
     Foreign { secret: String, found: String, expected: String },
-    #[error("escrow {secret} holds a payload hostd cannot read ({why}); nothing was changed: inspect the secret's versions")]
+    #[error(
+        "escrow {secret} holds a payload hostd cannot read ({why}); nothing was changed: inspect the secret's versions"
+    )]
     Unreadable { secret: String, why: String },
 }
 
@@ -172,16 +174,10 @@ pub(crate) fn decide(
     let (escrowed, version, create) = match &read.remote {
         Remote::Absent => (Items::default(), None, true),
         Remote::Empty { version } => (Items::default(), version.clone(), false),
-        Remote::Holds { version, body } => {
-            (parse(secret, id, body)?.unwrap_or_default(), Some(version.clone()), false)
-        }
+        Remote::Holds { version, body } => (parse(secret, id, body)?.unwrap_or_default(), Some(version.clone()), false),
     };
-    let conflicts: Vec<String> = local
-        .0
-        .iter()
-        .filter(|(k, v)| escrowed.0.get(*k).is_some_and(|w| w != *v))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let conflicts: Vec<String> =
+        local.0.iter().filter(|(k, v)| escrowed.0.get(*k).is_some_and(|w| w != *v)).map(|(k, _)| k.clone()).collect();
     if !conflicts.is_empty() {
         return Err(EscrowRefusal::Conflict {
             secret: secret.to_owned(),
@@ -243,14 +239,15 @@ pub struct PendingEscrow {
 }
 
 /// Whether this run must ask AWS: something is minted, the host's values are not the ones
-/// verified, a pending upload's retry time came, or the last verification is a day old.
-pub(crate) fn needs_call(record: Option<&Record>, local: &Items, minting: bool, now: i64) -> bool {
+/// verified, the escrow is pending and its retry time came (or an operator ran this run: the
+/// backoff paces the daemon, not a person), or the last verification is a day old.
+pub(crate) fn needs_call(record: Option<&Record>, local: &Items, minting: bool, operator: bool, now: i64) -> bool {
     let Some(r) = record else { return true };
     if minting || r.digest != local.digest() {
         return true;
     }
     match &r.pending {
-        Some(p) => now >= p.next_try_unix,
+        Some(p) => operator || now >= p.next_try_unix,
         None => now - r.verified_unix >= REVERIFY_SECS,
     }
 }
@@ -274,9 +271,13 @@ pub(crate) fn pending_after(previous: Option<&Record>, secret: &str, error: &str
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Found {
     /// The escrow holds exactly the host's values (and perhaps others the host does not run).
-    InSync { version: String },
+    InSync {
+        version: String,
+    },
     /// The escrow lacks some of the host's values: the next reconcile uploads them.
-    Lacks { names: Vec<String> },
+    Lacks {
+        names: Vec<String>,
+    },
     Refused(EscrowRefusal),
 }
 
@@ -321,7 +322,10 @@ pub(crate) fn describe(record: Option<&Record>, local: &Items, now: i64) -> Stri
             format!("PENDING: {} could not be reached ({p}); retried by the daemon", r.secret)
         }
         Some(r) if r.digest != local.digest() => {
-            format!("the host's values changed since {} version {} was verified; the next run checks", r.secret, r.version)
+            format!(
+                "the host's values changed since {} version {} was verified; the next run checks",
+                r.secret, r.version
+            )
         }
         Some(r) => format!(
             "in sync: {} version {} ({} values), verified {} s ago",
@@ -347,7 +351,10 @@ mod tests {
     }
 
     fn holds(i: &Items) -> Read {
-        Read { remote: Remote::Holds { version: "v1".into(), body: encode(&id(), i) }, tag_stack: Some(id().cloud_stack()) }
+        Read {
+            remote: Remote::Holds { version: "v1".into(), body: encode(&id(), i) },
+            tag_stack: Some(id().cloud_stack()),
+        }
     }
 
     const S: &str = "agentkeys/escrow-test-7";
@@ -400,11 +407,15 @@ mod tests {
         let shown = err.to_string();
         assert!(shown.contains("MASTER") && !shown.contains("secret-a") && !shown.contains("secret-b"), "{shown}");
         let other = identity_from_issuer("https://broker-test-8.example.org").expect("issuer");
-        let foreign = Read { remote: Remote::Holds { version: "v".into(), body: encode(&other, &escrow) }, tag_stack: None };
+        let foreign =
+            Read { remote: Remote::Holds { version: "v".into(), body: encode(&other, &escrow) }, tag_stack: None };
         let err = decide(S, &id(), &host, &Items::default(), &W(), &foreign).expect_err("payload of another stack");
         assert!(matches!(err, EscrowRefusal::Foreign { .. }), "{err}");
         let tagged = Read { tag_stack: Some(other.cloud_stack()), ..holds(&host) };
-        assert!(matches!(decide(S, &id(), &host, &Items::default(), &W(), &tagged), Err(EscrowRefusal::Foreign { .. })));
+        assert!(matches!(
+            decide(S, &id(), &host, &Items::default(), &W(), &tagged),
+            Err(EscrowRefusal::Foreign { .. })
+        ));
         let junk = Read { remote: Remote::Holds { version: "v".into(), body: "hunter2".into() }, tag_stack: None };
         let err = decide(S, &id(), &host, &Items::default(), &W(), &junk).expect_err("junk");
         assert!(matches!(&err, EscrowRefusal::Unreadable { .. }) && !err.to_string().contains("hunter2"), "{err}");
@@ -414,18 +425,24 @@ mod tests {
     fn a_noop_run_asks_nothing_and_a_day_old_or_pending_record_asks_again() {
         let host = items(&[("MASTER", "m")]);
         let r = Record { digest: host.digest(), verified_unix: 1000, ..Record::default() };
-        assert!(!needs_call(Some(&r), &host, false, 1000 + REVERIFY_SECS - 1));
-        assert!(needs_call(Some(&r), &host, false, 1000 + REVERIFY_SECS), "daily re-verification");
-        assert!(needs_call(Some(&r), &host, true, 1001), "a mint is always escrowed first");
-        assert!(needs_call(Some(&r), &items(&[("MASTER", "x")]), false, 1001), "changed values");
-        assert!(needs_call(None, &host, false, 0));
+        assert!(!needs_call(Some(&r), &host, false, true, 1000 + REVERIFY_SECS - 1));
+        assert!(needs_call(Some(&r), &host, false, false, 1000 + REVERIFY_SECS), "daily re-verification");
+        assert!(needs_call(Some(&r), &host, true, false, 1001), "a mint is always escrowed first");
+        assert!(needs_call(Some(&r), &items(&[("MASTER", "x")]), false, false, 1001), "changed values");
+        assert!(needs_call(None, &host, false, false, 0));
         let p1 = pending_after(Some(&r), S, "timeout", 2000);
         let next = p1.pending.as_ref().expect("pending").next_try_unix;
         assert_eq!(next, 2000 + RETRY_FIRST_SECS);
-        assert!(!needs_call(Some(&p1), &host, false, next - 1) && needs_call(Some(&p1), &host, false, next));
+        assert!(
+            !needs_call(Some(&p1), &host, false, false, next - 1) && needs_call(Some(&p1), &host, false, false, next)
+        );
+        assert!(needs_call(Some(&p1), &host, false, true, next - 1), "an operator's run retries at once");
         let p2 = pending_after(Some(&p1), S, "timeout", next);
         let pending = p2.pending.expect("pending");
-        assert_eq!((pending.attempts, pending.since_unix, pending.next_try_unix), (2, 2000, next + 2 * RETRY_FIRST_SECS));
+        assert_eq!(
+            (pending.attempts, pending.since_unix, pending.next_try_unix),
+            (2, 2000, next + 2 * RETRY_FIRST_SECS)
+        );
         let mut p = p1.clone();
         for _ in 0..20 {
             p = pending_after(Some(&p), S, "timeout", 0);

@@ -64,7 +64,8 @@ impl Escrow {
             }
             Err(e) => return Err(self.failed("describe", &DisplayErrorContext(&e).to_string())),
         };
-        let tag_stack = described.tags().iter().find(|t| t.key() == Some(STACK_TAG)).and_then(|t| t.value()).map(str::to_owned);
+        let tag_stack =
+            described.tags().iter().find(|t| t.key() == Some(STACK_TAG)).and_then(|t| t.value()).map(str::to_owned);
         let remote = match self.client.get_secret_value().secret_id(&self.secret).send().await {
             Ok(v) => match (v.version_id(), v.secret_string()) {
                 (Some(version), Some(body)) => Remote::Holds { version: version.to_owned(), body: body.to_owned() },
@@ -217,9 +218,8 @@ pub(crate) fn mint_keypairs(root: &Root, bin_dir: &str, missing: &[(&str, &str)]
 /// Put escrowed values into `secrets`, to be written by the files step: the master secret and
 /// KEKs in place of any fresh draw, keypairs as files; `restored` marks them for the report.
 pub(crate) fn install_into(secrets: &mut Secrets, items: &Items, restored: bool) -> anyhow::Result<()> {
-    let text = |k: &str, v: &[u8]| {
-        String::from_utf8(v.to_vec()).with_context(|| format!("escrowed value {k} is not text"))
-    };
+    let text =
+        |k: &str, v: &[u8]| String::from_utf8(v.to_vec()).with_context(|| format!("escrowed value {k} is not text"));
     let keypair_paths: BTreeMap<String, &str> = KEYPAIRS.iter().map(|(_, p)| (keypair_item(p), *p)).collect();
     for (name, value) in &items.0 {
         if restored {

@@ -25,7 +25,8 @@ pub(super) struct Escrowed {
 
 impl<M: Manager> Ctx<'_, '_, M> {
     /// Reconcile the host's secrets with the escrow; returns the (re-planned) run and what to record.
-    pub fn escrow(&self, p: Prepared) -> anyhow::Result<(Prepared, Escrowed)> {
+    /// `operator`: a person ran this run (a pending escrow is retried now, not after its backoff).
+    pub fn escrow(&self, p: Prepared, operator: bool) -> anyhow::Result<(Prepared, Escrowed)> {
         if !p.settings.escrow {
             return Ok((p, Escrowed::default()));
         }
@@ -40,7 +41,7 @@ impl<M: Manager> Ctx<'_, '_, M> {
             Vec::new()
         };
         let minting = !minted.0.is_empty() || !missing.is_empty();
-        if !escrow::needs_call(self.saved.escrow.as_ref(), &local, minting, now) {
+        if !escrow::needs_call(self.saved.escrow.as_ref(), &local, minting, operator, now) {
             return Ok((p, Escrowed::default()));
         }
         let id = &p.settings.identity;
@@ -68,8 +69,10 @@ impl<M: Manager> Ctx<'_, '_, M> {
         let wanted = wanted(&p, &local, &minted, &missing);
         let first = escrow::decide(&remote.secret, id, &local, &minted, &wanted, &read)?;
         // Keypairs the escrow does not hold are minted now, into staging, and escrowed with the rest.
-        let to_mint: Vec<(&str, &str)> =
-            missing.into_iter().filter(|(_, path)| !first.restore.0.contains_key(&escrow::keypair_item(path))).collect();
+        let to_mint: Vec<(&str, &str)> = missing
+            .into_iter()
+            .filter(|(_, path)| !first.restore.0.contains_key(&escrow::keypair_item(path)))
+            .collect();
         let new_keys = effects::mint_keypairs(root, &p.settings.bin_dir, &to_mint)?;
         let mut minted_all = minted;
         minted_all.0.extend(new_keys.0.clone());

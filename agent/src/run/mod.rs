@@ -4,12 +4,12 @@
 //! files → systemd jobs → health gate → rollback → certificates (re-planned) → retention → record.
 //! The run's own decisions are the pure functions of [`decide`].
 
+mod escrow_step;
+pub(crate) mod escrow_view;
 pub(crate) mod preflight;
 pub mod prepare;
 pub mod report;
 pub(crate) mod status;
-pub(crate) mod escrow_view;
-mod escrow_step;
 mod steps;
 #[cfg(test)]
 pub(crate) mod testhost;
@@ -144,7 +144,7 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
     if ask.dry_run {
         return Ok(RunReport::planned(prepared));
     }
-    let (prepared, escrowed) = ctx.escrow(prepared)?;
+    let (prepared, escrowed) = ctx.escrow(prepared, ask.trigger.is_none())?;
     notes.extend(escrowed.notes);
     let mut marked = mark_pending(host, &saved, &prepared)?;
     if let Some(record) = escrowed.record {
@@ -154,7 +154,9 @@ pub fn reconcile<M: Manager>(host: &Host<'_, M>, ask: &RunRequest) -> anyhow::Re
     let ctx = steps::Ctx { saved: &marked, ..ctx };
     let mut converged = match ctx.converge(&prepared) {
         Ok((done, verdicts)) => Converged { done, verdicts, error: None, rolled_back: false },
-        Err(steps::Failed { done, verdicts, error }) => Converged { done, verdicts, error: Some(error), rolled_back: false },
+        Err(steps::Failed { done, verdicts, error }) => {
+            Converged { done, verdicts, error: Some(error), rolled_back: false }
+        }
     };
     roll_back_if_failed(&ctx, switched.as_ref(), &mut converged, &mut notes);
     let binaries = binary_hashes(&prepared);
@@ -188,7 +190,14 @@ impl RunReport {
     /// A dry run's report: the plan, nothing applied.
     fn planned(prepared: prepare::Prepared) -> Self {
         let summary = report::summary(&prepared, false, None);
-        RunReport { summary, done: Vec::new(), health: Vec::new(), certificates: None, plan: prepared.plan, error: None }
+        RunReport {
+            summary,
+            done: Vec::new(),
+            health: Vec::new(),
+            certificates: None,
+            plan: prepared.plan,
+            error: None,
+        }
     }
 }
 
@@ -228,7 +237,10 @@ fn take_lock(root: &Root, ask: &RunRequest) -> anyhow::Result<Option<state::RunL
         return Ok(None);
     }
     Ok(Some(state::lock(root, ask.lock_wait, |holder| {
-        eprintln!("queued: another converge (pid {holder}) holds the lock; waiting up to {} s", ask.lock_wait.as_secs());
+        eprintln!(
+            "queued: another converge (pid {holder}) holds the lock; waiting up to {} s",
+            ask.lock_wait.as_secs()
+        );
     })?))
 }
 
@@ -318,8 +330,11 @@ fn certificate_step<M: Manager>(
     match step {
         Ok((outcomes, more)) => {
             c.done.extend(more);
-            let failed: Vec<String> =
-                outcomes.iter().filter(|(_, o)| o.state.is_failure()).map(|(h, o)| format!("{h}: {}", o.detail)).collect();
+            let failed: Vec<String> = outcomes
+                .iter()
+                .filter(|(_, o)| o.state.is_failure())
+                .map(|(h, o)| format!("{h}: {}", o.detail))
+                .collect();
             if !failed.is_empty() {
                 c.error = Some(anyhow::anyhow!(
                     "certificates could not be obtained for {} host(s); each keeps what it served before:\n{}",

@@ -145,7 +145,9 @@ pub(crate) fn add_certificates(
         .collect();
     summary.tls = outcomes
         .iter()
-        .map(|(h, o)| (h.clone(), o.days_left(now).map_or_else(|| o.state.to_string(), |d| format!("{} {d}d", o.state))))
+        .map(|(h, o)| {
+            (h.clone(), o.days_left(now).map_or_else(|| o.state.to_string(), |d| format!("{} {d}d", o.state)))
+        })
         .collect();
 }
 

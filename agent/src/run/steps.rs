@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::Host;
 use crate::decide::acme_policy::CertState;
-use crate::decide::plan::Plan;
 use crate::decide::plan::NGINX;
+use crate::decide::plan::Plan;
 use crate::decide::run as decide;
 use crate::decide::state::Pending;
 use crate::host::acme_store::AcmeStore;

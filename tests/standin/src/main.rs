@@ -13,6 +13,8 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod signer;
+
 #[path = "../../../agent/src/decide/contracts.rs"]
 #[allow(dead_code)]
 mod contracts;
@@ -192,13 +194,40 @@ impl Service {
             ("GET", "/.well-known/openid-configuration") if broker => {
                 reply(200, format!("{{\"issuer\":\"{0}\",\"jwks_uri\":\"{0}/.well-known/jwks.json\"}}", self.issuer))
             }
-            ("GET", "/.well-known/jwks.json") if broker => {
-                reply(200, "{\"keys\":[{\"kty\":\"EC\",\"alg\":\"ES256\",\"crv\":\"P-256\",\"kid\":\"standin\"}]}")
-            }
+            ("GET", "/.well-known/jwks.json") if broker => jwks(),
+            ("POST", "/dev/derive-address") if self.name == "agentkeys-mock-server" => derive(r),
             ("POST", "/v1/agent/pairing/claim") if broker => claim(r),
             ("GET", p) if p.starts_with("/dev/") => reply(200, "dev"),
             _ => reply(404, "not found"),
         }
+    }
+}
+
+/// The broker's JWKS: the key id stands for the OIDC keypair it serves (the real broker publishes
+/// that keypair's public key), so a host with another keypair serves another JWKS.
+fn jwks() -> Reply {
+    let path = env("BROKER_OIDC_KEYPAIR_PATH").unwrap_or_default();
+    let Ok(bytes) = std::fs::read(&path) else {
+        return reply(500, format!("oidc keypair {path} unreadable"));
+    };
+    let kid = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    reply(200, format!("{{\"keys\":[{{\"kty\":\"EC\",\"alg\":\"ES256\",\"crv\":\"P-256\",\"kid\":\"{kid:016x}\"}}]}}"))
+}
+
+/// `POST /dev/derive-address {"omni_account": …}` as the signer answers it: a session bearer is
+/// required (401; the real one verifies it against the broker's session key), 503 without a master
+/// secret, the address of upstream's derivation otherwise.
+fn derive(r: &Req) -> Reply {
+    if !r.authorization {
+        return reply(401, "{\"error\":\"unauthorized\"}");
+    }
+    let Some(master) = env("DEV_KEY_SERVICE_MASTER_SECRET") else {
+        return reply(503, "{\"error\":\"signer_disabled\"}");
+    };
+    let omni = r.body.split("\"omni_account\"").nth(1).and_then(|rest| rest.split('"').nth(1)).unwrap_or_default();
+    match signer::derive_address(&master, omni) {
+        Ok(address) => reply(200, format!("{{\"address\":\"{address}\",\"key_version\":{}}}", signer::KEY_VERSION)),
+        Err(e) => reply(400, format!("{{\"error\":\"{e}\"}}")),
     }
 }
 
