@@ -64,6 +64,18 @@ impl Drop for Slot {
 impl Container {
     /// Boot, wait for `running`, install hostd, the stand-ins and `config` as hostd.toml.
     pub fn boot(config: &str) -> Container {
+        Self::boot_on(config, None)
+    }
+
+    /// As [`Container::boot`], in the network namespace `/run/netns/NETNS` (which a test made, e.g.
+    /// where moto runs) instead of a private one of its own.
+    pub fn boot_in_netns(config: &str, netns: &str) -> Container {
+        Self::boot_on(config, Some(netns))
+    }
+
+    fn boot_on(config: &str, netns: Option<&str>) -> Container {
+        let network = netns
+            .map_or_else(|| "--private-network".to_owned(), |n| format!("--network-namespace-path=/run/netns/{n}"));
         let rootfs = rootfs();
         let slot = Slot::take();
         let bus = tempfile::tempdir().unwrap();
@@ -72,16 +84,7 @@ impl Container {
             .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
             .arg("-D")
             .arg(&rootfs)
-            .args([
-                "-b",
-                "-M",
-                &name,
-                "--register=no",
-                "--keep-unit",
-                "--private-network",
-                "--console=pipe",
-                "--volatile=overlay",
-            ])
+            .args(["-b", "-M", &name, "--register=no", "--keep-unit", &network, "--console=pipe", "--volatile=overlay"])
             .arg(format!("--bind={}:/run/dbus", bus.path().display()))
             // nspawn's seccomp filter blocks bpf(); allow it so systemd's IPAddressDeny= works as on a host.
             .args(["--system-call-filter=bpf", "--capability=CAP_BPF"])
