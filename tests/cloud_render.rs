@@ -380,6 +380,129 @@ fn phase_one_deploys_to_moto_and_reads_back_its_names() {
     assert_eq!(got["email_identity"], "DOMAIN");
     assert_eq!(got["eip_instance"], true);
     assert_eq!(got["oidc_provider"]["clients"], serde_json::json!(["sts.amazonaws.com"]));
+    let escrow = &got["escrow"];
+    assert_eq!(escrow["name"], id.escrow_secret());
+    assert_eq!(escrow["tags"]["agentkeys:stack"], id.cloud_stack());
+    assert_eq!(escrow["key_aliases"], serde_json::json!([id.escrow_kms_alias()]));
+    assert_eq!(escrow["kms_key_id"], id.escrow_kms_alias());
+    assert_eq!(escrow["key_rotation"], true);
+    let marker: Value = serde_json::from_str(escrow["value"].as_str().unwrap()).unwrap();
+    assert_eq!(marker["items"], serde_json::json!({}), "an empty escrow until the host fills it");
+    assert_eq!(marker["stack"], id.cloud_stack());
+    let users = &escrow["key_policy"]["Statement"][1];
+    assert_eq!(users["Principal"]["AWS"], format!("arn:aws:iam::{ACCOUNT}:role/{}", id.host_role()));
+    assert_eq!(escrow["resource_policy"]["Statement"][0]["Action"], "secretsmanager:DeleteSecret");
+}
+
+/// IAM's wildcard match: `*` any run of characters, `?` exactly one.
+fn iam_match(pattern: &str, value: &str) -> bool {
+    match (pattern.chars().next(), value.chars().next()) {
+        (None, None) => true,
+        (Some('*'), _) => {
+            iam_match(&pattern[1..], value)
+                || (!value.is_empty() && iam_match(pattern, &value[value.chars().next().unwrap().len_utf8()..]))
+        }
+        (Some('?'), Some(c)) => iam_match(&pattern[1..], &value[c.len_utf8()..]),
+        (Some(p), Some(c)) if p == c => iam_match(&pattern[p.len_utf8()..], &value[c.len_utf8()..]),
+        _ => false,
+    }
+}
+
+/// Every stack's template: the escrow's key, alias and secret are kept on delete and replace; the
+/// host role may read, create and put only its own stack's secret (never delete one); only the
+/// host role may use the key, only through Secrets Manager, only for that secret; a replica Region
+/// is a flag.
+#[test]
+fn the_escrow_is_each_stacks_own_and_outlives_its_stack() {
+    let all = every_template();
+    let stacks: Vec<(String, Value)> = all.into_iter().filter(|(n, _)| n != "account.json").collect();
+    let own_secret = |t: &Value| t["Resources"]["EscrowSecret"]["Properties"]["Name"].as_str().unwrap().to_owned();
+    let secrets: BTreeSet<String> = stacks.iter().map(|(_, t)| own_secret(t)).collect();
+    assert_eq!(secrets.len(), 4, "one secret per stack (a zone is an account): {secrets:?}");
+    for (name, t) in &stacks {
+        let res = resources(t);
+        for r in ["EscrowKey", "EscrowKeyAlias", "EscrowSecret"] {
+            assert_eq!(
+                (&res[r]["DeletionPolicy"], &res[r]["UpdateReplacePolicy"]),
+                (&"Retain".into(), &"Retain".into()),
+                "{name} {r}"
+            );
+        }
+        assert_eq!(res["EscrowKey"]["Properties"]["PendingWindowInDays"], 30, "{name}");
+        let mine = own_secret(t);
+        let statements =
+            res["HostRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"].as_array().unwrap();
+        let actions = |s: &Value| -> Vec<String> {
+            match &s["Action"] {
+                Value::String(a) => vec![a.clone()],
+                Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_owned()).collect(),
+                _ => Vec::new(),
+            }
+        };
+        let mut allowed = BTreeSet::new();
+        for st in statements.iter().filter(|s| s["Effect"] == "Allow") {
+            let sm: Vec<String> = actions(st).into_iter().filter(|a| a.starts_with("secretsmanager:")).collect();
+            if sm.is_empty() {
+                continue;
+            }
+            let resource = st["Resource"].as_str().unwrap();
+            assert!(resource.ends_with(&format!(":secret:{mine}-??????")), "{name}: {resource}");
+            // IAM's `?` is one character: the pattern matches this stack's secret's ARN (its name
+            // and Secrets Manager's six-character suffix) and no other stack's.
+            let arn = |secret: &str| resource.replace(&format!("{mine}-??????"), &format!("{secret}-AbC123"));
+            assert!(iam_match(resource, &arn(&mine)), "{name}: {resource}");
+            for other in secrets.iter().filter(|o| **o != mine) {
+                assert!(!iam_match(resource, &arn(other)), "{name} reaches {other}");
+            }
+            allowed.extend(sm);
+        }
+        let want: BTreeSet<String> =
+            ["CreateSecret", "DescribeSecret", "GetSecretValue", "PutSecretValue", "TagResource"]
+                .iter()
+                .map(|a| format!("secretsmanager:{a}"))
+                .collect();
+        assert_eq!(allowed, want, "{name}: read, create and put only");
+        assert!(
+            statements
+                .iter()
+                .any(|s| s["Effect"] == "Deny" && actions(s).contains(&"secretsmanager:DeleteSecret".to_owned())),
+            "{name}: the host never deletes the escrow"
+        );
+        let key_policy = res["EscrowKey"]["Properties"]["KeyPolicy"]["Statement"].as_array().unwrap();
+        for st in key_policy {
+            let uses = actions(st).iter().any(|a| a == "kms:Decrypt" || a.starts_with("kms:GenerateDataKey"));
+            if uses {
+                let principal = st["Principal"]["AWS"].as_str().unwrap();
+                assert!(
+                    principal
+                        .ends_with(&format!(":role/{}", res["HostRole"]["Properties"]["RoleName"].as_str().unwrap())),
+                    "{name}: {principal}"
+                );
+                assert!(
+                    st["Condition"]["StringEquals"]["kms:ViaService"].as_str().unwrap().starts_with("secretsmanager.")
+                );
+                assert!(
+                    st["Condition"]["StringLike"]["kms:EncryptionContext:SecretARN"].as_str().unwrap().contains(&mine)
+                );
+            }
+        }
+        assert!(res["EscrowSecret"]["Properties"].get("ReplicaRegions").is_none(), "{name}: no replica unless asked");
+    }
+    let (run, _) = render_stack(&["--ci", "--slot", "7"], ZONES[0]);
+    let plain: Value = serde_json::from_str(&run.stdout).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let args = ["--ci", "--slot", "7", "--zone", ZONES[0], "--account-id", ACCOUNT, "--region", "us-east-1"];
+    let replica = render(root.path(), &[&args[..], &["--escrow-replica-region", "eu-west-1"]].concat());
+    assert_eq!(replica.code, 0, "{}", replica.stderr);
+    let t: Value = serde_json::from_str(&replica.stdout).unwrap();
+    assert_eq!(t["Resources"]["EscrowSecret"]["Properties"]["ReplicaRegions"][0]["Region"], "eu-west-1");
+    assert!(replica.stderr.contains("aws kms replicate-key"), "{}", replica.stderr);
+    assert_eq!(plain["Resources"]["EscrowKey"], t["Resources"]["EscrowKey"], "adding a replica never replaces the key");
+    for bad in ["us-east-1", "mars-1"] {
+        let run = render(root.path(), &[&args[..], &["--escrow-replica-region", bad]].concat());
+        assert_eq!((run.code, run.stdout.as_str()), (2, ""), "{bad}: {}", run.stderr);
+        assert!(run.stderr.contains("--escrow-replica-region"), "{}", run.stderr);
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 what was created through moto's APIs; print one JSON object for tests/cloud_render.rs.
 
 moto's CloudFormation creates only part of the types (not SES identities, receipt rules, bucket
-policies, EIP associations or OIDC providers) and ignores a bucket's lifecycle and public-access
+policies, EIP associations, OIDC providers, KMS aliases, secrets or a secret's resource policy) and ignores a bucket's lifecycle and public-access
 blocks there. So: the supported resources go through CloudFormation (create, then an update with
 a changed template), and the template's own property values for the rest are applied through the
 direct APIs moto implements, then read back. Usage: moto_deploy.py ENDPOINT TEMPLATE STACK
@@ -20,6 +20,9 @@ UNSUPPORTED = {
     "AWS::S3::BucketPolicy",
     "AWS::EC2::EIPAssociation",
     "AWS::IAM::OIDCProvider",
+    "AWS::SecretsManager::ResourcePolicy",
+    "AWS::KMS::Alias",
+    "AWS::SecretsManager::Secret",
 }
 
 
@@ -64,6 +67,12 @@ def for_moto(template, drop=()):
     res = t["Resources"]
     for v in res.values():
         v.pop("Condition", None)
+        if v["Type"] == "AWS::KMS::Key":
+            # moto's CloudFormation reads a key's tags with the KMS API's names (TagKey), not
+            # CloudFormation's (Key): the tags are checked in the template tests instead. And it
+            # keeps a key policy given as an object as it is, then fails to parse it: a string.
+            v["Properties"].pop("Tags", None)
+            v["Properties"]["KeyPolicy"] = json.dumps(v["Properties"]["KeyPolicy"])
     gone = {k for k, v in res.items() if v["Type"] in UNSUPPORTED or k in drop}
     changed = True
     while changed:
@@ -157,6 +166,30 @@ def main():
     if allocation:
         ec2.associate_address(AllocationId=allocation, InstanceId=instance)
         out["eip_instance"] = ec2.describe_addresses(AllocationIds=[allocation])["Addresses"][0].get("InstanceId") == instance
+
+    # The escrow: the secret (its key by alias, its tag, the empty marker), the key's policy.
+    kms, sm = boto3.client("kms", **kw), boto3.client("secretsmanager", **kw)
+    secret = res["EscrowSecret"]["Properties"]
+    key = kms.describe_key(KeyId=physical["EscrowKey"])["KeyMetadata"]
+    alias = res["EscrowKeyAlias"]["Properties"]
+    kms.create_alias(AliasName=alias["AliasName"], TargetKeyId=key["KeyId"])
+    sm.create_secret(Name=secret["Name"], Description=secret["Description"], KmsKeyId=alias["AliasName"],
+                     SecretString=secret["SecretString"], Tags=secret["Tags"])
+    described = sm.describe_secret(SecretId=secret["Name"])
+    aliases = [a["AliasName"] for a in kms.list_aliases(KeyId=key["KeyId"])["Aliases"]]
+    out["escrow"] = {
+        "name": described["Name"],
+        "tags": {t["Key"]: t["Value"] for t in described.get("Tags", [])},
+        "value": sm.get_secret_value(SecretId=secret["Name"])["SecretString"],
+        "key_aliases": aliases,
+        "kms_key_id": described["KmsKeyId"],
+        "key_policy": json.loads(kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"]),
+        "key_rotation": kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"],
+    }
+    policy = res["EscrowSecretPolicy"]["Properties"]
+    sm.put_resource_policy(SecretId=secret["Name"], ResourcePolicy=json.dumps(policy["ResourcePolicy"]),
+                           BlockPublicPolicy=policy["BlockPublicPolicy"])
+    out["escrow"]["resource_policy"] = json.loads(sm.get_resource_policy(SecretId=secret["Name"])["ResourcePolicy"])
 
     provider = res["BrokerOidcProvider"]["Properties"]
     arn = iam.create_open_id_connect_provider(Url=provider["Url"], ClientIDList=provider["ClientIdList"],

@@ -47,8 +47,12 @@ pub struct RenderArgs {
     /// Phase two: the thumbprint `agentkeys-hostd oidc` printed on the host.
     #[arg(long, value_name = "HEX")]
     pub oidc_thumbprint: Option<String>,
+    /// Replicate the stack's escrow secret into this second Region (regional disaster recovery;
+    /// replicate the escrow key there first, as the printed steps say).
+    #[arg(long, value_name = "REGION")]
+    pub escrow_replica_region: Option<String>,
     /// Render the once-per-account stack (the shared receipt rule set) instead.
-    #[arg(long, conflicts_with_all = ["ci", "slot", "base", "zone", "issuer_url", "hosted_zone_id", "instance_id", "eip_allocation_id", "oidc_thumbprint", "adopt"])]
+    #[arg(long, conflicts_with_all = ["ci", "slot", "base", "zone", "issuer_url", "hosted_zone_id", "instance_id", "eip_allocation_id", "oidc_thumbprint", "escrow_replica_region", "adopt"])]
     pub account: bool,
     /// Print the import list for adopting an existing stack's resources instead of the template.
     #[arg(long)]
@@ -108,6 +112,7 @@ pub fn run(args: &CloudArgs) -> anyhow::Result<i32> {
         instance_id: a.instance_id.clone(),
         eip: a.eip_allocation_id.clone().zip(a.eip_address.clone()),
         oidc_thumbprint: a.oidc_thumbprint.clone(),
+        escrow_replica_region: a.escrow_replica_region.clone(),
     };
     cloud::check_inputs(&stack).map_err(|(flag, why)| bad(flag, why))?;
     let out = if a.adopt { cloud::steps::import_list(&stack) } else { cloud::stack_template(&stack) };

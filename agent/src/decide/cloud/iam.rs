@@ -37,8 +37,8 @@ fn provider_trust(inputs: &StackInputs, extra: Value) -> Value {
     }]))
 }
 
-/// The host role: EC2 may assume it; it may assume the data role and send from the stack's mail
-/// domain; SSM manages the instance. Nothing broader.
+/// The host role: EC2 may assume it; it may assume the data role, send from the stack's mail
+/// domain and keep its own stack's escrow (never delete it); SSM manages the instance. Nothing broader.
 pub(super) fn host_role(inputs: &StackInputs) -> Value {
     let id_ = &inputs.identity;
     let data_role = id_.role_arn("data", &inputs.account_id);
@@ -55,10 +55,15 @@ pub(super) fn host_role(inputs: &StackInputs) -> Value {
             "ManagedPolicyArns": [format!("{PARTITION}:iam::aws:policy/AmazonSSMManagedInstanceCore")],
             "Policies": [{
                 "PolicyName": "broker-host",
-                "PolicyDocument": doc(json!([
-                    { "Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": data_role },
-                    { "Effect": "Allow", "Action": ["ses:SendEmail", "ses:SendRawEmail"], "Resource": ses_identities(inputs) },
-                ])),
+                "PolicyDocument": doc(Value::Array(
+                    [
+                        json!({ "Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": data_role }),
+                        json!({ "Effect": "Allow", "Action": ["ses:SendEmail", "ses:SendRawEmail"], "Resource": ses_identities(inputs) }),
+                    ]
+                    .into_iter()
+                    .chain(super::escrow::host_role_statements(inputs))
+                    .collect(),
+                )),
             }],
         }
     })

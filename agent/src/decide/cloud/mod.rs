@@ -5,6 +5,7 @@
 //! the per-class federated roles and their bucket policies, and switches the data role's trust
 //! to the provider. What CloudFormation cannot do is in [`steps`].
 
+mod escrow;
 mod iam;
 pub(crate) mod steps;
 
@@ -29,6 +30,8 @@ pub(crate) struct StackInputs {
     pub eip: Option<(String, String)>,
     /// Phase two: the SHA-1 thumbprint `agentkeys-hostd oidc` prints.
     pub oidc_thumbprint: Option<String>,
+    /// A second Region holding a replica of the escrow (regional disaster recovery).
+    pub escrow_replica_region: Option<String>,
 }
 
 /// Check the flags a template is rendered with; `Err((flag, why))`.
@@ -66,6 +69,16 @@ pub(crate) fn check_inputs(i: &StackInputs) -> Result<(), (&'static str, String)
             return Err(("--eip-address", format!("{addr:?} is not an IPv4 address")));
         }
     }
+    if let Some(rr) = &i.escrow_replica_region {
+        let source = crate::decide::error::Source::Flag("--escrow-replica-region".into());
+        let ok = crate::decide::validate::region(&source, rr).is_ok();
+        if !ok || *rr == i.region {
+            return Err((
+                "--escrow-replica-region",
+                format!("{rr:?} is not an AWS region other than the stack's own ({})", i.region),
+            ));
+        }
+    }
     if let Some(t) = &i.oidc_thumbprint
         && !is(t, "", true, 40..=40)
     {
@@ -92,6 +105,10 @@ pub(crate) mod id {
     pub(crate) const EIP_ASSOCIATION: &str = "BrokerEipAssociation";
     pub(crate) const OIDC_PROVIDER: &str = "BrokerOidcProvider";
     pub(crate) const RULE_SET: &str = "ReceiptRuleSet";
+    pub(crate) const ESCROW_KEY: &str = "EscrowKey";
+    pub(crate) const ESCROW_ALIAS: &str = "EscrowKeyAlias";
+    pub(crate) const ESCROW_SECRET: &str = "EscrowSecret";
+    pub(crate) const ESCROW_POLICY: &str = "EscrowSecretPolicy";
 
     /// `vault` → `VaultBucket`.
     pub(crate) fn class(class: &str, kind: &str) -> String {
@@ -317,6 +334,10 @@ pub(crate) fn stack_template(inputs: &StackInputs) -> Value {
         })),
     );
 
+    for (logical, resource) in escrow::resources(inputs) {
+        put(logical, resource);
+    }
+
     // Phase two.
     let mut provider = retained(json!({
         "Type": "AWS::IAM::OIDCProvider",
@@ -339,6 +360,8 @@ pub(crate) fn stack_template(inputs: &StackInputs) -> Value {
         "InstanceProfileName": { "Value": r(id::INSTANCE_PROFILE) },
         "DataRoleArn": { "Value": att(id::DATA_ROLE, "Arn") },
         "MailBucket": { "Value": r(id::MAIL_BUCKET) },
+        "EscrowSecretArn": { "Value": r(id::ESCROW_SECRET) },
+        "EscrowKeyArn": { "Value": att(id::ESCROW_KEY, "Arn") },
     });
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",

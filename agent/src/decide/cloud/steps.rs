@@ -60,6 +60,18 @@ pub(crate) fn stack(inputs: &StackInputs) -> Vec<String> {
             "aws iam detach-role-policy --role-name {role} --policy-arn arn:aws:iam::aws:policy/{policy}   # if listed"
         ));
     }
+    let (secret, alias) = (id_.escrow_secret(), id_.escrow_kms_alias());
+    if let Some(replica) = &inputs.escrow_replica_region {
+        out.insert(
+            1,
+            format!(
+                "# the escrow's replica in {replica} needs the escrow key there first (skip on a stack's first deploy: render without --escrow-replica-region, deploy, then): aws kms replicate-key --region {region} --key-id {alias} --replica-region {replica} --query ReplicaKeyMetadata.KeyId --output text | xargs -I KEY aws kms create-alias --region {replica} --alias-name {alias} --target-key-id KEY"
+            ),
+        );
+    }
+    out.push(format!(
+        "aws secretsmanager describe-secret --region {region} --secret-id {secret} --query '[KmsKeyId,Tags]'   # the escrow: the stack's key, its tag; hostd fills it on the host's first run"
+    ));
     out.push(
         "# on the host: agentkeys-hostd reconcile (certificates), then agentkeys-hostd oidc prints the thumbprint"
             .to_owned(),
@@ -68,7 +80,7 @@ pub(crate) fn stack(inputs: &StackInputs) -> Vec<String> {
         "aws cloudformation deploy --region {region} --stack-name {stack} --template-file {file} --capabilities CAPABILITY_NAMED_IAM --parameter-overrides OidcThumbprint=<40 hex from agentkeys-hostd oidc>"
     ));
     out.push(format!(
-        "# teardown of this stack only (its receipt rule goes; the rule set and its activation stay for the other stacks): aws cloudformation delete-stack --region {region} --stack-name {stack}"
+        "# teardown of this stack only (its receipt rule goes; the rule set and its activation stay for the other stacks; the escrow secret and its key are kept — delete them by hand, with a recovery window, only when the stack's wallets are abandoned): aws cloudformation delete-stack --region {region} --stack-name {stack}"
     ));
     out
 }

@@ -13,6 +13,7 @@ fn inputs(issuer: &str) -> StackInputs {
         instance_id: Some("i-0123456789abcdef0".into()),
         eip: None,
         oidc_thumbprint: None,
+        escrow_replica_region: None,
     }
 }
 
