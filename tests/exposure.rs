@@ -1,7 +1,9 @@
 //! Exposure after a full converge on a real-systemd host (services, certificates, hostd's daemon):
 //! `systemd-analyze security` per unit (≤ 3.0, against the old script's unit), listeners on
 //! non-loopback addresses, the IP-filtered backend probed from a second network namespace the test
-//! creates, file modes and owners under the secret trees, and no secret bytes in any output.
+//! creates, file modes and owners under the secret trees, and no secret bytes in any output —
+//! with the escrow on (moto's Secrets Manager in the network namespace the container joins), so
+//! the escrow's paths (the run, status, doctor, `escrow status`, the daemon, metrics) are searched too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -102,10 +104,20 @@ fn world_readable(path: &Path, root: &Path) -> bool {
 
 #[test]
 fn exposure_after_a_full_converge() {
-    let c = Container::boot(&format!("{BASE_CONFIG}\n{ACME}"));
+    let moto = common::moto::Moto::start_in_netns();
+    let config = BASE_CONFIG.replace("enabled = false", "enabled = true");
+    let c = Container::boot_in_netns(&format!("{config}\n{ACME}"), moto.netns.as_deref().unwrap());
     let dir = tempfile::tempdir().unwrap();
     start_pebble(&c, dir.path(), 80);
-    let run = c.reconcile_acme(&DECLARE);
+    let aws: Vec<String> = moto.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let with_aws = |args: &[&str]| {
+        let mut all: Vec<&str> = vec!["env"];
+        all.extend(aws.iter().map(String::as_str));
+        all.extend(args);
+        c.exec(&all)
+    };
+    let run = with_aws(&[&["/usr/bin/agentkeys-hostd", "reconcile", "--json"][..], &DECLARE].concat());
+    assert_eq!(run.json()["escrow"], "in_sync", "{}", run.stdout);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     // hostd's own unit, running as the package would run it.
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../units/agentkeys-hostd.service");
@@ -225,6 +237,16 @@ fn exposure_after_a_full_converge() {
     let account_key = account["credentials"]["key_pkcs8"].as_str().unwrap_or_default().to_owned();
     assert!(account_key.len() > 40, "the ACME account key was found: {}", account["credentials"]);
     secrets.push(account_key);
+    for keypair in ["oidc-keypair.json", "session-keypair.json"] {
+        let k: serde_json::Value =
+            serde_json::from_slice(&c.read(&format!("/var/lib/agentkeys/.agentkeys/broker/{keypair}"))).unwrap();
+        secrets.push(k["private_key"].as_str().unwrap().to_owned());
+    }
+    // The escrow's own encoding of each value (base64 in its payload) must not leak either.
+    use base64::Engine as _;
+    let encoded: Vec<String> =
+        secrets.iter().map(|s| base64::engine::general_purpose::STANDARD.encode(s.as_bytes())).collect();
+    secrets.extend(encoded);
     let scrape = "exec 3<>/dev/tcp/127.0.0.1/9464; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3";
     let outputs = [
         ("journal", c.exec(&["journalctl", "-b", "--no-pager", "-o", "verbose"]).stdout),
@@ -233,7 +255,10 @@ fn exposure_after_a_full_converge() {
         ("daemon record", String::from_utf8(c.read("/run/agentkeys-hostd/daemon.json")).unwrap()),
         ("metrics", c.exec(&["bash", "-c", scrape]).stdout),
         ("run", format!("{}{}", run.stdout, run.stderr)),
+        ("doctor", with_aws(&["/usr/bin/agentkeys-hostd", "doctor", "--json"]).stdout),
+        ("escrow status", with_aws(&["/usr/bin/agentkeys-hostd", "escrow", "status", "--json"]).stdout),
     ];
+    assert!(outputs[7].1.contains("\"verdict\":\"in_sync\""), "the escrow was read: {}", outputs[7].1);
     for (name, text) in &outputs {
         assert!(text.len() > 100, "{name} was read");
         for s in &secrets {
