@@ -49,6 +49,19 @@ pub fn derive_address(master_hex: &str, omni_hex: &str) -> Result<String, String
 
 #[cfg(test)]
 mod tests {
+    /// Addresses the real `agentkeys-mock-server` (built from upstream at c348357) answered to
+    /// `POST /dev/derive-address` on 2026-12-04 for these master secrets and omni accounts.
+    #[test]
+    fn matches_the_real_signer() {
+        let real = [
+            ("11", "5a17c0de".repeat(8), "0x0d5baa92f6e5bd5b0d008c79624f5d98124e616a"),
+            ("ab", format!("{}ff", "0".repeat(62)), "0xb4cb883aaa4d4901d6f02dd0166161724d5e248d"),
+        ];
+        for (byte, omni, address) in real {
+            assert_eq!(super::derive_address(&byte.repeat(32), &omni).expect("derives"), address);
+        }
+    }
+
     #[test]
     fn different_master_secrets_give_different_addresses_and_the_same_gives_the_same() {
         let omni = "11".repeat(32);
