@@ -40,14 +40,7 @@ fn real_services_converge_stay_up_and_stop_cleanly() {
     // No configuration file at all: every default (RPC, contract addresses) must come from hostd.
     let c = Container::boot("");
     std::fs::remove_file(c.path("/etc/agentkeys/hostd.toml")).unwrap();
-    let mut real = Vec::new();
-    for svc in hostd::decide::catalog::SERVICES {
-        let from = dir.join(svc.binary);
-        if from.is_file() && !real.contains(&svc.binary) {
-            c.install(from.to_str().unwrap(), &format!("/usr/local/bin/{}", svc.binary));
-            real.push(svc.binary);
-        }
-    }
+    let real = install_real(&c, &dir);
     assert!(real.contains(&"agentkeys-broker-server"), "the real broker is the point of this test");
     println!("real binaries: {}", real.join(", "));
 
@@ -95,4 +88,98 @@ fn real_services_converge_stay_up_and_stop_cleanly() {
     );
     assert!(!creds.trim().is_empty(), "the creds worker logs under its own identifier");
     assert!(!hostd.contains("listening"), "no service output under agentkeys-hostd:\n{hostd}");
+}
+
+/// Install every real binary `dir` holds over the stand-ins; returns their names.
+fn install_real(c: &Container, dir: &std::path::Path) -> Vec<&'static str> {
+    let mut real = Vec::new();
+    for svc in hostd::decide::catalog::SERVICES {
+        let from = dir.join(svc.binary);
+        if from.is_file() && !real.contains(&svc.binary) {
+            c.install(from.to_str().unwrap(), &format!("/usr/local/bin/{}", svc.binary));
+            real.push(svc.binary);
+        }
+    }
+    real
+}
+
+/// The escrow with the real binaries (issue #20): no configuration file (the escrow is on by
+/// default on a real host), moto's Secrets Manager in the namespace both hosts join. Host A's real
+/// broker mints its keypairs (`keygen`, into hostd's staging) and they are escrowed before they are
+/// installed; A is destroyed; B restores every value byte for byte, and B's real backend derives
+/// the same wallet address and its real broker serves the same JWKS.
+#[test]
+#[ignore = "needs AGENTKEYS_REAL_BIN_DIR (upstream binaries); not in CI"]
+fn real_services_replace_a_dead_host_from_the_escrow() {
+    let dir = real_bin_dir();
+    let moto = common::moto::Moto::start_in_netns();
+    let ns = moto.netns.clone().unwrap();
+    let aws: Vec<String> = moto.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let reconcile = |c: &Container| {
+        let mut args: Vec<&str> = vec!["env"];
+        args.extend(aws.iter().map(String::as_str));
+        args.extend(["/usr/bin/agentkeys-hostd", "reconcile", "--no-acme", "--json"]);
+        args.extend(DECLARE);
+        c.exec(&args)
+    };
+    let files = [
+        "/etc/agentkeys/dev-key-service.env",
+        "/etc/agentkeys/worker-creds.env",
+        "/etc/agentkeys/worker-memory.env",
+        "/var/lib/agentkeys/.agentkeys/broker/oidc-keypair.json",
+        "/var/lib/agentkeys/.agentkeys/broker/session-keypair.json",
+    ];
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "curl", "-sS", "--max-time", "10"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let omni = "5a17c0de".repeat(8);
+    let body = format!("{{\"omni_account\":\"{omni}\"}}");
+    let identity = || {
+        let address =
+            curl(&["-H", "Content-Type: application/json", "-d", &body, "http://127.0.0.1:8090/dev/derive-address"]);
+        (address, curl(&["http://127.0.0.1:8091/.well-known/jwks.json"]))
+    };
+    let boot = || {
+        let c = Container::boot_in_netns("", &ns);
+        std::fs::remove_file(c.path("/etc/agentkeys/hostd.toml")).unwrap();
+        let real = install_real(&c, &dir);
+        assert!(real.contains(&"agentkeys-broker-server") && real.contains(&"agentkeys-mock-server"), "{real:?}");
+        c
+    };
+    let (values, before) = {
+        let a = boot();
+        let t = Instant::now();
+        let run = reconcile(&a);
+        println!("host A: exit {} in {:.1} s\n{}", run.code, t.elapsed().as_secs_f64(), run.stdout);
+        assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+        assert_eq!(run.json()["escrow"], "in_sync", "{}", run.stdout);
+        let values: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(a.path(f)).unwrap()).collect();
+        (values, identity())
+    };
+    println!("host A: address {}, JWKS {} bytes", before.0.trim(), before.1.len());
+    let t = Instant::now();
+    let b = boot();
+    let booted = t.elapsed();
+    let run = reconcile(&b);
+    println!(
+        "host B: booted in {:.1} s, reconcile exit {} in {:.1} s\n{}",
+        booted.as_secs_f64(),
+        run.code,
+        t.elapsed().as_secs_f64() - booted.as_secs_f64(),
+        run.stdout
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["secrets_restored"].as_array().unwrap().len(), 5, "{}", run.stdout);
+    for (f, v) in files.iter().zip(&values) {
+        assert_eq!(&std::fs::read(b.path(f)).unwrap(), v, "{f} byte-identical");
+    }
+    let after = identity();
+    println!("host B: address {}, JWKS equal: {}", after.0.trim(), after.1 == before.1);
+    assert!(before.0.contains("\"address\":\"0x"), "{}", before.0);
+    assert_eq!(after, before, "the same wallet address and the same JWKS");
 }
