@@ -21,17 +21,7 @@ pub struct EscrowArgs {
 #[derive(Debug, Subcommand)]
 pub enum EscrowCommand {
     /// Compare the host's irreplaceable secrets with the stack's escrow (names and versions only).
-    Status(StatusArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    /// Filesystem root to read instead of /.
-    #[arg(long, value_name = "DIR", default_value = "/")]
-    pub root: std::path::PathBuf,
-    /// Print JSON (one line).
-    #[arg(long)]
-    pub json: bool,
+    Status(super::status_cmd::StatusArgs),
 }
 
 pub fn run(args: &EscrowArgs, env: &Env) -> anyhow::Result<i32> {
