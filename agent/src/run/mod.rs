@@ -1,8 +1,8 @@
 //! One converge, as a library: the command line and the daemon both call [`reconcile`] with the
 //! host it acts on and what was asked, and get a typed [`RunReport`] back.
 //! Phases: decide (nothing written on bad input) → release → lock → observe/plan → escrow →
-//! pending marker →
-//! files → systemd jobs → health gate → rollback → certificates (re-planned) → retention → record.
+//! pending marker → files → systemd jobs → health gate → rollback → certificates (re-planned) →
+//! retention → record.
 //! The run's own decisions are the pure functions of [`decide`].
 
 mod escrow_step;
