@@ -258,3 +258,57 @@ fn an_unreachable_escrow_refuses_a_virgin_host_and_leaves_an_existing_one_pendin
     let doctor = hostd(off.path(), &down, &["doctor", "--json", "--root", off.path().to_str().unwrap()]);
     assert!(doctor.stdout.contains("OFF ([escrow] enabled = false)"), "{}", doctor.stdout);
 }
+
+/// An escrow the host may read but not write (moto's IAM enforced after the setup's calls; a
+/// principal allowed only DescribeSecret and GetSecretValue), the secret as CloudFormation creates
+/// it (its empty marker): a virgin host reads it, mints, is denied the write and stops with nothing
+/// written (exit 1); an existing host goes on with its own values and the escrow pending. (moto
+/// authorizes Secrets Manager calls against the resource `*` only, so the rendered policy's
+/// resource scoping is checked in cloud_render.rs, not here.)
+#[test]
+fn a_denied_escrow_write_leaves_a_virgin_host_unminted_and_an_existing_one_pending() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut args = vec!["cloud", "render", "--root", scratch.path().to_str().unwrap(), "--region", "us-east-1"];
+    args.extend(DECLARE);
+    let template = hostd(scratch.path(), &[], &args);
+    assert_eq!(template.code, 0, "{}", template.stderr);
+    let t: serde_json::Value = serde_json::from_str(&template.stdout).unwrap();
+    let marker = t["Resources"]["EscrowSecret"]["Properties"]["SecretString"].as_str().unwrap().to_owned();
+    let read_only = serde_json::json!({ "Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
+        "Resource": "*",
+    }]})
+    .to_string();
+    // Setup before authorization starts: a user (3 calls) and the stack's secret (1).
+    let moto = Moto::start_with_auth_after(4);
+    let (id, secret) = moto.iam_user("reader", &read_only);
+    moto.tool(&["create", SECRET, &marker, "agentkeys-stack-test-7"]);
+    let mut env = moto.env();
+    env.retain(|(k, _)| k != "AWS_ACCESS_KEY_ID" && k != "AWS_SECRET_ACCESS_KEY");
+    env.extend([("AWS_ACCESS_KEY_ID".to_owned(), id), ("AWS_SECRET_ACCESS_KEY".to_owned(), secret)]);
+    let virgin = common::fake_root(&config());
+    let run = reconcile(virgin.path(), &env, &[]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("refusing to install the freshly minted"), "{}", run.stderr);
+    assert!(run.stderr.contains(SECRET) && run.stderr.contains("failed to write"), "{}", run.stderr);
+    assert!(host_values(virgin.path()).is_empty(), "nothing written when the escrow write is denied");
+    assert!(!virgin.path().join("etc/systemd/system/agentkeys-broker.service").exists());
+    let existing = common::fake_root(&config());
+    let kept = format!("{MASTER}={}\n", "ab".repeat(32));
+    std::fs::write(existing.path().join("etc/agentkeys/dev-key-service.env"), &kept).unwrap();
+    std::fs::write(
+        existing.path().join("etc/agentkeys/worker-creds.env"),
+        format!("AGENTKEYS_WORKER_KEK_HEX={}\n", "c1c5".repeat(16)),
+    )
+    .unwrap();
+    std::fs::write(
+        existing.path().join("etc/agentkeys/worker-memory.env"),
+        format!("AGENTKEYS_MEMORY_KEK_HEX={}\n", "c2c6".repeat(16)),
+    )
+    .unwrap();
+    let run = reconcile(existing.path(), &env, &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["escrow"], "pending", "{}", run.stdout);
+    assert_eq!(std::fs::read_to_string(existing.path().join("etc/agentkeys/dev-key-service.env")).unwrap(), kept);
+}

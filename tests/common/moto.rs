@@ -43,7 +43,19 @@ impl Moto {
         Self::spawn(Some(name), 4566)
     }
 
+    /// On this machine's loopback, with IAM authorization enforced after the first `n` calls
+    /// (moto's `INITIAL_NO_AUTH_ACTION_COUNT`): the setup's calls go through, the rest are judged
+    /// by the policies of the calling principal.
+    pub fn start_with_auth_after(n: u32) -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::spawn_with(None, port, Some(n))
+    }
+
     fn spawn(netns: Option<String>, port: u16) -> Moto {
+        Self::spawn_with(netns, port, None)
+    }
+
+    fn spawn_with(netns: Option<String>, port: u16, auth_after: Option<u32>) -> Moto {
         let bin = cloud_tools();
         let mut cmd = match &netns {
             Some(ns) => {
@@ -53,6 +65,9 @@ impl Moto {
             }
             None => Command::new(bin.join("moto_server")),
         };
+        if let Some(n) = auth_after {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
+        }
         let child = cmd
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -103,10 +118,25 @@ impl Moto {
 
     /// `escrow_tool.py COMMAND ARGS…`; panics when it fails.
     pub fn tool(&self, args: &[&str]) -> String {
+        let (ok, out) = self.tool_with(args);
+        assert!(ok, "escrow_tool {args:?}: {out}");
+        out
+    }
+
+    /// Whether `escrow_tool.py ARGS…` succeeded, and its stdout (its stderr when it failed).
+    fn tool_with(&self, args: &[&str]) -> (bool, String) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cloud/escrow_tool.py");
-        let out = self.in_ns(&self.bin.join("python")).arg(script).arg(self.endpoint()).args(args).output().unwrap();
-        assert!(out.status.success(), "escrow_tool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
+        let mut cmd = self.in_ns(&self.bin.join("python"));
+        cmd.arg(script).arg(self.endpoint()).args(args);
+        let out = cmd.output().unwrap();
+        let text = if out.status.success() { out.stdout } else { out.stderr };
+        (out.status.success(), String::from_utf8_lossy(&text).into_owned())
+    }
+
+    /// A new IAM user with `policy` inline; its access key (id, secret).
+    pub fn iam_user(&self, name: &str, policy: &str) -> (String, String) {
+        let key: serde_json::Value = serde_json::from_str(&self.tool(&["iam-user", name, policy])).unwrap();
+        (key["id"].as_str().unwrap().to_owned(), key["secret"].as_str().unwrap().to_owned())
     }
 
     /// The secret as read: `{"absent": true}` or `{"tags", "body", "version", "kms"}`.

@@ -78,7 +78,33 @@ impl<M: Manager> Ctx<'_, '_, M> {
         minted_all.0.extend(new_keys.0.clone());
         let decision = escrow::decide(&remote.secret, id, &local, &minted_all, &wanted, &read)?;
         failpoints::hit("escrow-minted");
-        let version = self.write(&remote, id, &decision)?;
+        let version = match self.write(&remote, id, &decision) {
+            Ok(version) => version,
+            // Minted values are never installed unescrowed: the run stops with nothing written.
+            Err(e) if !minted_all.0.is_empty() => {
+                return Err(e.context(format!(
+                    "refusing to install the freshly minted {:?}: they are not escrowed; nothing was written \
+                     (the next run mints anew). Fix the access to {} and run reconcile again",
+                    minted_all.names(),
+                    remote.secret
+                )));
+            }
+            // The host keeps its own values (and any restored ones): the upload waits.
+            Err(e) => {
+                let error = format!("{e:#}");
+                tracing::warn!(secret = %remote.secret, %error, "escrow write failed; the host keeps its own values");
+                let record = escrow::pending_after(self.saved.escrow.as_ref(), &remote.secret, &error, now);
+                let note = format!("escrow pending: {} could not be written; the daemon retries", remote.secret);
+                let mut secrets = p.facts.secrets.clone();
+                effects::install_into(&mut secrets, &decision.restore, true)?;
+                let p = if decision.restore.0.is_empty() {
+                    p
+                } else {
+                    prepare::with_secrets(root, self.host.accounts, self.req, p, secrets)?
+                };
+                return Ok((p, Escrowed { record: Some(record), notes: vec![note] }));
+            }
+        };
         let mut secrets = p.facts.secrets.clone();
         effects::install_into(&mut secrets, &new_keys, false)?;
         effects::install_into(&mut secrets, &decision.restore, true)?;
