@@ -169,11 +169,13 @@ fn install_converge_renew_drift_upgrade_remove_purge() {
     assert!(renewals.iter().all(|h| h["renew_why"].as_str().is_some_and(|w| w.contains("1/2"))), "{renewals:?}");
 
     step(t0, "doctor");
-    // doctor: every pre-flight check passes on this converged host.
+    // doctor: every pre-flight check passes on this converged host; the escrow, switched off in
+    // this test's configuration (no AWS here), warns as it does on every run of such a host.
     let doctor = c.exec(&["agentkeys-hostd", "doctor", "--json"]);
     let d = doctor.json();
     for check in d["checks"].as_array().unwrap() {
-        assert_eq!(check["verdict"], "pass", "{check}");
+        let expected = if check["name"] == "escrow" { "warn" } else { "pass" };
+        assert_eq!(check["verdict"], expected, "{check}");
     }
     assert_eq!(doctor.code, 0);
 
