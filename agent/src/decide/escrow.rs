@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use crate::decide::naming::Identity;
+use crate::decide::secrets::{MASTER_SECRET_KEY, Secrets};
 
 /// The payload's format marker and version.
 pub(crate) const FORMAT: u32 = 1;
@@ -335,6 +336,48 @@ pub(crate) fn describe(record: Option<&Record>, local: &Items, now: i64) -> Stri
             now - r.verified_unix
         ),
     }
+}
+
+/// The broker keypairs hostd escrows: (purpose, path).
+pub(crate) const KEYPAIRS: [(&str, &str); 2] =
+    [("oidc", crate::decide::paths::OIDC_KEYPAIR), ("session", crate::decide::paths::SESSION_KEYPAIR)];
+
+/// The values this run mints: the fresh master secret and KEKs `secrets` drew.
+pub(crate) fn minted_items(secrets: &Secrets) -> Items {
+    let mut items = Items::default();
+    if let Some(v) = &secrets.new_master {
+        items.0.insert(MASTER_SECRET_KEY.to_owned(), v.clone().into_bytes());
+    }
+    for key in &secrets.generated {
+        if let Some(v) = secrets.keks.get(key) {
+            items.0.insert(key.clone(), v.clone().into_bytes());
+        }
+    }
+    items
+}
+
+/// Put escrowed values into `secrets`, to be written by the files step: the master secret and
+/// KEKs in place of any fresh draw, keypairs as files; `restored` marks them for the report.
+pub(crate) fn install_into(secrets: &mut Secrets, items: &Items, restored: bool) -> anyhow::Result<()> {
+    let text = |k: &str, v: &[u8]| {
+        String::from_utf8(v.to_vec()).map_err(|_| anyhow::anyhow!("escrowed value {k} is not text"))
+    };
+    let keypair_paths: BTreeMap<String, &str> = KEYPAIRS.iter().map(|(_, p)| (keypair_item(p), *p)).collect();
+    for (name, value) in &items.0 {
+        if restored {
+            secrets.restored.push(name.clone());
+        }
+        if name == MASTER_SECRET_KEY {
+            secrets.master_file = None;
+            secrets.new_master = Some(text(name, value)?);
+        } else if let Some(path) = keypair_paths.get(name) {
+            secrets.keypairs.insert((*path).to_owned(), text(name, value)?);
+        } else {
+            secrets.keks.insert(name.clone(), text(name, value)?);
+            secrets.generated.retain(|g| g != name);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! escrowed values read from its files, and broker keypairs minted into a root-only staging
 //! directory so they are escrowed before they are ever installed.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -12,14 +11,11 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::types::Tag;
 
-use crate::decide::escrow::{Items, Read, Remote, STACK_TAG, keypair_item};
+use crate::decide::escrow::{Items, KEYPAIRS, Read, Remote, STACK_TAG, keypair_item};
 use crate::decide::naming::Identity;
 use crate::decide::paths;
-use crate::decide::secrets::{MASTER_SECRET_KEY, Secrets, value_in};
+use crate::decide::secrets::{MASTER_SECRET_KEY, value_in};
 use crate::host::fs::Root;
-
-/// The broker keypairs hostd escrows: (purpose, path).
-pub(crate) const KEYPAIRS: [(&str, &str); 2] = [("oidc", paths::OIDC_KEYPAIR), ("session", paths::SESSION_KEYPAIR)];
 
 /// Where keypairs are minted before they are escrowed (root-only, emptied before and after).
 const STAGING: &str = "/var/lib/agentkeys-hostd/escrow-staging";
@@ -140,40 +136,6 @@ pub(crate) fn items_on_disk(root: &Root) -> anyhow::Result<Items> {
     Ok(items)
 }
 
-/// The escrowed values the host holds now, as `secrets` resolved them (kept values only, never
-/// the ones minted in this run) plus the broker keypairs on disk.
-pub(crate) fn host_items(root: &Root, secrets: &Secrets) -> anyhow::Result<Items> {
-    let mut items = Items::default();
-    if let Some(text) = &secrets.master_file
-        && let Some(v) = value_in(text, MASTER_SECRET_KEY)
-    {
-        items.0.insert(MASTER_SECRET_KEY.to_owned(), v.into_bytes());
-    }
-    for (key, value) in secrets.keks.iter().filter(|(k, _)| !secrets.generated.contains(k)) {
-        items.0.insert(key.clone(), value.clone().into_bytes());
-    }
-    for (_, path) in KEYPAIRS {
-        if let Some(bytes) = root.read(path)? {
-            items.0.insert(keypair_item(path), bytes);
-        }
-    }
-    Ok(items)
-}
-
-/// The values this run mints: the fresh master secret and KEKs `secrets` drew.
-pub(crate) fn minted_items(secrets: &Secrets) -> Items {
-    let mut items = Items::default();
-    if let Some(v) = &secrets.new_master {
-        items.0.insert(MASTER_SECRET_KEY.to_owned(), v.clone().into_bytes());
-    }
-    for key in &secrets.generated {
-        if let Some(v) = secrets.keks.get(key) {
-            items.0.insert(key.clone(), v.clone().into_bytes());
-        }
-    }
-    items
-}
-
 /// Mint the missing broker keypairs with the release's broker (`keygen`) into the root-only
 /// staging directory and return their bytes; nothing is installed.
 pub(crate) fn mint_keypairs(root: &Root, bin_dir: &str, missing: &[(&str, &str)]) -> anyhow::Result<Items> {
@@ -213,27 +175,4 @@ pub(crate) fn mint_keypairs(root: &Root, bin_dir: &str, missing: &[(&str, &str)]
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result.map(|()| items)
-}
-
-/// Put escrowed values into `secrets`, to be written by the files step: the master secret and
-/// KEKs in place of any fresh draw, keypairs as files; `restored` marks them for the report.
-pub(crate) fn install_into(secrets: &mut Secrets, items: &Items, restored: bool) -> anyhow::Result<()> {
-    let text =
-        |k: &str, v: &[u8]| String::from_utf8(v.to_vec()).with_context(|| format!("escrowed value {k} is not text"));
-    let keypair_paths: BTreeMap<String, &str> = KEYPAIRS.iter().map(|(_, p)| (keypair_item(p), *p)).collect();
-    for (name, value) in &items.0 {
-        if restored {
-            secrets.restored.push(name.clone());
-        }
-        if name == MASTER_SECRET_KEY {
-            secrets.master_file = None;
-            secrets.new_master = Some(text(name, value)?);
-        } else if let Some(path) = keypair_paths.get(name) {
-            secrets.keypairs.insert((*path).to_owned(), text(name, value)?);
-        } else {
-            secrets.keks.insert(name.clone(), text(name, value)?);
-            secrets.generated.retain(|g| g != name);
-        }
-    }
-    Ok(())
 }

@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 
 use crate::decide::catalog;
 use crate::decide::escrow::{self, Decision, Items, Read, Record};
+use crate::decide::escrow::{KEYPAIRS, install_into, minted_items};
 use crate::decide::secrets::MASTER_SECRET_KEY;
-use crate::host::escrow::{self as effects, Escrow, KEYPAIRS};
+use crate::host::escrow::{self as effects, Escrow};
 use crate::host::failpoints;
 use crate::host::systemd::Manager;
 use crate::run::prepare::{self, Prepared};
@@ -32,8 +33,8 @@ impl<M: Manager> Ctx<'_, '_, M> {
         }
         let root = self.host.root;
         let now = self.host.clock.now_unix();
-        let local = effects::host_items(root, &p.facts.secrets)?;
-        let minted = effects::minted_items(&p.facts.secrets);
+        let local = effects::items_on_disk(root)?;
+        let minted = minted_items(&p.facts.secrets);
         // The broker mints its keypairs only where hostd drives systemd (as without escrow).
         let missing: Vec<(&str, &str)> = if self.manager.is_some() {
             KEYPAIRS.iter().copied().filter(|(_, path)| !local.0.contains_key(&escrow::keypair_item(path))).collect()
@@ -58,13 +59,7 @@ impl<M: Manager> Ctx<'_, '_, M> {
                     remote.secret
                 )));
             }
-            Err(e) => {
-                let error = format!("{e:#}");
-                tracing::warn!(secret = %remote.secret, %error, "escrow unreachable; the host keeps its own values");
-                let record = escrow::pending_after(self.saved.escrow.as_ref(), &remote.secret, &error, now);
-                let note = format!("escrow pending: {} could not be reached; the daemon retries", remote.secret);
-                return Ok((p, Escrowed { record: Some(record), notes: vec![note] }));
-            }
+            Err(e) => return Ok((p, self.pending(&remote.secret, "reached", &e, now))),
         };
         let wanted = wanted(&p, &local, &minted, &missing);
         let first = escrow::decide(&remote.secret, id, &local, &minted, &wanted, &read)?;
@@ -91,23 +86,20 @@ impl<M: Manager> Ctx<'_, '_, M> {
             }
             // The host keeps its own values (and any restored ones): the upload waits.
             Err(e) => {
-                let error = format!("{e:#}");
-                tracing::warn!(secret = %remote.secret, %error, "escrow write failed; the host keeps its own values");
-                let record = escrow::pending_after(self.saved.escrow.as_ref(), &remote.secret, &error, now);
-                let note = format!("escrow pending: {} could not be written; the daemon retries", remote.secret);
+                let escrowed = self.pending(&remote.secret, "written", &e, now);
                 let mut secrets = p.facts.secrets.clone();
-                effects::install_into(&mut secrets, &decision.restore, true)?;
+                install_into(&mut secrets, &decision.restore, true)?;
                 let p = if decision.restore.0.is_empty() {
                     p
                 } else {
                     prepare::with_secrets(root, self.host.accounts, self.req, p, secrets)?
                 };
-                return Ok((p, Escrowed { record: Some(record), notes: vec![note] }));
+                return Ok((p, escrowed));
             }
         };
         let mut secrets = p.facts.secrets.clone();
-        effects::install_into(&mut secrets, &new_keys, false)?;
-        effects::install_into(&mut secrets, &decision.restore, true)?;
+        install_into(&mut secrets, &new_keys, false)?;
+        install_into(&mut secrets, &decision.restore, true)?;
         let after = held_after(&local, &minted_all, &decision);
         let record = Record {
             secret: remote.secret.clone(),
@@ -130,6 +122,15 @@ impl<M: Manager> Ctx<'_, '_, M> {
             prepare::with_secrets(root, self.host.accounts, self.req, p, secrets)?
         };
         Ok((p, Escrowed { record: Some(record), notes }))
+    }
+
+    /// The host keeps its own values and the escrow waits: the pending record and its note.
+    fn pending(&self, secret: &str, not: &str, e: &anyhow::Error, now: i64) -> Escrowed {
+        let error = format!("{e:#}");
+        tracing::warn!(%secret, %error, "escrow could not be {not}; the host keeps its own values");
+        let record = escrow::pending_after(self.saved.escrow.as_ref(), secret, &error, now);
+        let note = format!("escrow pending: {secret} could not be {not}; the daemon retries");
+        Escrowed { record: Some(record), notes: vec![note] }
     }
 
     /// Put the decided set, read it back and compare; the version the escrow holds afterwards.
