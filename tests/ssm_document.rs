@@ -2,6 +2,8 @@
 //! substituted into the script can be shell, and the script builds exactly the intended command.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -40,8 +42,7 @@ fn run(params: &[(&str, &str)]) -> Vec<String> {
     }
     let dir = tempfile::tempdir().unwrap();
     let stub = dir.path().join("hostd");
-    std::fs::write(&stub, "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n").unwrap();
-    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    common::write_executable(&stub, b"#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n");
     let script = script.replace("/usr/bin/agentkeys-hostd", stub.to_str().unwrap());
     let out = Command::new("sh").arg("-c").arg(&script).env_clear().output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -107,8 +108,7 @@ fn install(
     let stubs = tempfile::tempdir().unwrap();
     let write = |name: &str, body: String| {
         let p = stubs.path().join(name);
-        std::fs::write(&p, body).unwrap();
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        common::write_executable(&p, body.as_bytes());
     };
     // curl: serve the package for the URL and its signature for URL.minisig (or fail).
     let sig = signature.map_or_else(|| "exit 22".to_owned(), |s| format!("cp '{}' \"$out\"", s.display()));

@@ -24,8 +24,7 @@ pub fn write(dir: &Path, version: &str, commit: &str, changed: &[(&str, &[u8])])
             bytes.extend_from_slice(extra);
         }
         let path = dir.join("bin").join(name);
-        std::fs::write(&path, &bytes).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        super::write_executable(&path, &bytes);
         manifest.push_str(&format!("{name} = \"{}\"\n", hex(&bytes)));
     }
     std::fs::write(dir.join("agentkeys-release.toml"), manifest).unwrap();

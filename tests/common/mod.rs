@@ -171,15 +171,31 @@ pub fn assert_same(before: &BTreeMap<PathBuf, Snap>, after: &BTreeMap<PathBuf, S
 
 /// Install executable stand-ins for every binary the units reference, so unit linting can check them.
 pub fn stub_binaries(root: &Path) {
-    use std::os::unix::fs::PermissionsExt;
     let mut names: Vec<String> = service_binaries().iter().map(|b| format!("usr/local/bin/{b}")).collect();
     names.push("usr/bin/agentkeys-hostd".into());
     for n in names {
         let p = root.join(&n);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, "#!/bin/sh\nexit 0\n").unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_executable(&p, b"#!/bin/sh\nexit 0\n");
     }
+}
+
+/// Write an executable (mode 0755) that a test may run at once. The bytes are written by a child
+/// process, so no writable descriptor of the file ever exists in this multi-threaded test process:
+/// another test thread's fork would inherit it until its exec, and running the file meanwhile
+/// fails with "Text file busy" (ETXTBSY).
+pub fn write_executable(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new("sh")
+        .args(["-c", "cat >\"$1\" && chmod 0755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sh");
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "writing the executable {}", path.display());
 }
 
 /// The four stacks as selector arguments, with a zone each (one multi-label).
