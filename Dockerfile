@@ -10,8 +10,10 @@
 #
 # The .deb is the same, byte for byte, as packaging/build-deb.sh's on a host with the same
 # toolchain and SOURCE_DATE_EPOCH (paths are remapped; the binary targets glibc 2.35 through zig).
-# The test suite (tests/container_image.rs) builds this file with local base images passed as
-# RUST_IMAGE and BASE; the defaults are the public images.
+# The test suite (tests/container_image.rs) builds the test-host stage from the .deb it already
+# built, given as the deb stage's output: `--build-context deb=DIR` (DIR/out/ holds the .deb and
+# agentkeys-standin), so the release is compiled once; it passes local base images as RUST_IMAGE
+# and BASE (the defaults are the public images).
 ARG RUST_IMAGE=docker.io/library/rust:1.95-bookworm
 ARG BASE=docker.io/library/debian:bookworm
 

@@ -22,5 +22,13 @@ cargo build --locked -p agentkeys-standin
 AGENTKEYS_DEB="$(./packaging/build-deb.sh | tail -1)"
 AGENTKEYS_DEB_UPGRADE="$(./packaging/build-deb.sh --deb-version 0.1.0-2 | tail -1)"
 export AGENTKEYS_DEB AGENTKEYS_DEB_UPGRADE
+# The fuzz targets' instrumented release build (its own workspace and target directory) runs
+# beside the tests at the lowest CPU priority: the container tests leave the CPU idle for minutes.
+fuzz_log=$(mktemp)
+setsid nice -n 19 ./tests/fuzz/run.sh --build-only >"$fuzz_log" 2>&1 &
+fuzz_build=$!
+# Its own process group, so an early exit stops the whole build, not only the script.
+trap 'kill -- -"$fuzz_build" 2>/dev/null || true; rm -f "$fuzz_log"' EXIT
 cargo test --locked --workspace --all-targets "${features[@]}"
+wait "$fuzz_build" || { tail -40 "$fuzz_log" >&2; echo "the fuzz build failed" >&2; exit 1; }
 ./tests/fuzz/run.sh

@@ -7,6 +7,7 @@
 # kept and printed. FUZZ_SECONDS=N explores for N seconds per target instead.
 # New inputs go to a scratch directory; a crash fails the run and leaves its input under
 # tests/fuzz/artifacts/<target>/ (add it to the corpus with the fix). Prints executions per target.
+#   run.sh [--build-only]
 # cargo fuzz passes -Z flags: this machine has only the stable toolchain, so RUSTC_BOOTSTRAP=1
 # lets it accept them.
 set -euo pipefail
@@ -16,6 +17,9 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked --quiet cargo-fu
 # target:executions in CI mode (each about 60 s at the rates measured here).
 targets=(envfile:1500000 config:375000 issuer:3000000 manifest:550000 deployed_unit:1400000)
 cargo fuzz build --fuzz-dir . >&2
+# `run.sh --build-only`: the instrumented build alone (tests/run.sh starts it early, at the lowest
+# CPU priority, beside the test run).
+[ "${1:-}" = --build-only ] && exit 0
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 if [ -n "${FUZZ_SECONDS:-}" ]; then

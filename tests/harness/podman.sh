@@ -4,7 +4,7 @@
 # directory (runc, cgroupfs, no CNI plugins so nothing can create a bridge), and two local base
 # images, made once and cached:
 #   localhost/debian:bookworm          debootstrap --variant=minbase, imported
-#   localhost/agentkeys-rust:<version> that image + this machine's Rust toolchain, cargo-deb,
+#   localhost/agentkeys-rust:<version> (with --rust-image) that image + this machine's Rust toolchain, cargo-deb,
 #                                      cargo-zigbuild, the ziglang wheel and its CA store
 # Prints the environment and build arguments the callers use, one KEY=VALUE per line.
 # The mirror is read from this machine's apt sources, never written into the repository.
@@ -74,7 +74,9 @@ deb_version=$(cargo-deb --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)
 zb_version=$(cargo-zigbuild --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)
 recipe=$(sha256sum tests/harness/rust-builder.Containerfile | cut -c1-8)
 rust_image=localhost/agentkeys-rust:$rust_version-deb$deb_version-zb$zb_version-$recipe
-if ! podman image exists "$rust_image"; then
+# Made only when asked (`podman.sh --rust-image`): the suite's test-host build takes the suite's
+# own .deb; only the package stage's from-source build (an ignored test) needs the builder.
+if [ "${1:-}" = --rust-image ] && ! podman image exists "$rust_image"; then
   ctx=$(mktemp -d "$state/tmp/rust.XXXXXX") && work+=("$ctx")
   mkdir -p "$ctx/rust" "$ctx/cargo-bin" "$ctx/ziglang"
   cp -a "$toolchain/bin" "$toolchain/lib" "$toolchain/libexec" "$ctx/rust/"
