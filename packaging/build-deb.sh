@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the .deb: a release binary linked against glibc <= 2.35 (runs on Ubuntu 22.04 and Debian
-# 12; cargo-zigbuild with the ziglang wheel pins the glibc version), the man pages and shell
+# Build the .deb: a release binary linked against glibc <= 2.31 (runs on Debian 11 and later,
+# Ubuntu 22.04 and Amazon Linux 2023; cargo-zigbuild with the ziglang wheel pins the glibc version), the man pages and shell
 # completions generated from the command line, then cargo-deb. Reproducible: timestamps come from
 # the last commit, paths are remapped. Prints the path of the package on its last line.
 # Needs: cargo-deb, cargo-zigbuild, ziglang (installed by tests/harness/tools.sh).
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 deb_args=()
 if [ "${1:-}" = "--deb-version" ]; then deb_args=(--deb-version "$2"); fi
 target=x86_64-unknown-linux-gnu
-glibc=2.35
+glibc=2.31
 # Package timestamps from the last commit (only cargo-deb gets it: build scripts that track
 # SOURCE_DATE_EPOCH would otherwise rebuild the C dependencies after every commit).
 epoch="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 1764331200)}"

@@ -42,6 +42,7 @@ pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
     if let Some(p) = &status.pending {
         writeln!(t, "unfinished run (pid {}): will restart {}", p.pid, p.restarts.join(", "))?;
     }
+    writeln!(t, "platform: {}", status.platform.summary())?;
     if let Some(e) = &status.escrow {
         writeln!(t, "escrow: {}", e.state)?;
     }

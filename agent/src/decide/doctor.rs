@@ -134,6 +134,49 @@ pub(crate) fn trust_store(bundle: &str, certs: Option<usize>) -> Check {
     }
 }
 
+/// The last recorded run: a failed one fails `doctor` (naming its error) until a run succeeds; a
+/// rollback warns (the previous release serves, the new one did not come up).
+pub fn last_run(last: Option<&crate::decide::state::LastRun>, now: i64) -> Check {
+    let Some(r) = last else {
+        return Check::new("last run", Verdict::Warn, "no reconcile recorded yet (run agentkeys-hostd reconcile)");
+    };
+    let at = times::when(i64::try_from(r.finished_unix).unwrap_or_default(), now);
+    let error = r.summary.get("error").and_then(|e| e.as_str()).unwrap_or("no error recorded");
+    match r.result.as_str() {
+        "failed" => Check::new(
+            "last run",
+            Verdict::Fail,
+            format!(
+                "the last reconcile ({at}) failed: {error}; fix the cause and run reconcile (details: last-report.json)"
+            ),
+        ),
+        "rolled_back" => Check::new(
+            "last run",
+            Verdict::Warn,
+            format!("the last reconcile ({at}) rolled back to the previous release: {error}"),
+        ),
+        other => Check::new("last run", Verdict::Pass, format!("the last reconcile ({at}): {other}")),
+    }
+}
+
+/// Whether nginx serves a host's installed certificate: what the handshake on 443 returned.
+pub fn served(host: &str, outcome: Result<bool, String>) -> Check {
+    let name = format!("https {host}");
+    match outcome {
+        Ok(true) => Check::new(name, Verdict::Pass, "nginx serves the installed certificate on 443"),
+        Ok(false) => Check::new(
+            name,
+            Verdict::Fail,
+            "nginx serves another certificate than the one installed: run reconcile (it reloads nginx)",
+        ),
+        Err(e) => Check::new(
+            name,
+            Verdict::Fail,
+            format!("a certificate is installed but 127.0.0.1:443 does not serve it ({e}): run reconcile"),
+        ),
+    }
+}
+
 /// The worst verdict decides the exit code: 0 when nothing failed, 1 otherwise.
 pub fn exit_code(checks: &[Check]) -> i32 {
     i32::from(checks.iter().any(|c| c.verdict == Verdict::Fail))
@@ -262,5 +305,26 @@ mod tests {
         assert!(
             c.detail.contains("https://ca.example/unpause?j=1") && c.detail.contains("--unpaused broker.example.org")
         );
+    }
+
+    #[test]
+    fn a_failed_last_run_fails_doctor_naming_its_error() {
+        use crate::decide::state::LastRun;
+        let run = |result: &str| LastRun {
+            result: result.into(),
+            finished_unix: 100,
+            duration_ms: 1,
+            summary: serde_json::json!({"error": "nginx -t rejected the configuration: [warn] listen http2"}),
+        };
+        let failed = last_run(Some(&run("failed")), 160);
+        assert_eq!(failed.verdict, Verdict::Fail);
+        assert!(failed.detail.contains("[warn] listen http2"), "{}", failed.detail);
+        assert_eq!(last_run(Some(&run("rolled_back")), 160).verdict, Verdict::Warn);
+        assert_eq!(last_run(Some(&run("changed")), 160).verdict, Verdict::Pass);
+        assert_eq!(last_run(Some(&run("converged")), 160).verdict, Verdict::Pass);
+        assert_eq!(last_run(None, 160).verdict, Verdict::Warn);
+        assert_eq!(served("a.example", Ok(true)).verdict, Verdict::Pass);
+        assert_eq!(served("a.example", Ok(false)).verdict, Verdict::Fail);
+        assert!(served("a.example", Err("connection refused".into())).detail.contains("connection refused"));
     }
 }

@@ -20,6 +20,7 @@ pub mod observed;
 pub mod oidc;
 pub mod paths;
 pub mod plan;
+pub mod platform;
 pub mod pubkey;
 pub mod release;
 pub mod render;

@@ -29,6 +29,7 @@ pub(crate) const LETSENCRYPT_LIVE: &str = "/etc/letsencrypt/live";
 pub(crate) const NGINX_SITES_AVAILABLE: &str = "/etc/nginx/sites-available";
 pub(crate) const NGINX_SITES_ENABLED: &str = "/etc/nginx/sites-enabled";
 pub(crate) const NGINX_CONF_D: &str = "/etc/nginx/conf.d";
+pub(crate) const NGINX_CONF: &str = "/etc/nginx/nginx.conf";
 
 pub(crate) const SERVICE_USER: &str = "agentkeys";
 pub(crate) const LOGIN_USER: &str = "agentkey";
@@ -36,7 +37,6 @@ pub(crate) const LOGIN_USER: &str = "agentkey";
 pub(crate) const LOGIN_HOME: &str = "/home/agentkey";
 pub(crate) const LOGIN_SSH_DIR: &str = "/home/agentkey/.ssh";
 pub(crate) const LOGIN_AUTHORIZED_KEYS: &str = "/home/agentkey/.ssh/authorized_keys";
-pub(crate) const UBUNTU_AUTHORIZED_KEYS: &str = "/home/ubuntu/.ssh/authorized_keys";
 pub(crate) const SUDOERS_D: &str = "/etc/sudoers.d";
 pub(crate) const SUDOERS_AGENTKEY: &str = "/etc/sudoers.d/agentkey";
 pub(crate) const SSHD_CONFIG: &str = "/etc/ssh/sshd_config";

@@ -167,7 +167,8 @@ pub struct Settings {
     pub bin_dir: String,
     pub hostd_bin: String,
     pub nginx_ipv6: bool,
-    pub nginx_http2: Http2Style,
+    /// `[nginx] http2`, when set: overrides the spelling detected from the nginx version.
+    pub nginx_http2: Option<Http2Style>,
     pub acme: AcmeSettings,
     /// Escrow the stack's irreplaceable secrets in its Secrets Manager secret (default on).
     pub escrow: bool,
@@ -529,14 +530,7 @@ pub(crate) fn resolve(
     })?;
     let bin_dir = config_or_default("bin dir", &config.bin_dir, crate::decide::paths::BIN_DIR, n)?;
     let hostd_bin = config_or_default("hostd binary", &config.hostd_bin, "/usr/bin/agentkeys-hostd", n)?;
-    let http2 = match config.nginx_http2.as_ref() {
-        None => Http2Style::Listen,
-        Some(f) if f.value == "listen" => Http2Style::Listen,
-        Some(f) if f.value == "directive" => Http2Style::Directive,
-        Some(f) => {
-            return Err(InvalidInput::new(f.source(), format!("{:?} is not listen or directive", f.value)));
-        }
-    };
+    let http2 = http2_override(config)?;
     let service_env = resolve_service_env(config)?;
     let switched_off = resolve_switched_off(config)?;
     let acme = resolve_acme(config)?;
@@ -561,6 +555,16 @@ pub(crate) fn resolve(
         acme,
         notes,
     })
+}
+
+/// `[nginx] http2`, when set (`listen` or `directive`): overrides the detected spelling.
+pub fn http2_override(config: &Config) -> Result<Option<Http2Style>, InvalidInput> {
+    match config.nginx_http2.as_ref() {
+        None => Ok(None),
+        Some(f) if f.value == "listen" => Ok(Some(Http2Style::Listen)),
+        Some(f) if f.value == "directive" => Ok(Some(Http2Style::Directive)),
+        Some(f) => Err(InvalidInput::new(f.source(), format!("{:?} is not listen or directive", f.value))),
+    }
 }
 
 #[cfg(test)]

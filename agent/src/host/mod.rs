@@ -19,6 +19,7 @@ pub mod journal;
 pub(crate) mod metrics_server;
 pub mod nginx;
 pub mod observe;
+pub(crate) mod platform;
 pub mod releases;
 pub(crate) mod sd_notify;
 pub mod state;

@@ -8,7 +8,7 @@ use crate::decide::catalog::Vhost;
 use crate::decide::identity::HostRecords;
 use crate::decide::naming::Identity;
 use crate::decide::observed::{Entry, Observed};
-use crate::decide::render::{DesiredHost, Layout, TlsState, tls_state};
+use crate::decide::render::{DesiredHost, TlsState, tls_state};
 use crate::host::accounts::AccountDb;
 use crate::host::fs::Root;
 use crate::{decide::catalog, decide::paths, decide::secrets};
@@ -76,15 +76,6 @@ pub fn tls_states<'a>(
         .collect()
 }
 
-/// Debian/Ubuntu layout unless the host only has `conf.d`.
-pub(crate) fn nginx_layout(root: &Root) -> Layout {
-    if !root.is_dir(paths::NGINX_SITES_AVAILABLE) && root.is_dir(paths::NGINX_CONF_D) {
-        Layout::ConfD
-    } else {
-        Layout::SitesEnabled
-    }
-}
-
 /// Operator overrides in `/etc/agentkeys/templates/<name>.tera`; an unknown name is an error.
 pub(crate) fn template_overrides(root: &Root) -> anyhow::Result<Vec<(String, String, String)>> {
     let dir = "/etc/agentkeys/templates";
@@ -107,13 +98,20 @@ pub(crate) fn template_overrides(root: &Root) -> anyhow::Result<Vec<(String, Str
     Ok(out)
 }
 
-/// What the login-user setup depends on: sudo and OpenSSH present, and the two authorized_keys.
-pub(crate) fn login_facts(root: &Root) -> anyhow::Result<crate::decide::render::LoginFacts> {
+/// What the login-user setup depends on: sudo and OpenSSH present, and the two authorized_keys
+/// (ours and the EC2 default user's, as detected).
+pub(crate) fn login_facts(
+    root: &Root,
+    default_user: Option<&str>,
+) -> anyhow::Result<crate::decide::render::LoginFacts> {
     Ok(crate::decide::render::LoginFacts {
         sudoers_d: root.is_dir(paths::SUDOERS_D),
         sshd_config: root.read_string(paths::SSHD_CONFIG)?,
         agentkey_keys: root.read_string(paths::LOGIN_AUTHORIZED_KEYS)?,
-        ubuntu_keys: root.read_string(paths::UBUNTU_AUTHORIZED_KEYS)?,
+        default_user_keys: match default_user {
+            Some(u) => root.read_string(&super::platform::authorized_keys_of(u))?,
+            None => None,
+        },
     })
 }
 

@@ -16,7 +16,10 @@ use crate::run::prepare;
 
 /// Every check, in the order `doctor` prints them.
 pub(crate) fn checks(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Root) -> anyhow::Result<Vec<Check>> {
-    let mut checks = vec![nginx(), port_80(), units_lint(root), disk(root, "/var/lib"), disk(root, "/opt")];
+    let platform = crate::host::platform::detect(root)?;
+    let mut checks = vec![Check::new("platform", Verdict::Pass, platform.summary())];
+    checks.extend([nginx(), port_80(), units_lint(root, platform.systemd_version)]);
+    checks.extend([disk(root, "/var/lib"), disk(root, "/opt")]);
     checks.push(trust_store(root));
     let cfg = config::load(&observe::config_files(root)?);
     match cfg {
@@ -31,6 +34,9 @@ pub(crate) fn checks(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Roo
                     .unwrap_or_default();
                 let hosts: Vec<String> = tls.keys().cloned().collect();
                 checks.extend(dns_checks(rt, root, &acme, &hosts));
+                if root.is_real_root() {
+                    checks.extend(served_checks(root, &tls));
+                }
                 let now = clock.now_unix();
                 match crate::host::tls::schedule(root, &tls, now) {
                     Ok(schedule) => {
@@ -44,11 +50,33 @@ pub(crate) fn checks(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Roo
         },
         Err(e) => checks.push(Check::new("config", Verdict::Fail, e.to_string())),
     }
+    checks.push(match crate::host::state::read(root) {
+        Ok(state) => doctor::last_run(state.last_run.as_ref(), clock.now_unix()),
+        Err(e) => Check::new("last run", Verdict::Fail, format!("{e:#}")),
+    });
     checks.push(match crate::run::escrow_view::gather(rt, root, clock.now_unix(), true) {
         Ok(view) => crate::run::escrow_view::doctor_check(&view),
         Err(e) => Check::new("escrow", Verdict::Fail, format!("{e:#}")),
     });
     Ok(checks)
+}
+
+/// Each host with a certificate installed (hostd's or adopted): nginx serves exactly it on 443.
+fn served_checks(root: &Root, tls: &std::collections::BTreeMap<String, crate::decide::render::TlsState>) -> Vec<Check> {
+    tls.iter()
+        .filter_map(|(host, state)| match state {
+            crate::decide::render::TlsState::Https { cert, .. } => Some((host, cert)),
+            crate::decide::render::TlsState::HttpPlaceholder => None,
+        })
+        .map(|(host, cert)| {
+            let outcome = crate::host::certs::read_leaf(&root.path(cert))
+                .and_then(|installed| {
+                    crate::host::tls_proof::served_leaf(443, host).map(|served| served == installed.leaf_der)
+                })
+                .map_err(|e| format!("{e:#}"));
+            doctor::served(host, outcome)
+        })
+        .collect()
 }
 
 /// The same `nginx -t` rule as every reconcile (a `[warn]` fails here too).
@@ -71,7 +99,8 @@ fn port_80() -> Check {
     }
 }
 
-fn units_lint(root: &Root) -> Check {
+/// `systemd-analyze verify` of the managed units, with only the flags this systemd knows.
+fn units_lint(root: &Root, systemd: Option<u32>) -> Check {
     let units: Vec<String> = catalog::SERVICES
         .iter()
         .map(|s| format!("{}/{}.service", paths::UNIT_DIR, s.unit))
@@ -81,7 +110,7 @@ fn units_lint(root: &Root) -> Check {
         return Check::new("units lint", Verdict::Warn, "no managed unit deployed yet (run reconcile)");
     }
     let mut cmd = system_command("systemd-analyze");
-    cmd.args(["verify", "--man=no", "--recursive-errors=no"]);
+    cmd.args(crate::decide::platform::verify_args(systemd));
     if !root.is_real_root() {
         cmd.arg(format!("--root={}", root.path("/").display()));
     }

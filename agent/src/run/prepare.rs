@@ -203,11 +203,13 @@ pub fn prepare(
         .map(|k| catalog::KekSpec { generate: k.generate && settings.is_enabled(k.unit), ..k })
         .collect();
     let secrets = secrets::resolve(&observe::existing_secrets(root)?, paths::DEV_KEY_SERVICE_ENV, &keks, &mut csprng)?;
+    let platform = crate::decide::platform::decide(&crate::host::platform::observe(root)?, settings.nginx_http2);
     let facts = HostFacts {
         secrets,
         tls: observe::tls_states(root, &settings.identity, settings.services()),
-        layout: observe::nginx_layout(root),
-        login: observe::login_facts(root)?,
+        layout: platform.layout,
+        login: observe::login_facts(root, platform.default_user.as_deref())?,
+        platform,
         template_overrides: observe::template_overrides(root)?,
     };
     let desired = render::render(&settings, &facts)?;

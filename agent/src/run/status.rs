@@ -39,6 +39,8 @@ pub(crate) struct Status {
     pub(crate) daemon: Option<crate::decide::daemon::record::DaemonRecord>,
     /// The escrow as recorded (no AWS call; `escrow status` asks the escrow itself).
     pub(crate) escrow: Option<crate::run::escrow_view::EscrowView>,
+    /// nginx, systemd and the EC2 default user as detected on this host.
+    pub(crate) platform: crate::decide::platform::Platform,
 }
 
 #[derive(Debug, Serialize)]
@@ -127,5 +129,6 @@ pub(crate) fn gather(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Roo
         renewals,
         daemon: state::read_record(root),
         escrow: crate::run::escrow_view::gather(rt, root, clock.now_unix(), false).ok(),
+        platform: crate::host::platform::detect(root)?,
     })
 }

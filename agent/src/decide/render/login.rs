@@ -1,5 +1,6 @@
 //! The operator login user `agentkey` (spec §4): passwordless sudo (validated before install),
-//! authorized_keys seeded from `ubuntu`'s, and the EC2 Instance Connect sshd drop-in.
+//! authorized_keys seeded from the EC2 default user's (`ubuntu`, `ec2-user` or `admin`, as
+//! detected), and the EC2 Instance Connect sshd drop-in.
 
 use super::{DesiredHost, DirSpec, FileKind, FileSpec, ROOT, Trigger, Validator};
 use crate::decide::paths;
@@ -13,8 +14,8 @@ pub struct LoginFacts {
     pub sshd_config: Option<String>,
     /// `agentkey`'s authorized_keys today.
     pub agentkey_keys: Option<String>,
-    /// `ubuntu`'s authorized_keys (the EC2 default user).
-    pub ubuntu_keys: Option<String>,
+    /// The EC2 default user's authorized_keys (`ubuntu` on Ubuntu, `ec2-user` on Amazon Linux).
+    pub default_user_keys: Option<String>,
 }
 
 const SUDOERS: &str = "# Managed by agentkeys-hostd: the operator login user (EC2 Instance Connect, no password).\n\
@@ -27,10 +28,10 @@ const SSHD_DROPIN: &str = "# Managed by agentkeys-hostd: EC2 Instance Connect fo
 
 const INCLUDE: &str = "Include /etc/ssh/sshd_config.d/*.conf";
 
-/// Seed `agentkey`'s keys from `ubuntu`'s only while ours are missing or empty.
-pub(crate) fn seeded_keys(ours: Option<&str>, ubuntu: Option<&str>) -> Option<String> {
+/// Seed `agentkey`'s keys from the default user's only while ours are missing or empty.
+pub(crate) fn seeded_keys(ours: Option<&str>, default_user: Option<&str>) -> Option<String> {
     let empty = |k: Option<&str>| k.is_none_or(|k| k.trim().is_empty());
-    (empty(ours) && !empty(ubuntu)).then(|| ubuntu.unwrap_or_default().to_owned())
+    (empty(ours) && !empty(default_user)).then(|| default_user.unwrap_or_default().to_owned())
 }
 
 /// sshd_config with the drop-in directory included (prepended: `Include` must precede `Match`).
@@ -45,7 +46,7 @@ pub(crate) fn with_include(config: &str) -> Option<String> {
 pub(super) fn render(facts: &LoginFacts, host: &mut DesiredHost) {
     let user = paths::LOGIN_USER;
     host.dirs.push(DirSpec { path: paths::LOGIN_SSH_DIR.into(), mode: 0o700, owner: user, group: user, exact: true });
-    if let Some(keys) = seeded_keys(facts.agentkey_keys.as_deref(), facts.ubuntu_keys.as_deref()) {
+    if let Some(keys) = seeded_keys(facts.agentkey_keys.as_deref(), facts.default_user_keys.as_deref()) {
         host.files.push(FileSpec {
             path: paths::LOGIN_AUTHORIZED_KEYS.into(),
             content: keys,

@@ -99,6 +99,8 @@ pub struct HostFacts {
     pub secrets: Secrets,
     pub tls: BTreeMap<String, TlsState>,
     pub layout: Layout,
+    /// nginx, systemd and EC2 facts as detected (with the configuration's HTTP/2 override applied).
+    pub platform: crate::decide::platform::Platform,
     pub login: LoginFacts,
     /// Operator template overrides: (template name, file, text).
     pub template_overrides: Vec<(String, String, String)>,

@@ -127,7 +127,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
             tls,
             webroot: paths::ACME_WEBROOT,
             ipv6: s.nginx_ipv6,
-            http2_directive: s.nginx_http2 == Http2Style::Directive,
+            http2_directive: facts.platform.http2 == Http2Style::Directive,
             read_timeout: if kind == Vhost::Broker { s.proxy_read_timeout_secs } else { DEFAULT_READ_TIMEOUT_SECS },
             proxy_params: PROXY_PARAMS_PATH,
         };
