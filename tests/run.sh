@@ -4,8 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./tests/harness/prereqs.sh
-# The container tests boot a cached Debian rootfs (built once, ~75 s; rebuilt when missing).
-./tests/harness/rootfs.sh >/dev/null
+# The container tests boot cached rootfs images (each built once, ~75 s; rebuilt when missing):
+# Debian 12, and for the release matrix (tests/platforms.rs) Debian 11, Debian 13 and Debian 12
+# with Amazon Linux 2023's nginx layout. Built in the background while the lint and builds run.
+# Each background job runs in its own process group; all are stopped if this script exits early.
+background=()
+trap 'for g in "${background[@]}"; do kill -- -"$g" 2>/dev/null || true; done; rm -f "${rootfs_log:-}" "${fuzz_log:-}"' EXIT
+rootfs_log=$(mktemp)
+setsid bash -c './tests/harness/rootfs.sh bookworm && ./tests/harness/rootfs.sh al2023-layout' >"$rootfs_log" 2>&1 &
+background+=($!)
+setsid ./tests/harness/rootfs.sh bullseye >>"$rootfs_log" 2>&1 &
+background+=($!)
+setsid ./tests/harness/rootfs.sh trixie >>"$rootfs_log" 2>&1 &
+background+=($!)
 # Build tools for the package (cargo-deb, cargo-zigbuild + ziglang), pinned, installed when missing.
 ./tests/harness/tools.sh
 # cfn-lint and moto (pinned, from PyPI) in their own virtual environment, for the cloud tests.
@@ -18,7 +29,10 @@ cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo clippy --locked --workspace --all-targets "${features[@]}" -- -D warnings
 cargo build --locked -p agentkeys-standin
-# The .deb (binary for glibc <= 2.35) and a rebuilt one for the upgrade test.
+# The stand-in for glibc 2.31, which the release matrix runs on every release it boots.
+AGENTKEYS_STANDIN_PORTABLE="$(./tests/harness/standin-portable.sh | tail -1)"
+export AGENTKEYS_STANDIN_PORTABLE
+# The .deb (binary for glibc <= 2.31) and a rebuilt one for the upgrade test.
 AGENTKEYS_DEB="$(./packaging/build-deb.sh | tail -1)"
 AGENTKEYS_DEB_UPGRADE="$(./packaging/build-deb.sh --deb-version 0.1.0-2 | tail -1)"
 export AGENTKEYS_DEB AGENTKEYS_DEB_UPGRADE
@@ -27,8 +41,10 @@ export AGENTKEYS_DEB AGENTKEYS_DEB_UPGRADE
 fuzz_log=$(mktemp)
 setsid nice -n 19 ./tests/fuzz/run.sh --build-only >"$fuzz_log" 2>&1 &
 fuzz_build=$!
-# Its own process group, so an early exit stops the whole build, not only the script.
-trap 'kill -- -"$fuzz_build" 2>/dev/null || true; rm -f "$fuzz_log"' EXIT
+for job in "${background[@]}"; do
+  wait "$job" || { cat "$rootfs_log" >&2; echo "building a test rootfs failed" >&2; exit 1; }
+done
+background=("$fuzz_build")
 cargo test --locked --workspace --all-targets "${features[@]}"
 wait "$fuzz_build" || { tail -40 "$fuzz_log" >&2; echo "the fuzz build failed" >&2; exit 1; }
 ./tests/fuzz/run.sh

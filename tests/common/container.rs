@@ -13,8 +13,13 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// The rootfs, built once by tests/harness/rootfs.sh (cached; rebuilt when missing).
 pub fn rootfs() -> PathBuf {
+    rootfs_of("bookworm")
+}
+
+/// The rootfs of `release` (bookworm, bullseye, trixie or al2023-layout), built once and cached.
+pub fn rootfs_of(release: &str) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/harness/rootfs.sh");
-    let out = Command::new(script).output().expect("run tests/harness/rootfs.sh");
+    let out = Command::new(script).arg(release).output().expect("run tests/harness/rootfs.sh");
     assert!(out.status.success(), "rootfs build failed: {}", String::from_utf8_lossy(&out.stderr));
     PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last().expect("rootfs path").trim())
 }
@@ -73,17 +78,36 @@ impl Container {
         Self::boot_on(config, Some(netns))
     }
 
+    /// As [`Container::boot`], from the rootfs of `release`, with the stand-in at `standin` (one
+    /// built for that release's glibc) and hostd's binary left for its package to install.
+    pub fn boot_release(release: &str, standin: &Path, config: &str) -> Container {
+        let c = Self::boot_from(&rootfs_of(release), None);
+        let out = Command::new(standin).arg("install").arg(c.path("/usr/local/bin")).output().unwrap();
+        assert!(out.status.success(), "agentkeys-standin install: {out:?}");
+        c.write("/etc/agentkeys/hostd.toml", config);
+        c
+    }
+
     fn boot_on(config: &str, netns: Option<&str>) -> Container {
+        let c = Self::boot_from(&rootfs(), netns);
+        c.install(super::BIN, "/usr/bin/agentkeys-hostd");
+        let out = Command::new(standin()).arg("install").arg(c.path("/usr/local/bin")).output().unwrap();
+        assert!(out.status.success(), "agentkeys-standin install: {out:?}");
+        c.write("/etc/agentkeys/hostd.toml", config);
+        c
+    }
+
+    /// Boot `rootfs` and wait for `running` (or `degraded`).
+    fn boot_from(rootfs: &Path, netns: Option<&str>) -> Container {
         let network = netns
             .map_or_else(|| "--private-network".to_owned(), |n| format!("--network-namespace-path=/run/netns/{n}"));
-        let rootfs = rootfs();
         let slot = Slot::take();
         let bus = tempfile::tempdir().unwrap();
         let name = format!("hostd-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let child = Command::new("systemd-nspawn")
             .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
             .arg("-D")
-            .arg(&rootfs)
+            .arg(rootfs)
             .args(["-b", "-M", &name, "--register=no", "--keep-unit", &network, "--console=pipe", "--volatile=overlay"])
             .arg(format!("--bind={}:/run/dbus", bus.path().display()))
             // nspawn's seccomp filter blocks bpf(); allow it so systemd's IPAddressDeny= works as on a host.
@@ -111,10 +135,6 @@ impl Container {
             assert!(Instant::now() < deadline, "container did not reach running within 240 s");
             std::thread::sleep(Duration::from_millis(100));
         }
-        c.install(super::BIN, "/usr/bin/agentkeys-hostd");
-        let out = Command::new(standin()).arg("install").arg(c.path("/usr/local/bin")).output().unwrap();
-        assert!(out.status.success(), "agentkeys-standin install: {out:?}");
-        c.write("/etc/agentkeys/hostd.toml", config);
         c
     }
 

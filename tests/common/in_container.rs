@@ -98,3 +98,53 @@ pub fn installed_serial(c: &Container, host: &str) -> String {
     let out = Command::new("openssl").args(["x509", "-noout", "-serial", "-in"]).arg(path).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// Pebble and challtestsrv run from this machine's binaries inside the container's network
+/// namespace only (`nsenter -n`), for a release whose glibc is older than they need. Stopped (by
+/// PID) when dropped.
+pub struct HostPebble {
+    children: Vec<std::process::Child>,
+}
+
+impl Drop for HostPebble {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Start them for `c`, validating HTTP-01 on port 80 (nginx answers); `/etc/pebble/ca.pem` inside
+/// is the API's CA, as [`ACME`] expects.
+pub fn start_host_pebble(c: &Container, dir: &std::path::Path) -> HostPebble {
+    use std::process::Stdio;
+    super::pebble::api_certs(dir);
+    c.install(dir.join("ca.pem").to_str().unwrap(), "/etc/pebble/ca.pem");
+    std::fs::write(dir.join("pebble.json"), super::pebble::config_json_validity("127.0.0.1", 80, None)).unwrap();
+    let leader = c.leader.to_string();
+    let spawn = |program: &str, args: &[String]| {
+        Command::new("nsenter")
+            .args(["-t", &leader, "-n", program])
+            .args(args)
+            .current_dir(dir)
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e}"))
+    };
+    let mut p = HostPebble { children: Vec::new() };
+    p.children.push(spawn("/usr/bin/pebble-challtestsrv", &super::pebble::challtestsrv_args("127.0.0.1")));
+    let args = ["-config", "pebble.json", "-dnsserver", "127.0.0.1:8053"].map(str::to_owned);
+    p.children.push(spawn("/usr/bin/pebble", &args));
+    for port in [8055, 14000, 15000] {
+        let probe = format!(
+            "for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && exit 0; sleep 0.1; done; exit 1"
+        );
+        assert!(in_netns(c, &["bash", "-c", &probe]).status.success(), "host Pebble: port {port}");
+    }
+    p
+}

@@ -60,7 +60,7 @@ http {
 }
 EOF
   mkdir -p "$rootfs.tmp/usr/share/nginx/modules"
-  chown -R nginx:nginx "$rootfs.tmp/var/lib/nginx"
+  chroot "$rootfs.tmp" chown -R nginx:nginx /var/lib/nginx
   chroot "$rootfs.tmp" userdel --remove ubuntu
   chroot "$rootfs.tmp" useradd --create-home --shell /bin/bash ec2-user
   touch "$rootfs.tmp/.complete"
