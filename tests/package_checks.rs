@@ -1,6 +1,7 @@
-//! The built .deb, checked with Debian's own tools: lintian reports no error, the binary needs
-//! no glibc symbol newer than 2.35 (Ubuntu 22.04), and `Depends` states that minimum, systemd
-//! and nginx.
+//! The built packages, checked with their own tools: lintian reports no error on the .deb, its
+//! binary needs no glibc symbol newer than 2.31 (Debian 11) and `Depends` states that minimum,
+//! systemd and nginx; the .rpm (Amazon Linux 2023) is rpmlint-clean, holds the .deb's binary byte
+//! for byte and the same files in Fedora-family paths, its configuration `%config(noreplace)`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -57,4 +58,93 @@ fn the_glibc_check_can_fail() {
     // A control: Debian 12's own bash needs GLIBC_2.36, and the same parser sees it.
     let newest = glibc_versions(std::path::Path::new("/usr/bin/bash")).last().copied().unwrap();
     assert!(newest > (2, 31), "bash needs {newest:?}");
+}
+
+/// The .rpm in `$AGENTKEYS_RPM`, else built now from the .deb.
+fn rpm_package(deb: &std::path::Path) -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("AGENTKEYS_RPM") {
+        return p.into();
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/build-rpm.sh");
+    let out = Command::new(script).arg(deb).output().expect("packaging/build-rpm.sh");
+    assert!(out.status.success(), "build-rpm.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().last().expect("a path").trim().into()
+}
+
+fn rpm_query(rpm: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("rpm").arg("-qp").args(args).arg(rpm).output().expect("rpm");
+    assert!(out.status.success(), "rpm -qp {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Where a .deb path lives in the .rpm; `None`: Debian-only (its changelog and copyright).
+fn rpm_path(deb_path: &str) -> Option<String> {
+    if deb_path.starts_with("/usr/share/doc/agentkeys-hostd/changelog") || deb_path.ends_with("/copyright") {
+        return None;
+    }
+    Some(
+        deb_path
+            .replace("/lib/systemd/system/", "/usr/lib/systemd/system/")
+            .replace("/usr/share/zsh/vendor-completions/", "/usr/share/zsh/site-functions/"),
+    )
+}
+
+#[test]
+fn the_rpm_is_rpmlint_clean_and_ships_the_debs_files() {
+    let deb = common::deb::package("AGENTKEYS_DEB", None);
+    let rpm = rpm_package(&deb);
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/rpm/rpmlint.toml");
+    let lint = Command::new("rpmlint").arg("-c").arg(&config).arg(&rpm).output().expect("rpmlint");
+    let text = String::from_utf8_lossy(&lint.stdout);
+    eprintln!("rpmlint:\n{text}");
+    assert!(text.contains(" 0 errors, 0 warnings"), "rpmlint is not clean:\n{text}");
+
+    // The .deb's regular files, each at its Fedora-family path, with the same content.
+    let dir = tempfile::tempdir().unwrap();
+    assert!(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(dir.path()).status().unwrap().success());
+    let mut from_deb = std::collections::BTreeMap::new();
+    let list = Command::new("find").arg(dir.path()).args(["-type", "f"]).output().unwrap();
+    for f in String::from_utf8_lossy(&list.stdout).lines() {
+        let inside = f.strip_prefix(dir.path().to_str().unwrap()).unwrap();
+        if let Some(path) = rpm_path(inside) {
+            let sum = Command::new("sha256sum").arg(f).output().unwrap();
+            from_deb.insert(path, String::from_utf8_lossy(&sum.stdout).split(' ').next().unwrap().to_owned());
+        }
+    }
+    let mut from_rpm = std::collections::BTreeMap::new();
+    for line in rpm_query(&rpm, &["--dump"]).lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f[4].starts_with("0100") {
+            from_rpm.insert(f[0].to_owned(), f[3].to_owned());
+        }
+    }
+    assert_eq!(from_rpm, from_deb, "the .rpm's files and digests against the .deb's");
+    eprintln!("{} files, the same bytes in both packages", from_rpm.len());
+
+    // The configuration survives an operator's edit on upgrade; the state directory is owned.
+    let flags = rpm_query(&rpm, &["--qf", "[%{FILENAMES} %{FILEFLAGS:fflags}\n]"]);
+    assert!(flags.lines().any(|l| l == "/etc/agentkeys/hostd.toml cn"), "{flags}");
+    assert!(flags.lines().any(|l| l.trim() == "/var/lib/agentkeys-hostd"), "{flags}");
+    let scripts = rpm_query(&rpm, &["--scripts"]);
+    for s in ["postinstall", "preuninstall", "postuninstall"] {
+        assert!(scripts.contains(&format!("{s} scriptlet")), "{s} missing:\n{scripts}");
+    }
+
+    // What it requires: the services it drives, and glibc no newer than 2.31.
+    let requires = rpm_query(&rpm, &["-R"]);
+    eprintln!("rpm -qpR:\n{requires}");
+    for dep in ["systemd", "nginx", "ca-certificates"] {
+        assert!(requires.lines().any(|l| l.trim() == dep), "{dep} missing: {requires}");
+    }
+    let newest = requires
+        .lines()
+        .filter_map(|l| l.split("(GLIBC_").nth(1))
+        .filter_map(|v| {
+            let v = v.split(')').next()?;
+            let mut p = v.split('.').map(|n| n.parse::<u32>().ok());
+            Some((p.next()??, p.next().flatten().unwrap_or(0)))
+        })
+        .max()
+        .expect("glibc requirements");
+    assert!(newest <= (2, 31), "the .rpm requires GLIBC_{}.{}", newest.0, newest.1);
 }

@@ -35,7 +35,9 @@ export AGENTKEYS_STANDIN_PORTABLE
 # The .deb (binary for glibc <= 2.31) and a rebuilt one for the upgrade test.
 AGENTKEYS_DEB="$(./packaging/build-deb.sh | tail -1)"
 AGENTKEYS_DEB_UPGRADE="$(./packaging/build-deb.sh --deb-version 0.1.0-2 | tail -1)"
-export AGENTKEYS_DEB AGENTKEYS_DEB_UPGRADE
+# The .rpm (Amazon Linux 2023) from the first .deb's files: the same binary, byte for byte.
+AGENTKEYS_RPM="$(./packaging/build-rpm.sh "$AGENTKEYS_DEB" | tail -1)"
+export AGENTKEYS_DEB AGENTKEYS_DEB_UPGRADE AGENTKEYS_RPM
 # The fuzz targets' instrumented release build (its own workspace and target directory) runs
 # beside the tests at the lowest CPU priority: the container tests leave the CPU idle for minutes.
 fuzz_log=$(mktemp)

@@ -9,6 +9,9 @@ pub fn package(var: &str, version: Option<&str>) -> PathBuf {
     if let Ok(p) = std::env::var(var) {
         return PathBuf::from(p);
     }
+    // One build at a time in this process: two would race on target/assets and target/debian.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/build-deb.sh");
     let mut cmd = Command::new(script);
     if let Some(v) = version {

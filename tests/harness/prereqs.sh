@@ -17,6 +17,9 @@ command -v minisign >/dev/null 2>&1 || need+=(minisign)
 command -v lintian >/dev/null 2>&1 || need+=(lintian)
 command -v objdump >/dev/null 2>&1 || need+=(binutils)
 command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
+# rpm (rpm -qp on the .rpm) and rpmlint (its lint).
+command -v rpm >/dev/null 2>&1 || need+=(rpm)
+command -v rpmlint >/dev/null 2>&1 || need+=(rpmlint)
 # cfn-lint and moto run in a virtual environment (tests/harness/cloud-tools.sh).
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
 # podman (no Docker engine here) to build and boot the Dockerfile.
