@@ -9,7 +9,7 @@
 #   podman exec hostd-test agentkeys-hostd reconcile --ci --slot 2 --zone example.org --account-id 123456789012
 #
 # The .deb is the same, byte for byte, as packaging/build-deb.sh's on a host with the same
-# toolchain and SOURCE_DATE_EPOCH (paths are remapped; the binary targets glibc 2.35 through zig).
+# toolchain and SOURCE_DATE_EPOCH (paths are remapped; the binary targets glibc 2.31 through zig).
 # The test suite (tests/container_image.rs) builds the test-host stage from the .deb it already
 # built, given as the deb stage's output: `--build-context deb=DIR` (DIR/out/ holds the .deb and
 # agentkeys-standin), so the release is compiled once; it passes local base images as RUST_IMAGE
@@ -20,7 +20,7 @@ ARG BASE=docker.io/library/debian:bookworm
 FROM ${RUST_IMAGE} AS deb
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # The package's build tools at the versions tests/harness/tools.sh pins, kept when present:
-# dpkg-shlibdeps (for the Depends on libc6), the ziglang wheel, cargo-deb and cargo-zigbuild.
+# dpkg-dev (cargo-deb's dpkg tools), the ziglang wheel, cargo-deb and cargo-zigbuild.
 # hadolint ignore=DL3008
 RUN need=(); command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev); \
     python3 -m ziglang version >/dev/null 2>&1 || need+=(python3-pip); \
