@@ -90,7 +90,9 @@ impl Container {
 
     fn boot_on(config: &str, netns: Option<&str>) -> Container {
         let c = Self::boot_from(&rootfs(), netns);
-        c.install(super::BIN, "/usr/bin/agentkeys-hostd");
+        // AGENTKEYS_HOSTD_BIN: another build of hostd to install (the stress loop compares builds).
+        let bin = std::env::var("AGENTKEYS_HOSTD_BIN").unwrap_or_else(|_| super::BIN.to_owned());
+        c.install(&bin, "/usr/bin/agentkeys-hostd");
         let out = Command::new(standin()).arg("install").arg(c.path("/usr/local/bin")).output().unwrap();
         assert!(out.status.success(), "agentkeys-standin install: {out:?}");
         c.write("/etc/agentkeys/hostd.toml", config);

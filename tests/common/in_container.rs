@@ -15,10 +15,21 @@ pub fn in_netns(c: &Container, args: &[&str]) -> std::process::Output {
     Command::new("nsenter").args(["-t", &c.leader.to_string(), "-n"]).args(args).output().unwrap()
 }
 
-/// Run a Pebble with `/etc/pebble/<config>` as the transient unit `unit` (its DNS: challtestsrv).
+/// Pebble's forgiving switches: no validation delay, no nonce rejection. Without them (its
+/// default mode) it rejects 5 % of nonces (`badNonce`) and validates after a random delay.
+pub const FORGIVING: [&str; 2] = ["PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"];
+
+/// Run a Pebble with `/etc/pebble/<config>` as the transient unit `unit` (its DNS: challtestsrv),
+/// in its forgiving mode.
 pub fn run_pebble(c: &Container, unit: &str, config: &str, env: &[&str]) {
+    let all: Vec<&str> = FORGIVING.iter().chain(env).copied().collect();
+    run_pebble_as(c, unit, config, &all);
+}
+
+/// Run a Pebble with exactly the environment `env` (none: its default, unforgiving mode).
+pub fn run_pebble_as(c: &Container, unit: &str, config: &str, env: &[&str]) {
     let mut ca = vec!["systemd-run", "--unit", unit, "-p", "WorkingDirectory=/etc/pebble"];
-    for e in ["PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"].iter().chain(env) {
+    for e in env {
         ca.extend(["-E", e]);
     }
     ca.extend(["/usr/local/sbin/pebble", "-config", config, "-dnsserver", "127.0.0.1:8053"]);
@@ -43,6 +54,19 @@ pub fn start_pebble_env(
     validity_secs: Option<u64>,
     env: &[&str],
 ) {
+    let all: Vec<&str> = FORGIVING.iter().chain(env).copied().collect();
+    start_pebble_exactly(c, dir, http_port, validity_secs, &all);
+}
+
+/// Pebble and challtestsrv with exactly the environment `env` for Pebble (none: the default,
+/// unforgiving mode: nonce rejection and validation delays on).
+pub fn start_pebble_exactly(
+    c: &Container,
+    dir: &std::path::Path,
+    http_port: u16,
+    validity_secs: Option<u64>,
+    env: &[&str],
+) {
     super::pebble::api_certs(dir);
     for f in ["cert.pem", "key.pem", "ca.pem"] {
         c.install(dir.join(f).to_str().unwrap(), &format!("/etc/pebble/{f}"));
@@ -59,7 +83,7 @@ pub fn start_pebble_env(
     dns.extend(super::pebble::challtestsrv_args("127.0.0.1"));
     let dns: Vec<&str> = dns.iter().map(String::as_str).collect();
     assert_eq!(c.exec(&dns).code, 0);
-    run_pebble(c, "pebble", "pebble.json", env);
+    run_pebble_as(c, "pebble", "pebble.json", env);
     for port in [8055, 14000, 15000] {
         let probe =
             format!("for i in $(seq 100); do exec 3<>/dev/tcp/127.0.0.1/{port} && exit 0; sleep 0.1; done; exit 1");

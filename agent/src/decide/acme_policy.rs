@@ -331,11 +331,13 @@ pub(crate) fn moves_on(class: &str) -> bool {
     matches!(class, "connection" | "timeout" | "serverInternal" | "unreachable")
 }
 
-/// Order failures worth one immediate retry in the same run (nonce errors are retried inside
-/// instant-acme already); a validation failure is not (it would burn the CA's failed-validation
-/// limit).
+/// Order failures worth one immediate retry in the same run; a validation failure is not (it
+/// would burn the CA's failed-validation limit). `badNonce` is: instant-acme retries each request
+/// on it (three attempts, instant-acme 0.8.5 `Client::post`), and a CA that rejects nonces at
+/// random (Pebble's default: 5 %) can still exhaust them; it is never the host's fault, and a
+/// failed order would otherwise sit out the ledger's hour.
 pub(crate) fn is_transient(class: &str) -> bool {
-    matches!(class, "connection" | "timeout" | "serverInternal")
+    matches!(class, "connection" | "timeout" | "serverInternal" | "badNonce")
 }
 
 /// The CA's renewal window for one certificate, cached, and when to ask again.
@@ -569,10 +571,10 @@ mod tests {
 
     #[test]
     fn transient_failures_are_retried_once_validation_failures_never() {
-        for class in ["connection", "timeout", "serverInternal"] {
+        for class in ["connection", "timeout", "serverInternal", "badNonce"] {
             assert!(is_transient(class), "{class}");
         }
-        for class in ["unauthorized", "rateLimited", "dns", "badNonce", "caa", ""] {
+        for class in ["unauthorized", "rateLimited", "dns", "caa", ""] {
             assert!(!is_transient(class), "{class}");
         }
     }

@@ -16,6 +16,7 @@ pub mod identity;
 pub mod metrics;
 pub mod names;
 pub mod naming;
+pub mod nginx_reload;
 pub mod observed;
 pub mod oidc;
 pub mod paths;
