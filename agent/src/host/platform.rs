@@ -1,5 +1,6 @@
 //! Gathers what `decide::platform` judges: `nginx -v`, the main nginx file and its directories,
-//! `systemd-analyze --version`, and which EC2 default users exist with an authorized_keys.
+//! which EC2 default users exist with an authorized_keys, and (for `doctor` and `status`)
+//! `systemd-analyze --version`.
 //! Read-only; a tool that cannot be run leaves its fact unknown.
 
 use crate::decide::paths;
@@ -21,6 +22,8 @@ pub(crate) fn authorized_keys_of(user: &str) -> String {
     format!("/home/{user}/.ssh/authorized_keys")
 }
 
+/// What a run needs: nginx and the default users (not systemd's version: only `doctor`'s lint
+/// uses it, so a reconcile spawns one process here, `nginx -v`).
 pub(crate) fn observe(root: &Root) -> anyhow::Result<Observed> {
     let users = DEFAULT_USERS
         .iter()
@@ -32,7 +35,7 @@ pub(crate) fn observe(root: &Root) -> anyhow::Result<Observed> {
         nginx_conf: root.read_string(paths::NGINX_CONF)?,
         has_sites_available: root.is_dir(paths::NGINX_SITES_AVAILABLE),
         has_conf_d: root.is_dir(paths::NGINX_CONF_D),
-        systemd_v: said("systemd-analyze", &["--version"]),
+        systemd_v: None,
         users,
     })
 }
@@ -43,5 +46,6 @@ pub(crate) fn detect(root: &Root) -> anyhow::Result<crate::decide::platform::Pla
     let http2 = crate::decide::config::load(&super::observe::config_files(root)?)
         .ok()
         .and_then(|c| crate::decide::settings::http2_override(&c).ok().flatten());
-    Ok(crate::decide::platform::decide(&observe(root)?, http2))
+    let observed = Observed { systemd_v: said("systemd-analyze", &["--version"]), ..observe(root)? };
+    Ok(crate::decide::platform::decide(&observed, http2))
 }
