@@ -207,7 +207,6 @@ pub fn prepare(
     let facts = HostFacts {
         secrets,
         tls: observe::tls_states(root, &settings.identity, settings.services()),
-        layout: platform.layout,
         login: observe::login_facts(root, platform.default_user.as_deref())?,
         platform,
         template_overrides: observe::template_overrides(root)?,

@@ -98,7 +98,6 @@ pub struct AbsentSpec {
 pub struct HostFacts {
     pub secrets: Secrets,
     pub tls: BTreeMap<String, TlsState>,
-    pub layout: Layout,
     /// nginx, systemd and EC2 facts as detected (with the configuration's HTTP/2 override applied).
     pub platform: crate::decide::platform::Platform,
     pub login: LoginFacts,

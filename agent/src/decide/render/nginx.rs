@@ -75,7 +75,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
         triggers: reload(),
         validate: None,
     });
-    let (conf_dir, default_site) = match facts.layout {
+    let (conf_dir, default_site) = match facts.platform.layout {
         Layout::SitesEnabled => {
             host.dirs.push(parent_only(paths::NGINX_SITES_AVAILABLE));
             host.dirs.push(parent_only(paths::NGINX_SITES_ENABLED));
@@ -101,7 +101,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
                 reason: reason.clone(),
                 triggers: reload(),
             });
-            if facts.layout == Layout::SitesEnabled {
+            if facts.platform.layout == Layout::SitesEnabled {
                 let path = format!("{}/{name}.conf", paths::NGINX_SITES_ENABLED);
                 host.absent.push(AbsentSpec { path, reason, triggers: reload() });
             }
@@ -142,7 +142,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
             triggers: reload(),
             validate: None,
         });
-        if facts.layout == Layout::SitesEnabled {
+        if facts.platform.layout == Layout::SitesEnabled {
             host.links.push(LinkSpec {
                 path: format!("{}/{name}.conf", paths::NGINX_SITES_ENABLED),
                 target: path,
