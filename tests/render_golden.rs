@@ -9,7 +9,15 @@ use std::path::{Path, PathBuf};
 
 use common::{Snap, snapshot};
 
-const CASES: [&str; 6] = ["prod", "test-1", "test-7-multilabel", "base", "prod-adopted-https", "test-3-channel"];
+const CASES: [&str; 7] = [
+    "prod",
+    "test-1",
+    "test-7-multilabel",
+    "base",
+    "prod-adopted-https",
+    "prod-adopted-https-modern",
+    "test-3-channel",
+];
 
 fn case_dir(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden").join(case)

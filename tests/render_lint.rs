@@ -1,5 +1,5 @@
 //! Every rendered unit passes `systemd-analyze verify` and every rendered vhost passes real
-//! `nginx -t` (warnings are failures), for all four stacks in both TLS states.
+//! `nginx -t` (warnings are failures), for all four stacks in both TLS states and both TLS profiles.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -79,8 +79,9 @@ fn all_stacks_both_tls_states_pass_the_real_linters() {
     let mut units_checked = 0;
     let mut vhosts_checked = 0;
     for (name, selectors) in common::stacks() {
-        for https in [false, true] {
-            let root = common::fake_root(common::BASE_CONFIG);
+        for (https, profile) in [(false, "intermediate"), (true, "intermediate"), (true, "modern")] {
+            let config = format!("{}\n[nginx]\ntls_profile = \"{profile}\"\n", common::BASE_CONFIG);
+            let root = common::fake_root(&config);
             let r = root.path();
             common::stub_binaries(r);
             let mut args = selectors.clone();
@@ -123,10 +124,19 @@ fn all_stacks_both_tls_states_pass_the_real_linters() {
                 files_in(&r.join("etc/nginx/sites-available"), "conf").into_iter().map(|(_, t)| t).collect();
             assert_eq!(vhosts.len(), hosts);
             vhosts_checked += vhosts.len();
-            nginx_test(r, &vhosts).unwrap_or_else(|e| panic!("{name} https={https}: nginx -t: {e}"));
+            // The shared TLS settings sit at the http level, as conf.d/ is included on every layout.
+            let shared: Vec<String> =
+                files_in(&r.join("etc/nginx/conf.d"), "conf").into_iter().map(|(_, t)| t).collect();
+            assert_eq!(shared.len(), 1, "{name}: conf.d holds the shared TLS file only");
+            nginx_test(r, &[shared, vhosts].concat())
+                .unwrap_or_else(|e| panic!("{name} https={https} {profile}: nginx -t: {e}"));
         }
     }
-    assert_eq!((units_checked, vhosts_checked), (88, 72), "4 stacks × 2 TLS states × (11 units, 9 vhosts)");
+    assert_eq!(
+        (units_checked, vhosts_checked),
+        (132, 108),
+        "4 stacks × (placeholder, https intermediate, https modern) × (11 units, 9 vhosts)"
+    );
 }
 
 #[test]

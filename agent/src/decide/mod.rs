@@ -30,5 +30,7 @@ pub mod secrets;
 pub mod settings;
 pub mod state;
 pub mod times;
+pub mod tls_probe;
+pub mod tls_profile;
 pub mod unitfile;
 pub mod validate;

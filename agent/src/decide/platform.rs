@@ -28,6 +28,17 @@ pub fn nginx_version(said: &str) -> Option<(u32, u32, u32)> {
     Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
 }
 
+/// The OpenSSL nginx runs with, from `nginx -V` (`built with OpenSSL 3.0.11 19 Sep 2023 (running
+/// with OpenSSL 3.0.15 3 Sep 2024)`: the running one counts; a distro suffix such as `1.1.1w` is
+/// dropped).
+pub fn openssl_version(said: &str) -> Option<(u32, u32, u32)> {
+    let line = said.lines().find(|l| l.contains("built with OpenSSL"))?;
+    let at = line.rfind("OpenSSL ")? + "OpenSSL ".len();
+    let ver: String = line[at..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let mut parts = ver.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+}
+
 /// How this nginx spells HTTP/2; an nginx whose version is unknown gets the spelling every
 /// release before 1.25.1 accepts.
 pub fn http2_style(version: Option<(u32, u32, u32)>) -> Http2Style {
@@ -120,6 +131,8 @@ pub enum Source {
 pub struct Platform {
     /// `1.26.3`, or none when nginx could not be asked.
     pub nginx_version: Option<String>,
+    /// The OpenSSL nginx runs with (`3.0.15`), when `nginx -V` names it.
+    pub openssl: Option<(u32, u32, u32)>,
     pub http2: Http2Style,
     pub http2_source: Source,
     pub layout: Layout,
@@ -132,6 +145,7 @@ pub struct Platform {
 /// What the host said, gathered by `host::platform`.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
+    /// What `nginx -V` printed.
     pub nginx_v: Option<String>,
     pub nginx_conf: Option<String>,
     pub has_sites_available: bool,
@@ -147,6 +161,7 @@ pub fn decide(o: &Observed, http2_override: Option<Http2Style>) -> Platform {
     let (layout, layout_reason) = layout(o.nginx_conf.as_deref(), o.has_sites_available, o.has_conf_d);
     Platform {
         nginx_version: version.map(|(a, b, c)| format!("{a}.{b}.{c}")),
+        openssl: o.nginx_v.as_deref().and_then(openssl_version),
         http2: http2_override.unwrap_or_else(|| http2_style(version)),
         http2_source: if http2_override.is_some() { Source::Config } else { Source::Detected },
         layout,
@@ -173,8 +188,9 @@ impl Platform {
             Layout::ConfD => "conf.d",
         };
         format!(
-            "nginx {} (HTTP/2 as `{http2}`, {src}; layout {layout}: {}; workers as {}), systemd {}, EC2 default user {}",
+            "nginx {} with OpenSSL {} (HTTP/2 as `{http2}`, {src}; layout {layout}: {}; workers as {}), systemd {}, EC2 default user {}",
             self.nginx_version.as_deref().unwrap_or("unknown"),
+            self.openssl.map_or_else(|| "unknown".to_owned(), |(a, b, c)| format!("{a}.{b}.{c}")),
             self.layout_reason,
             self.nginx_user.as_deref().unwrap_or("nginx's default"),
             self.systemd_version.map_or_else(|| "unknown".to_owned(), |v| v.to_string()),
@@ -198,6 +214,16 @@ mod tests {
         assert_eq!(http2_style(Some((1, 25, 1))), Http2Style::Directive);
         assert_eq!(http2_style(Some((1, 26, 3))), Http2Style::Directive);
         assert_eq!(http2_style(None), Http2Style::Listen);
+    }
+
+    #[test]
+    fn the_running_openssl_is_read_from_nginx_capital_v() {
+        let deb12 = "nginx version: nginx/1.22.1\nbuilt with OpenSSL 3.0.11 19 Sep 2023 (running with OpenSSL 3.0.15 3 Sep 2024)\nTLS SNI support enabled\n";
+        assert_eq!(openssl_version(deb12), Some((3, 0, 15)));
+        let deb11 = "nginx version: nginx/1.18.0\nbuilt with OpenSSL 1.1.1n  15 Mar 2022\nTLS SNI support enabled\n";
+        assert_eq!(openssl_version(deb11), Some((1, 1, 1)));
+        assert_eq!(openssl_version("nginx version: nginx/1.22.1\n"), None);
+        assert_eq!(nginx_version(deb12), Some((1, 22, 1)));
     }
 
     #[test]

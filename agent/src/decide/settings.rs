@@ -169,6 +169,8 @@ pub struct Settings {
     pub nginx_ipv6: bool,
     /// `[nginx] http2`, when set: overrides the spelling detected from the nginx version.
     pub nginx_http2: Option<Http2Style>,
+    /// `[nginx] tls_profile`: which of Mozilla's configurations the HTTPS vhosts serve.
+    pub tls_profile: crate::decide::tls_profile::TlsProfile,
     pub acme: AcmeSettings,
     /// Escrow the stack's irreplaceable secrets in its Secrets Manager secret (default on).
     pub escrow: bool,
@@ -531,6 +533,7 @@ pub(crate) fn resolve(
     let bin_dir = config_or_default("bin dir", &config.bin_dir, crate::decide::paths::BIN_DIR, n)?;
     let hostd_bin = config_or_default("hostd binary", &config.hostd_bin, "/usr/bin/agentkeys-hostd", n)?;
     let http2 = http2_override(config)?;
+    let tls_profile = tls_profile(config)?;
     let service_env = resolve_service_env(config)?;
     let switched_off = resolve_switched_off(config)?;
     let acme = resolve_acme(config)?;
@@ -548,6 +551,7 @@ pub(crate) fn resolve(
         hostd_bin,
         nginx_ipv6: config.nginx_ipv6.as_ref().is_none_or(|f| f.value),
         nginx_http2: http2,
+        tls_profile,
         escrow: escrow_on(config, true),
         service_env,
         switched_off,
@@ -564,6 +568,15 @@ pub fn http2_override(config: &Config) -> Result<Option<Http2Style>, InvalidInpu
         Some(f) if f.value == "listen" => Ok(Some(Http2Style::Listen)),
         Some(f) if f.value == "directive" => Ok(Some(Http2Style::Directive)),
         Some(f) => Err(InvalidInput::new(f.source(), format!("{:?} is not listen or directive", f.value))),
+    }
+}
+
+/// `[nginx] tls_profile`: `intermediate` (the default) or `modern`.
+pub fn tls_profile(config: &Config) -> Result<crate::decide::tls_profile::TlsProfile, InvalidInput> {
+    match config.nginx_tls_profile.as_ref() {
+        None => Ok(crate::decide::tls_profile::TlsProfile::default()),
+        Some(f) => crate::decide::tls_profile::TlsProfile::parse(&f.value)
+            .ok_or_else(|| InvalidInput::new(f.source(), format!("{:?} is not intermediate or modern", f.value))),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Gathers what `decide::platform` judges: `nginx -v`, the main nginx file and its directories,
+//! Gathers what `decide::platform` judges: `nginx -V`, the main nginx file and its directories,
 //! which EC2 default users exist with an authorized_keys, and (for `doctor` and `status`)
 //! `systemd-analyze --version`.
 //! Read-only; a tool that cannot be run leaves its fact unknown.
@@ -23,7 +23,7 @@ pub(crate) fn authorized_keys_of(user: &str) -> String {
 }
 
 /// What a run needs: nginx and the default users (not systemd's version: only `doctor`'s lint
-/// uses it, so a reconcile spawns one process here, `nginx -v`).
+/// uses it, so a reconcile spawns one process here, `nginx -V`).
 pub(crate) fn observe(root: &Root) -> anyhow::Result<Observed> {
     let users = DEFAULT_USERS
         .iter()
@@ -31,7 +31,7 @@ pub(crate) fn observe(root: &Root) -> anyhow::Result<Observed> {
         .map(|u| (*u, root.path(&authorized_keys_of(u)).is_file()))
         .collect();
     Ok(Observed {
-        nginx_v: said("nginx", &["-v"]),
+        nginx_v: said("nginx", &["-V"]),
         nginx_conf: root.read_string(paths::NGINX_CONF)?,
         has_sites_available: root.is_dir(paths::NGINX_SITES_AVAILABLE),
         has_conf_d: root.is_dir(paths::NGINX_CONF_D),

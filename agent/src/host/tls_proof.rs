@@ -119,3 +119,30 @@ pub fn prove(port: u16, host: &str, expected: &[u8], budget: Duration) -> anyhow
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Send one of `doctor`'s hand-built ClientHellos to 127.0.0.1:`port` and read the first answer
+/// (a ServerHello's first bytes or an alert), bounded to 3 s.
+pub(crate) fn probe(port: u16, host: &str, hello: &crate::decide::tls_probe::Hello) -> anyhow::Result<Vec<u8>> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("failed to read the OS random number generator: {e}"))?;
+    let mut sock = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))
+        .with_context(|| format!("nothing answers on 127.0.0.1:{port}"))?;
+    sock.set_read_timeout(Some(Duration::from_secs(3)))?;
+    sock.set_write_timeout(Some(Duration::from_secs(3)))?;
+    sock.write_all(&crate::decide::tls_probe::client_hello(hello, host, random))?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // A ServerHello's version, suite and extensions fit in its first record; stop once it is in.
+    while got.len() < 5 || got.len() < 5 + usize::from(u16::from_be_bytes([got[3], got[4]])) {
+        match sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if got.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => return Err(e).with_context(|| format!("reading the answer of 127.0.0.1:{port} for {host}")),
+        }
+        if got.len() > 1 << 16 {
+            break;
+        }
+    }
+    Ok(got)
+}

@@ -36,6 +36,7 @@ pub(crate) fn checks(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Roo
                 checks.extend(dns_checks(rt, root, &acme, &hosts));
                 if root.is_real_root() {
                     checks.extend(served_checks(root, &tls));
+                    checks.push(profile_check(&cfg, &tls));
                 }
                 let now = clock.now_unix();
                 match crate::host::tls::schedule(root, &tls, now) {
@@ -77,6 +78,35 @@ fn served_checks(root: &Root, tls: &std::collections::BTreeMap<String, crate::de
             doctor::served(host, outcome)
         })
         .collect()
+}
+
+/// What every HTTPS host serves, against the configured TLS profile: each of the profile's probes
+/// (a protocol below its floor, suites and groups outside it) must be refused.
+fn profile_check(
+    cfg: &config::Config,
+    tls: &std::collections::BTreeMap<String, crate::decide::render::TlsState>,
+) -> Check {
+    use crate::decide::tls_probe;
+    let profile = match crate::decide::settings::tls_profile(cfg) {
+        Ok(p) => p,
+        Err(e) => return Check::new("tls profile", Verdict::Fail, e.to_string()),
+    };
+    let probes = tls_probe::probes(profile);
+    let hosts: Vec<(String, Option<String>)> = tls
+        .iter()
+        .filter(|(_, s)| matches!(s, crate::decide::render::TlsState::Https { .. }))
+        .map(|(host, _)| {
+            let results: Vec<_> = probes
+                .iter()
+                .map(|p| {
+                    let got = crate::host::tls_proof::probe(443, host, &p.hello).map_err(|e| format!("{e:#}"));
+                    (p.clone(), got.map(|b| tls_probe::answer(&b)))
+                })
+                .collect();
+            (host.clone(), tls_probe::judge_host(&results))
+        })
+        .collect();
+    tls_probe::check(profile, &hosts)
 }
 
 /// The same `nginx -t` rule as every reconcile (a `[warn]` fails here too).

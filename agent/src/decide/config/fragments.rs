@@ -155,4 +155,6 @@ pub(crate) struct NginxFragment {
     pub ipv6: Option<bool>,
     /// `listen` (nginx < 1.25.1: `listen 443 ssl http2`) or `directive` (`http2 on;`).
     pub http2: Option<String>,
+    /// Mozilla's `intermediate` (the default) or `modern` (TLS 1.3 only).
+    pub tls_profile: Option<String>,
 }

@@ -42,6 +42,7 @@ pub struct Config {
     pub hostd_bin: Option<FromFile<String>>,
     pub nginx_ipv6: Option<FromFile<bool>>,
     pub nginx_http2: Option<FromFile<String>>,
+    pub nginx_tls_profile: Option<FromFile<String>>,
     pub acme_directory_url: Option<FromFile<String>>,
     pub acme_ca_bundle: Option<FromFile<String>>,
     pub acme_contact_email: Option<FromFile<String>>,
@@ -183,6 +184,7 @@ pub(crate) fn merge(files: &[(String, Fragment)]) -> Config {
         if let Some(n) = &frag.nginx {
             take!(c.nginx_ipv6, n.ipv6, "nginx.ipv6");
             take!(c.nginx_http2, n.http2, "nginx.http2");
+            take!(c.nginx_tls_profile, n.tls_profile, "nginx.tls_profile");
         }
     }
     c

@@ -6,8 +6,10 @@ use serde::Serialize;
 use super::templates::{Engine, PROXY_PARAMS, VHOST};
 use super::{AbsentSpec, DesiredHost, FileKind, FileSpec, HostFacts, LinkSpec, ROOT, Trigger, parent_only};
 use crate::decide::catalog::Vhost;
+use crate::decide::error::{InvalidInput, Source};
 use crate::decide::paths;
 use crate::decide::settings::{Http2Style, Settings};
+use crate::decide::tls_profile::{self, ServedTls};
 
 /// Where the distro keeps its server blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,6 +41,11 @@ impl TlsState {
 }
 
 pub(crate) const PROXY_PARAMS_PATH: &str = "/etc/nginx/agentkeys-proxy-params.conf";
+/// The http-level TLS settings every vhost shares (in `conf.d/`, which Debian's, Ubuntu's and
+/// Amazon Linux's `nginx.conf` all include).
+pub(crate) const TLS_SHARED_PATH: &str = "/etc/nginx/conf.d/agentkeys-tls.conf";
+/// RFC 7919's ffdhe2048, for the profile's DHE suites.
+pub(crate) const DHPARAM_PATH: &str = "/etc/nginx/agentkeys-ffdhe2048.pem";
 
 #[derive(Debug, Serialize)]
 struct Tls<'a> {
@@ -58,6 +65,8 @@ struct VhostContext<'a> {
     http2_directive: bool,
     read_timeout: u32,
     proxy_params: &'static str,
+    tls_profile: &'a ServedTls,
+    tls_shared: &'static str,
 }
 
 /// Worker and signer vhosts keep nginx's usual read timeout; the broker's is configurable.
@@ -75,16 +84,32 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
         triggers: reload(),
         validate: None,
     });
+    let served = tls_profile::served(s.tls_profile, facts.platform.openssl).map_err(|e| {
+        InvalidInput::new(Source::Host { file: "nginx -V".into(), detail: "the OpenSSL nginx runs with".into() }, e)
+    })?;
+    host.dirs.push(parent_only(paths::NGINX_CONF_D));
+    for (path, content) in [
+        (TLS_SHARED_PATH, tls_profile::shared_conf(DHPARAM_PATH)),
+        (DHPARAM_PATH, tls_profile::FFDHE2048_PEM.to_owned()),
+    ] {
+        host.files.push(FileSpec {
+            path: path.into(),
+            content,
+            mode: 0o644,
+            owner: ROOT,
+            group: ROOT,
+            kind: FileKind::Vhost,
+            triggers: reload(),
+            validate: None,
+        });
+    }
     let (conf_dir, default_site) = match facts.platform.layout {
         Layout::SitesEnabled => {
             host.dirs.push(parent_only(paths::NGINX_SITES_AVAILABLE));
             host.dirs.push(parent_only(paths::NGINX_SITES_ENABLED));
             (paths::NGINX_SITES_AVAILABLE, format!("{}/default", paths::NGINX_SITES_ENABLED))
         }
-        Layout::ConfD => {
-            host.dirs.push(parent_only(paths::NGINX_CONF_D));
-            (paths::NGINX_CONF_D, format!("{}/default.conf", paths::NGINX_CONF_D))
-        }
+        Layout::ConfD => (paths::NGINX_CONF_D, format!("{}/default.conf", paths::NGINX_CONF_D)),
     };
     host.absent.push(AbsentSpec {
         path: default_site,
@@ -130,6 +155,8 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
             http2_directive: facts.platform.http2 == Http2Style::Directive,
             read_timeout: if kind == Vhost::Broker { s.proxy_read_timeout_secs } else { DEFAULT_READ_TIMEOUT_SECS },
             proxy_params: PROXY_PARAMS_PATH,
+            tls_profile: &served,
+            tls_shared: TLS_SHARED_PATH,
         };
         let path = format!("{conf_dir}/{name}.conf");
         host.files.push(FileSpec {
