@@ -19,7 +19,7 @@ setsid ./tests/harness/rootfs.sh trixie >>"$rootfs_log" 2>&1 &
 background+=($!)
 # Build tools for the package (cargo-deb, cargo-zigbuild + ziglang), pinned, installed when missing.
 ./tests/harness/tools.sh
-# cfn-lint and moto (pinned, from PyPI) in their own virtual environment, for the cloud tests.
+# cfn-lint, moto and sslyze (pinned, from PyPI) in their own virtual environment, for the cloud and TLS tests.
 ./tests/harness/cloud-tools.sh >/dev/null
 # podman with private state and two local base images for the Dockerfile test (made once, ~2 min).
 ./tests/harness/podman.sh >/dev/null

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The cloud tests' tools, pinned, in their own virtual environment (made once; recreated when
-# missing): cfn-lint (AWS's resource schemas) and moto's server (a local AWS API on loopback)
-# with boto3, the client the moto test drives it with, and sslyze (judges served TLS against Mozilla's configurations). Prints the environment's bin directory.
+# The test tools from PyPI, pinned, in their own virtual environment (made once; recreated when
+# missing): cfn-lint (AWS's resource schemas), moto's server (a local AWS API on loopback) with
+# boto3, the client the moto test drives it with, and sslyze, which judges the TLS a converged
+# host serves against Mozilla's configurations. Prints the environment's bin directory.
 set -euo pipefail
 venv=/var/tmp/agentkeys-hostd-test/cloud-py-v2
 if [ ! -x "$venv/bin/cfn-lint" ] || [ ! -x "$venv/bin/moto_server" ] || [ ! -x "$venv/bin/sslyze" ]; then

@@ -310,6 +310,7 @@ pub fn check(profile: TlsProfile, hosts: &[(String, Option<String>)]) -> Check {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -128,6 +128,7 @@ pub fn shared_conf(dhparam_path: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
