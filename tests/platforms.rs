@@ -107,7 +107,11 @@ fn converge_case(release: &str, before_converge: impl FnOnce(&Container)) -> Cas
     assert_eq!(failures(&checks), Vec::<String>::new(), "[{release}] doctor failures");
     assert_eq!(code, 0, "[{release}] doctor exit");
     let platform = checks.iter().find(|c| c["name"] == "platform").unwrap();
-    eprintln!("[{release}] doctor: {} checks, none failed; {}", checks.len(), platform["detail"]);
+    assert!(platform["detail"].as_str().unwrap().contains(" with OpenSSL "), "[{release}] {platform}");
+    // What every vhost serves on this release's nginx and OpenSSL: nothing outside the profile.
+    let tls = checks.iter().find(|c| c["name"] == "tls profile").unwrap();
+    assert_eq!(tls["verdict"], "pass", "[{release}] {tls}");
+    eprintln!("[{release}] doctor: {} checks, none failed; {}; {}", checks.len(), platform["detail"], tls["detail"]);
     eprintln!("[{release}] converged and proven in {:.1} s", t0.elapsed().as_secs_f64());
     Case { c, _pebble: pebble, _dir: dir }
 }
