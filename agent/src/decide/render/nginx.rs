@@ -74,34 +74,17 @@ const DEFAULT_READ_TIMEOUT_SECS: u32 = 60;
 
 pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mut DesiredHost) -> anyhow::Result<()> {
     let reload = || vec![Trigger::ReloadNginx];
-    host.files.push(FileSpec {
-        path: PROXY_PARAMS_PATH.into(),
-        content: engine.render(PROXY_PARAMS, &std::collections::BTreeMap::<String, String>::new())?,
-        mode: 0o644,
-        owner: ROOT,
-        group: ROOT,
-        kind: FileKind::Vhost,
-        triggers: reload(),
-        validate: None,
-    });
     let served = tls_profile::served(s.tls_profile, facts.platform.openssl).map_err(|e| {
         InvalidInput::new(Source::Host { file: "nginx -V".into(), detail: "the OpenSSL nginx runs with".into() }, e)
     })?;
     host.dirs.push(parent_only(paths::NGINX_CONF_D));
+    let proxy_params = engine.render(PROXY_PARAMS, &std::collections::BTreeMap::<String, String>::new())?;
     for (path, content) in [
-        (TLS_SHARED_PATH, tls_profile::shared_conf(DHPARAM_PATH)),
-        (DHPARAM_PATH, tls_profile::FFDHE2048_PEM.to_owned()),
+        (PROXY_PARAMS_PATH.to_owned(), proxy_params),
+        (TLS_SHARED_PATH.to_owned(), tls_profile::shared_conf(DHPARAM_PATH)),
+        (DHPARAM_PATH.to_owned(), tls_profile::FFDHE2048_PEM.to_owned()),
     ] {
-        host.files.push(FileSpec {
-            path: path.into(),
-            content,
-            mode: 0o644,
-            owner: ROOT,
-            group: ROOT,
-            kind: FileKind::Vhost,
-            triggers: reload(),
-            validate: None,
-        });
+        host.files.push(nginx_file(path, content));
     }
     let (conf_dir, default_site) = match facts.platform.layout {
         Layout::SitesEnabled => {
@@ -159,16 +142,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
             tls_shared: TLS_SHARED_PATH,
         };
         let path = format!("{conf_dir}/{name}.conf");
-        host.files.push(FileSpec {
-            path: path.clone(),
-            content: engine.render(VHOST, &ctx)?,
-            mode: 0o644,
-            owner: ROOT,
-            group: ROOT,
-            kind: FileKind::Vhost,
-            triggers: reload(),
-            validate: None,
-        });
+        host.files.push(nginx_file(path.clone(), engine.render(VHOST, &ctx)?));
         if facts.platform.layout == Layout::SitesEnabled {
             host.links.push(LinkSpec {
                 path: format!("{}/{name}.conf", paths::NGINX_SITES_ENABLED),
@@ -178,6 +152,20 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
         }
     }
     Ok(())
+}
+
+/// A root-owned, world-readable nginx file whose change reloads nginx.
+fn nginx_file(path: String, content: String) -> FileSpec {
+    FileSpec {
+        path,
+        content,
+        mode: 0o644,
+        owner: ROOT,
+        group: ROOT,
+        kind: FileKind::Vhost,
+        triggers: vec![Trigger::ReloadNginx],
+        validate: None,
+    }
 }
 
 /// Pick the TLS state of a host from what exists: hostd's own store first, then a certificate the
