@@ -22,6 +22,32 @@ pub enum Rule {
     Seconds,
     /// An `https://` URL.
     Https,
+    /// One of these words, exactly.
+    OneOf(&'static [&'static str]),
+    /// Comma-separated `name:secret` pairs (empty entries skipped).
+    Pairs,
+}
+
+/// A requirement that holds only while another variable has one of some values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cond {
+    pub var: &'static str,
+    pub values: &'static [&'static str],
+    /// The other variable's value when it is unset.
+    pub default: &'static str,
+}
+
+/// A variable naming a file the binary reads at start (checked by whoever reads files: the
+/// stand-in; hostd checks the operator inputs it hands over itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileVar {
+    pub name: &'static str,
+    /// A missing file is accepted (the binary starts empty and creates it later).
+    pub absent_ok: bool,
+    /// The file must parse as JSON.
+    pub json: bool,
+    /// What the binary prints (with the path) when it cannot read or parse the file.
+    pub message: &'static str,
 }
 
 /// One environment variable of a contract. `{CHAIN}` in a name stands for `AGENTKEYS_CHAIN`
@@ -36,6 +62,8 @@ pub struct Var {
     pub rule: Rule,
     /// What the binary prints when the variable is missing or its value breaks the rule.
     pub message: &'static str,
+    /// `required` holds only under this condition.
+    pub only_if: Option<Cond>,
 }
 
 /// Where a binary listens.
@@ -43,8 +71,8 @@ pub struct Var {
 pub enum Bind {
     /// `--port N` (default `port`) on `--bind H` when the binary has that flag, else on `host`.
     PortArg { host: &'static str, host_flag: bool, port: u16 },
-    /// A socket address from `var` (also the flag `--bind`), default `default`.
-    Env { var: &'static str, default: &'static str },
+    /// A socket address from `var` (also the flag `flag`, when it has one), default `default`.
+    Env { var: &'static str, flag: &'static str, default: &'static str },
 }
 
 /// What a healthy `GET /healthz` answers (always HTTP 200).
@@ -65,6 +93,8 @@ pub struct Contract {
     /// The argument that selects this contract, if any.
     pub mode: Option<&'static str>,
     pub env: &'static [Var],
+    /// Files named by variables that it reads at start.
+    pub files: &'static [FileVar],
     pub bind: Bind,
     pub health: HealthBody,
     /// The longest a healthy `/healthz` may take to answer, in seconds.
@@ -94,6 +124,7 @@ const PEM: Var = Var {
     required: true,
     rule: Rule::Present,
     message: "BROKER_CAP_PUBKEY_PEM must be set",
+    only_if: None,
 };
 const RPC: Var = Var {
     name: "AGENTKEYS_CHAIN_RPC_HTTP",
@@ -101,18 +132,19 @@ const RPC: Var = Var {
     required: true,
     rule: Rule::Present,
     message: "AGENTKEYS_CHAIN_RPC_HTTP must be set",
+    only_if: None,
 };
 const fn core(name: &'static str, message: &'static str) -> Var {
-    Var { name, alternates: &[], required: true, rule: Rule::Present, message }
+    Var { name, alternates: &[], required: true, rule: Rule::Present, message, only_if: None }
 }
 const REGISTRY: Var = core("SIDECAR_REGISTRY_ADDRESS_{CHAIN}", "SIDECAR_REGISTRY_ADDRESS_{CHAIN} must be set");
 const SCOPE: Var = core("SCOPE_CONTRACT_ADDRESS_{CHAIN}", "SCOPE_CONTRACT_ADDRESS_{CHAIN} must be set");
 const EPOCH: Var = core("K3_EPOCH_COUNTER_ADDRESS_{CHAIN}", "K3_EPOCH_COUNTER_ADDRESS_{CHAIN} must be set");
 const fn bucket(name: &'static str, message: &'static str) -> Var {
-    Var { name, alternates: &[], required: true, rule: Rule::Present, message }
+    Var { name, alternates: &[], required: true, rule: Rule::Present, message, only_if: None }
 }
 const fn kek(name: &'static str, required: bool, message: &'static str) -> Var {
-    Var { name, alternates: &[], required, rule: Rule::Kek, message }
+    Var { name, alternates: &[], required, rule: Rule::Kek, message, only_if: None }
 }
 const MASTER: Var = Var {
     name: "DEV_KEY_SERVICE_MASTER_SECRET",
@@ -120,14 +152,16 @@ const MASTER: Var = Var {
     required: false,
     rule: Rule::Hex32,
     message: "[mock-server] FATAL: invalid DEV_KEY_SERVICE_MASTER_SECRET",
+    only_if: None,
 };
 const fn worker_bind(default: &'static str) -> Bind {
-    Bind::Env { var: "WORKER_BIND", default }
+    Bind::Env { var: "WORKER_BIND", flag: "--bind", default }
 }
 const WORKER: Contract = Contract {
     binary: "",
     mode: None,
     env: &[],
+    files: &[],
     bind: worker_bind(""),
     health: HealthBody::JsonOk,
     health_max_secs: 1,
@@ -137,6 +171,10 @@ const WORKER: Contract = Contract {
 };
 
 /// Every contract hostd runs a binary under.
+/// The channel gateway's official-account transport (its default) needs the callback token and
+/// app id.
+const OA: Cond = Cond { var: "AGENTKEYS_WEIXIN_TRANSPORT", values: &["oa", "official-account"], default: "oa" };
+
 pub const CONTRACTS: &[Contract] = &[
     Contract {
         binary: "agentkeys-broker-server",
@@ -147,6 +185,7 @@ pub const CONTRACTS: &[Contract] = &[
                 required: true,
                 rule: Rule::Https,
                 message: "missing required env var: BROKER_OIDC_ISSUER",
+                only_if: None,
             },
             Var {
                 name: "BROKER_DATA_ROLE_ARN",
@@ -155,6 +194,7 @@ pub const CONTRACTS: &[Contract] = &[
                 rule: Rule::Present,
                 message: "missing required env var: set BROKER_DATA_ROLE_ARN explicitly (legacy: BROKER_AGENT_ROLE_ARN), \
                           or set ACCOUNT_ID",
+                only_if: None,
             },
             Var {
                 name: "BROKER_SHUTDOWN_GRACE_SECONDS",
@@ -162,6 +202,7 @@ pub const CONTRACTS: &[Contract] = &[
                 required: false,
                 rule: Rule::Seconds,
                 message: "BROKER_SHUTDOWN_GRACE_SECONDS must be an integer",
+                only_if: None,
             },
         ],
         bind: Bind::PortArg { host: "0.0.0.0", host_flag: true, port: 8091 },
@@ -189,7 +230,7 @@ pub const CONTRACTS: &[Contract] = &[
     },
     Contract {
         binary: "agentkeys-worker-audit",
-        bind: Bind::Env { var: "AGENTKEYS_WORKER_AUDIT_BIND", default: "127.0.0.1:9092" },
+        bind: Bind::Env { var: "AGENTKEYS_WORKER_AUDIT_BIND", flag: "--bind", default: "127.0.0.1:9092" },
         health: HealthBody::PlainOk,
         ..WORKER
     },
@@ -201,8 +242,9 @@ pub const CONTRACTS: &[Contract] = &[
             required: true,
             rule: Rule::Present,
             message: "the following required arguments were not provided: --inbox-bucket <INBOX_BUCKET>",
+            only_if: None,
         }],
-        bind: Bind::Env { var: "AGENTKEYS_WORKER_EMAIL_BIND", default: "127.0.0.1:9093" },
+        bind: Bind::Env { var: "AGENTKEYS_WORKER_EMAIL_BIND", flag: "--bind", default: "127.0.0.1:9093" },
         health: HealthBody::PlainOk,
         exit_code: 2,
         ..WORKER
@@ -277,12 +319,154 @@ pub const CONTRACTS: &[Contract] = &[
             required: true,
             rule: Rule::Present,
             message: "env AGENTKEYS_CHAIN_RPC_HTTP",
+            only_if: None,
         }],
-        bind: Bind::Env { var: "AGENTKEYS_BUNDLER_BIND", default: "127.0.0.1:9098" },
+        bind: Bind::Env { var: "AGENTKEYS_BUNDLER_BIND", flag: "--bind", default: "127.0.0.1:9098" },
         health: HealthBody::JsonReady,
         // With a submitter key and a gas floor it asks the RPC for the balance, bounded by 3 s.
         health_max_secs: 3,
         needs_chain_id: true,
+        ..WORKER
+    },
+    Contract {
+        binary: "agentkeys-mcp-server",
+        env: &[
+            Var {
+                name: "MCP_TRANSPORT",
+                alternates: &["--transport"],
+                required: false,
+                rule: Rule::OneOf(&["http", "stdio", "mcp-endpoint", "mcp_endpoint"]),
+                message: "unknown transport",
+                only_if: None,
+            },
+            Var {
+                name: "MCP_ENDPOINT",
+                alternates: &["--mcp-endpoint"],
+                required: true,
+                rule: Rule::Present,
+                message: "--transport=mcp-endpoint requires --mcp-endpoint <ws[s]://...> (or env MCP_ENDPOINT)",
+                only_if: Some(Cond { var: "MCP_TRANSPORT", values: &["mcp-endpoint", "mcp_endpoint"], default: "http" }),
+            },
+            Var {
+                name: "MCP_BACKEND",
+                alternates: &["--backend"],
+                required: false,
+                rule: Rule::OneOf(&["http"]),
+                message: "unknown backend",
+                only_if: None,
+            },
+            Var {
+                name: "MCP_VENDOR_TOKENS",
+                alternates: &["--vendor-tokens"],
+                required: false,
+                rule: Rule::Pairs,
+                message: "malformed vendor_token entry",
+                only_if: None,
+            },
+        ],
+        files: &[FileVar {
+            name: "MCP_AGENT_SESSION_BEARER_FILE",
+            absent_ok: false,
+            json: false,
+            message: "read --agent-session-bearer-file",
+        }],
+        bind: Bind::Env { var: "MCP_LISTEN", flag: "--listen", default: "0.0.0.0:8088" },
+        ..WORKER
+    },
+    Contract {
+        binary: "agentkeys-gate",
+        env: &[Var {
+            name: "AGENTKEYS_GATE_UPSTREAM_API_KEY",
+            alternates: &["--upstream-api-key", "AGENTKEYS_GATE_UPSTREAM_API_KEY_FILE", "--upstream-api-key-file", "ARK_API_KEY"],
+            required: true,
+            rule: Rule::Present,
+            message: "no upstream API key",
+            only_if: None,
+        }],
+        files: &[
+            FileVar {
+                name: "AGENTKEYS_GATE_UPSTREAM_API_KEY_FILE",
+                absent_ok: false,
+                json: false,
+                message: "reading upstream api key file",
+            },
+            FileVar { name: "AGENTKEYS_GATE_KEYS_FILE", absent_ok: false, json: true, message: "reading keys file" },
+        ],
+        bind: Bind::Env { var: "AGENTKEYS_GATE_LISTEN", flag: "--listen", default: "0.0.0.0:8077" },
+        health: HealthBody::PlainOk,
+        ..WORKER
+    },
+    Contract {
+        binary: "agentkeys-worker-channel-weixin",
+        env: &[
+            Var {
+                name: "AGENTKEYS_WEIXIN_TRANSPORT",
+                alternates: &[],
+                required: false,
+                rule: Rule::OneOf(&["oa", "official-account", "ilink", "openclaw", "openclaw-weixin", "telegram", "tg"]),
+                message: "is not a transport",
+                only_if: None,
+            },
+            Var {
+                name: "AGENTKEYS_WEIXIN_TOKEN",
+                alternates: &[],
+                required: true,
+                rule: Rule::Present,
+                message: "AGENTKEYS_WEIXIN_TOKEN must be set",
+                only_if: Some(OA),
+            },
+            Var {
+                name: "AGENTKEYS_WEIXIN_APP_ID",
+                alternates: &[],
+                required: true,
+                rule: Rule::Present,
+                message: "AGENTKEYS_WEIXIN_APP_ID must be set",
+                only_if: Some(OA),
+            },
+            Var {
+                name: "AGENTKEYS_WEIXIN_CONTACT_REGISTRY_FILE",
+                alternates: &[],
+                required: true,
+                rule: Rule::Present,
+                message: "AGENTKEYS_WEIXIN_CONTACT_REGISTRY_FILE must be set",
+                only_if: None,
+            },
+            Var {
+                name: "AGENTKEYS_WEIXIN_OPERATOR_OMNI",
+                alternates: &[],
+                required: true,
+                rule: Rule::Present,
+                message: "AGENTKEYS_WEIXIN_OPERATOR_OMNI must be set",
+                only_if: None,
+            },
+        ],
+        files: &[
+            FileVar {
+                name: "AGENTKEYS_WEIXIN_APP_SECRET_FILE",
+                absent_ok: false,
+                json: false,
+                message: "reading AGENTKEYS_WEIXIN_APP_SECRET_FILE",
+            },
+            FileVar {
+                name: "AGENTKEYS_WEIXIN_ILINK_BOT_TOKEN_FILE",
+                absent_ok: false,
+                json: false,
+                message: "reading AGENTKEYS_WEIXIN_ILINK_BOT_TOKEN_FILE",
+            },
+            FileVar {
+                name: "AGENTKEYS_TELEGRAM_BOT_TOKEN_FILE",
+                absent_ok: false,
+                json: false,
+                message: "reading AGENTKEYS_TELEGRAM_BOT_TOKEN_FILE",
+            },
+            FileVar {
+                name: "AGENTKEYS_WEIXIN_CONTACT_REGISTRY_FILE",
+                absent_ok: true,
+                json: true,
+                message: "reading contact registry",
+            },
+        ],
+        bind: Bind::Env { var: "WORKER_BIND", flag: "", default: "127.0.0.1:9100" },
         ..WORKER
     },
 ];
@@ -323,6 +507,8 @@ fn obeys(rule: Rule, v: &str) -> bool {
         Rule::Hex32 => hex(v.strip_prefix("0x").unwrap_or(v)),
         Rule::Seconds => v.parse::<u64>().is_ok(),
         Rule::Https => v.starts_with("https://"),
+        Rule::OneOf(words) => words.contains(&v),
+        Rule::Pairs => v.split(',').filter(|p| !p.trim().is_empty()).all(|p| p.contains(':')),
     }
 }
 
@@ -337,8 +523,13 @@ pub fn start_error(c: &Contract, args: &[String], env: &dyn Fn(&str) -> Option<S
             .chain(var.alternates.iter().map(|a| expand(a)))
             .find_map(|n| if n.starts_with("--") { flag_value(args, &n) } else { env(&n) })
             .filter(|v| !v.is_empty());
+        let required = var.required
+            && var.only_if.is_none_or(|c| {
+                let now = env(c.var).filter(|v| !v.is_empty()).unwrap_or_else(|| c.default.to_owned());
+                c.values.contains(&now.as_str())
+            });
         match value {
-            None if var.required => return Some(expand(var.message)),
+            None if required => return Some(expand(var.message)),
             Some(v) if !obeys(var.rule, &v) => return Some(expand(var.message)),
             _ => {}
         }
@@ -354,8 +545,8 @@ pub fn start_error(c: &Contract, args: &[String], env: &dyn Fn(&str) -> Option<S
             _ => {}
         }
     }
-    if let Bind::Env { var, .. } = c.bind
-        && let Some(v) = flag_value(args, "--bind").or_else(|| env(var))
+    if let Bind::Env { var, flag, .. } = c.bind
+        && let Some(v) = flag_value(args, flag).or_else(|| env(var))
         && !obeys(Rule::SocketAddr, &v)
     {
         return Some(format!("invalid value '{v}' for '--bind <BIND>'"));
@@ -370,7 +561,7 @@ pub fn bind_address(c: &Contract, args: &[String], env: &dyn Fn(&str) -> Option<
             let host = if host_flag { flag_value(args, "--bind").unwrap_or_else(|| host.into()) } else { host.into() };
             format!("{host}:{}", flag_value(args, "--port").unwrap_or_else(|| port.to_string()))
         }
-        Bind::Env { var, default } => flag_value(args, "--bind").or_else(|| env(var)).unwrap_or_else(|| default.into()),
+        Bind::Env { var, flag, default } => flag_value(args, flag).or_else(|| env(var)).unwrap_or_else(|| default.into()),
     }
 }
 
@@ -389,7 +580,7 @@ mod tests {
         let signer = contract("agentkeys-mock-server", &["--signer-only".into()]).expect("signer");
         assert_eq!(signer.mode, Some("--signer-only"));
         assert_eq!(contract("agentkeys-mock-server", &[]).map(|c| c.mode), Some(None));
-        assert!(contract("agentkeys-gate", &[]).is_none());
+        assert!(contract("agentkeys-hostd", &[]).is_none());
         assert!(
             is_placeholder(&"AB".repeat(32)) && is_placeholder(&"ab".repeat(32)) && !is_placeholder(&"ab".repeat(31))
         );
@@ -433,6 +624,38 @@ mod tests {
         assert_eq!(start_error(c, &[], &env_of(&with_id)), None);
         let garbled = [rpc, ("AGENTKEYS_CHAIN_ID", "x")];
         assert!(start_error(c, &[], &env_of(&garbled)).is_some_and(|m| m.contains("u64")));
+    }
+
+    #[test]
+    fn the_mcp_server_gate_and_gateway_refuse_what_theirs_refuse() {
+        let mcp = contract("agentkeys-mcp-server", &[]).expect("mcp");
+        assert_eq!(start_error(mcp, &[], &env_of(&[])), None, "every input is optional at start");
+        let bad = env_of(&[("MCP_VENDOR_TOKENS", "a:1,,b")]);
+        assert_eq!(start_error(mcp, &[], &bad).as_deref(), Some("malformed vendor_token entry"));
+        assert_eq!(start_error(mcp, &[], &env_of(&[("MCP_VENDOR_TOKENS", "a:1, b:2,")])), None);
+        let relay = env_of(&[("MCP_TRANSPORT", "mcp-endpoint")]);
+        assert!(start_error(mcp, &[], &relay).is_some_and(|m| m.contains("requires --mcp-endpoint")));
+        assert_eq!(start_error(mcp, &[], &env_of(&[("MCP_TRANSPORT", "mcp-endpoint"), ("MCP_ENDPOINT", "ws://x")])), None);
+        assert_eq!(bind_address(mcp, &[], &env_of(&[])), "0.0.0.0:8088", "all interfaces by default");
+        assert_eq!(bind_address(mcp, &["--listen".into(), "127.0.0.1:1".into()], &env_of(&[])), "127.0.0.1:1");
+
+        let gate = contract("agentkeys-gate", &[]).expect("gate");
+        assert!(start_error(gate, &[], &env_of(&[])).is_some_and(|m| m.contains("no upstream API key")));
+        assert_eq!(start_error(gate, &[], &env_of(&[("AGENTKEYS_GATE_UPSTREAM_API_KEY_FILE", "/k")])), None);
+        assert_eq!(start_error(gate, &[], &env_of(&[("ARK_API_KEY", "k")])), None);
+        assert_eq!(bind_address(gate, &[], &env_of(&[])), "0.0.0.0:8077");
+
+        let gw = contract("agentkeys-worker-channel-weixin", &[]).expect("gateway");
+        let base = [("AGENTKEYS_WEIXIN_CONTACT_REGISTRY_FILE", "/r.json"), ("AGENTKEYS_WEIXIN_OPERATOR_OMNI", "0x1")];
+        let oa = start_error(gw, &[], &env_of(&base));
+        assert_eq!(oa.as_deref(), Some("AGENTKEYS_WEIXIN_TOKEN must be set"), "oa is the default transport");
+        let telegram = [base[0], base[1], ("AGENTKEYS_WEIXIN_TRANSPORT", "telegram")];
+        assert_eq!(start_error(gw, &[], &env_of(&telegram)), None, "telegram starts offline without a token");
+        let smoke = [base[0], base[1], ("AGENTKEYS_WEIXIN_TRANSPORT", "smoke")];
+        assert_eq!(start_error(gw, &[], &env_of(&smoke)).as_deref(), Some("is not a transport"));
+        assert_eq!(bind_address(gw, &[], &env_of(&[])), "127.0.0.1:9100");
+        let files: Vec<_> = gw.files.iter().filter(|f| f.absent_ok).map(|f| f.name).collect();
+        assert_eq!(files, ["AGENTKEYS_WEIXIN_CONTACT_REGISTRY_FILE"], "only the registry may be absent");
     }
 
     #[test]

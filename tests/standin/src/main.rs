@@ -269,9 +269,21 @@ fn serve(conn: TcpStream, svc: &Service) {
     let _ = w.write_all(head.as_bytes()).and_then(|()| w.write_all(r.body.as_bytes()));
 }
 
-/// What the real binary checks before it serves, beyond its contract's variables: the signer
-/// loads the broker's session public key file (exit 2 when it cannot).
+/// What the real binary checks before it serves, beyond its contract's variables: the files its
+/// variables name (read, and parsed when JSON; some may be absent), and the signer's loading of the
+/// broker's session public key file (exit 2 when it cannot).
 fn check_files(c: &contracts::Contract, args: &[String]) {
+    for f in c.files {
+        let Some(path) = env(f.name) else { continue };
+        match std::fs::read_to_string(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && f.absent_ok => {}
+            Err(e) => refuse(c, &format!("{} {path}: {e}", f.message)),
+            Ok(text) if f.json && serde_json::from_str::<serde_json::Value>(&text).is_err() => {
+                refuse(c, &format!("{} {path}: not JSON", f.message.replace("reading", "parsing")))
+            }
+            Ok(_) => {}
+        }
+    }
     if c.mode == Some("--signer-only") {
         let p = arg_after(args, "--broker-session-pubkey-path")
             .unwrap_or_else(|| "/var/lib/agentkeys/.agentkeys/broker/session-keypair.pub.pem".into());
