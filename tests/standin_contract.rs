@@ -371,13 +371,25 @@ fn the_operator_input_cases(bin_of: &dyn Fn(&str) -> PathBuf) {
     assert_eq!(start_with(&gate, 39121, d, &[]).unwrap(), "ok");
     let no_key = [("AGENTKEYS_GATE_UPSTREAM_API_KEY", String::new())];
     refused(start_with(&gate, 39121, d, &no_key), "no upstream API key", "gate without a key");
-    let key_file = [("AGENTKEYS_GATE_UPSTREAM_API_KEY", String::new()), ("AGENTKEYS_GATE_UPSTREAM_API_KEY_FILE", missing.clone())];
+    let key_file =
+        [("AGENTKEYS_GATE_UPSTREAM_API_KEY", String::new()), ("AGENTKEYS_GATE_UPSTREAM_API_KEY_FILE", missing.clone())];
     refused(start_with(&gate, 39121, d, &key_file), "reading upstream api key file", "gate, key file absent");
     let key_file_ok = std::fs::write(d.join("ark-key"), "sk-test\n").map(|()| d.join("ark-key").display().to_string());
-    let via_file = [("AGENTKEYS_GATE_UPSTREAM_API_KEY", String::new()), ("AGENTKEYS_GATE_UPSTREAM_API_KEY_FILE", key_file_ok.unwrap())];
+    let via_file = [
+        ("AGENTKEYS_GATE_UPSTREAM_API_KEY", String::new()),
+        ("AGENTKEYS_GATE_UPSTREAM_API_KEY_FILE", key_file_ok.unwrap()),
+    ];
     assert_eq!(start_with(&gate, 39121, d, &via_file).unwrap(), "ok", "gate, key from its file");
-    refused(start_with(&gate, 39121, d, &[("AGENTKEYS_GATE_KEYS_FILE", missing.clone())]), "reading keys file", "gate, keys");
-    refused(start_with(&gate, 39121, d, &[("AGENTKEYS_GATE_KEYS_FILE", garbage.clone())]), "parsing keys file", "gate, keys");
+    refused(
+        start_with(&gate, 39121, d, &[("AGENTKEYS_GATE_KEYS_FILE", missing.clone())]),
+        "reading keys file",
+        "gate, keys",
+    );
+    refused(
+        start_with(&gate, 39121, d, &[("AGENTKEYS_GATE_KEYS_FILE", garbage.clone())]),
+        "parsing keys file",
+        "gate, keys",
+    );
 
     let gw = bin_of("agentkeys-worker-channel-weixin");
     let body = start_with(&gw, 39122, d, &[]).unwrap();
@@ -398,7 +410,11 @@ fn the_operator_input_cases(bin_of: &dyn Fn(&str) -> PathBuf) {
     refused(start_with(&gw, 39122, d, &registry_garbage), "parsing contact registry", "gateway, registry");
     let token_absent = telegram(&[("AGENTKEYS_TELEGRAM_BOT_TOKEN_FILE", missing.clone())]);
     refused(start_with(&gw, 39122, d, &token_absent), "AGENTKEYS_TELEGRAM_BOT_TOKEN_FILE", "gateway, bot token file");
-    refused(start_with(&gw, 39122, d, &[("AGENTKEYS_WEIXIN_APP_ID", String::new())]), "AGENTKEYS_WEIXIN_APP_ID must be set", "oa");
+    refused(
+        start_with(&gw, 39122, d, &[("AGENTKEYS_WEIXIN_APP_ID", String::new())]),
+        "AGENTKEYS_WEIXIN_APP_ID must be set",
+        "oa",
+    );
     let omni = telegram(&[("AGENTKEYS_WEIXIN_OPERATOR_OMNI", String::new())]);
     refused(start_with(&gw, 39122, d, &omni), "AGENTKEYS_WEIXIN_OPERATOR_OMNI must be set", "gateway, omni");
     refused(start_with(&gw, 39122, d, &[("AGENTKEYS_WEIXIN_TRANSPORT", "smoke".into())]), "is not a transport", "gw");

@@ -345,7 +345,11 @@ pub const CONTRACTS: &[Contract] = &[
                 required: true,
                 rule: Rule::Present,
                 message: "--transport=mcp-endpoint requires --mcp-endpoint <ws[s]://...> (or env MCP_ENDPOINT)",
-                only_if: Some(Cond { var: "MCP_TRANSPORT", values: &["mcp-endpoint", "mcp_endpoint"], default: "http" }),
+                only_if: Some(Cond {
+                    var: "MCP_TRANSPORT",
+                    values: &["mcp-endpoint", "mcp_endpoint"],
+                    default: "http",
+                }),
             },
             Var {
                 name: "MCP_BACKEND",
@@ -377,7 +381,12 @@ pub const CONTRACTS: &[Contract] = &[
         binary: "agentkeys-gate",
         env: &[Var {
             name: "AGENTKEYS_GATE_UPSTREAM_API_KEY",
-            alternates: &["--upstream-api-key", "AGENTKEYS_GATE_UPSTREAM_API_KEY_FILE", "--upstream-api-key-file", "ARK_API_KEY"],
+            alternates: &[
+                "--upstream-api-key",
+                "AGENTKEYS_GATE_UPSTREAM_API_KEY_FILE",
+                "--upstream-api-key-file",
+                "ARK_API_KEY",
+            ],
             required: true,
             rule: Rule::Present,
             message: "no upstream API key",
@@ -403,7 +412,15 @@ pub const CONTRACTS: &[Contract] = &[
                 name: "AGENTKEYS_WEIXIN_TRANSPORT",
                 alternates: &[],
                 required: false,
-                rule: Rule::OneOf(&["oa", "official-account", "ilink", "openclaw", "openclaw-weixin", "telegram", "tg"]),
+                rule: Rule::OneOf(&[
+                    "oa",
+                    "official-account",
+                    "ilink",
+                    "openclaw",
+                    "openclaw-weixin",
+                    "telegram",
+                    "tg",
+                ]),
                 message: "is not a transport",
                 only_if: None,
             },
@@ -561,7 +578,9 @@ pub fn bind_address(c: &Contract, args: &[String], env: &dyn Fn(&str) -> Option<
             let host = if host_flag { flag_value(args, "--bind").unwrap_or_else(|| host.into()) } else { host.into() };
             format!("{host}:{}", flag_value(args, "--port").unwrap_or_else(|| port.to_string()))
         }
-        Bind::Env { var, flag, default } => flag_value(args, flag).or_else(|| env(var)).unwrap_or_else(|| default.into()),
+        Bind::Env { var, flag, default } => {
+            flag_value(args, flag).or_else(|| env(var)).unwrap_or_else(|| default.into())
+        }
     }
 }
 
@@ -635,7 +654,10 @@ mod tests {
         assert_eq!(start_error(mcp, &[], &env_of(&[("MCP_VENDOR_TOKENS", "a:1, b:2,")])), None);
         let relay = env_of(&[("MCP_TRANSPORT", "mcp-endpoint")]);
         assert!(start_error(mcp, &[], &relay).is_some_and(|m| m.contains("requires --mcp-endpoint")));
-        assert_eq!(start_error(mcp, &[], &env_of(&[("MCP_TRANSPORT", "mcp-endpoint"), ("MCP_ENDPOINT", "ws://x")])), None);
+        assert_eq!(
+            start_error(mcp, &[], &env_of(&[("MCP_TRANSPORT", "mcp-endpoint"), ("MCP_ENDPOINT", "ws://x")])),
+            None
+        );
         assert_eq!(bind_address(mcp, &[], &env_of(&[])), "0.0.0.0:8088", "all interfaces by default");
         assert_eq!(bind_address(mcp, &["--listen".into(), "127.0.0.1:1".into()], &env_of(&[])), "127.0.0.1:1");
 
