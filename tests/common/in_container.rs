@@ -26,9 +26,16 @@ pub fn run_pebble(c: &Container, unit: &str, config: &str, env: &[&str]) {
     run_pebble_as(c, unit, config, &all);
 }
 
-/// Run a Pebble with exactly the environment `env` (none: its default, unforgiving mode).
+/// Pebble reuses a valid authorization for half of new orders by default; Pebble 2.4 then left
+/// new-order handlers hanging without an answer when hostd created its orders in parallel (seen in
+/// `crash_matrix`: every order request still open 10 minutes later). hostd now bounds each request
+/// (30 s) and fails the order; the tests' CAs reuse nothing, so they exercise hostd, not that bug.
+pub const NO_AUTHZ_REUSE: &str = "PEBBLE_AUTHZREUSE=0";
+
+/// Run a Pebble with exactly the environment `env` (none: its default, unforgiving mode, but for
+/// [`NO_AUTHZ_REUSE`]).
 pub fn run_pebble_as(c: &Container, unit: &str, config: &str, env: &[&str]) {
-    let mut ca = vec!["systemd-run", "--unit", unit, "-p", "WorkingDirectory=/etc/pebble"];
+    let mut ca = vec!["systemd-run", "--unit", unit, "-p", "WorkingDirectory=/etc/pebble", "-E", NO_AUTHZ_REUSE];
     for e in env {
         ca.extend(["-E", e]);
     }
@@ -154,6 +161,7 @@ pub fn start_host_pebble(c: &Container, dir: &std::path::Path) -> HostPebble {
             .current_dir(dir)
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .env("PEBBLE_AUTHZREUSE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -168,6 +168,8 @@ impl Pebble {
         if !realistic {
             ca.env("PEBBLE_VA_NOSLEEP", "1").env("PEBBLE_WFE_NONCEREJECT", "0");
         }
+        // See `in_container::NO_AUTHZ_REUSE`: Pebble 2.4's reuse can leave order requests hanging.
+        ca.env("PEBBLE_AUTHZREUSE", "0");
         quiet(&mut ca);
         children.push(ca.spawn().expect("pebble"));
         let nginx_conf = format!(

@@ -104,12 +104,46 @@ pub async fn renewal_window(account: &Account, leaf_der: &[u8]) -> anyhow::Resul
     }
 }
 
+/// The longest one request to the CA may take to answer. A CA that accepts the connection and
+/// never answers (Pebble 2.4 did, creating orders in parallel) fails that order as a connection
+/// error instead of holding the run, and the daemon's lock, forever.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An HTTP client for instant-acme whose every request is bounded by `limit`.
+struct Bounded<C> {
+    inner: C,
+    limit: Duration,
+}
+
+type AcmeRequest = hyper::Request<instant_acme::BodyWrapper<bytes::Bytes>>;
+type AcmeAnswer =
+    std::pin::Pin<Box<dyn Future<Output = Result<instant_acme::BytesResponse, instant_acme::Error>> + Send>>;
+
+impl<C: instant_acme::HttpClient> instant_acme::HttpClient for Bounded<C> {
+    fn request(&self, req: AcmeRequest) -> AcmeAnswer {
+        let what = format!("{} {}", req.method(), req.uri());
+        let answer = self.inner.request(req);
+        let limit = self.limit;
+        Box::pin(async move {
+            tokio::time::timeout(limit, answer).await.unwrap_or_else(|_| {
+                Err(instant_acme::Error::Other(
+                    format!("the ACME server did not answer {what} within {} s", limit.as_secs_f64()).into(),
+                ))
+            })
+        })
+    }
+}
+
+/// The account builder talking to the CA through hostd's HTTPS client (the CA bundle when
+/// configured, else the system's roots), each request bounded by [`REQUEST_TIMEOUT`].
 fn builder(cfg: &AcmeConfig) -> anyhow::Result<instant_acme::AccountBuilder> {
-    Ok(match &cfg.ca_bundle {
-        Some(pem) => Account::builder_with_root(pem)
-            .with_context(|| format!("failed to load the ACME CA bundle {}", pem.display()))?,
-        None => Account::builder().context("failed to set up the ACME HTTP client")?,
-    })
+    let client =
+        crate::host::download::https_client::<instant_acme::BodyWrapper<bytes::Bytes>>(cfg.ca_bundle.as_deref())
+            .with_context(|| match &cfg.ca_bundle {
+                Some(pem) => format!("failed to load the ACME CA bundle {}", pem.display()),
+                None => "failed to set up the ACME HTTP client".to_owned(),
+            })?;
+    Ok(Account::builder_with_http(Box::new(Bounded { inner: client, limit: REQUEST_TIMEOUT })))
 }
 
 /// The account for `cfg.directory_url`: loaded if stored for that directory, else created once.
@@ -331,6 +365,28 @@ pub fn install(root: &Root, host: &str, version: &str, issued: &Issued) -> anyho
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_ca_that_never_answers_fails_the_request_within_its_bound() {
+        use instant_acme::HttpClient as _;
+        // Accepts the connection, then says nothing (not even the TLS handshake).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let _hold =
+            std::thread::spawn(move || listener.accept().map(|(_held, _)| std::thread::sleep(Duration::from_secs(5))));
+        let inner =
+            crate::host::download::https_client::<instant_acme::BodyWrapper<bytes::Bytes>>(None).expect("client");
+        let client = Bounded { inner, limit: Duration::from_millis(300) };
+        let req = hyper::Request::get(format!("https://127.0.0.1:{port}/dir"))
+            .body(instant_acme::BodyWrapper::default())
+            .expect("request");
+        let t0 = std::time::Instant::now();
+        let Err(e) = client.request(req).await else { panic!("a silent CA answered") };
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        let text = e.to_string();
+        assert!(text.contains(&format!("did not answer GET https://127.0.0.1:{port}/dir within 0.3 s")), "{text}");
+        assert_eq!(classify(&e), "connection", "retried like a refused connection");
+    }
 
     #[test]
     fn the_unpause_url_is_read_from_the_problem() {

@@ -23,14 +23,13 @@ fn refuse(url: &str, reason: impl Into<String>) -> anyhow::Error {
 }
 
 /// An HTTPS-only client trusting `ca_bundle` (PEM) or the system's roots.
-pub(crate) fn https_client(
+pub(crate) fn https_client<B>(
     ca_bundle: Option<&std::path::Path>,
-) -> anyhow::Result<
-    Client<
-        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-        http_body_util::Empty<bytes::Bytes>,
-    >,
-> {
+) -> anyhow::Result<Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, B>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
     let builder = match ca_bundle {
         Some(pem) => {
@@ -60,7 +59,7 @@ pub async fn fetch(url: &str, ca_bundle: Option<&std::path::Path>) -> anyhow::Re
     if uri.scheme_str() != Some("https") {
         return Err(refuse(url, "releases are downloaded over https only"));
     }
-    let client = https_client(ca_bundle)?;
+    let client = https_client::<http_body_util::Empty<bytes::Bytes>>(ca_bundle)?;
     let work = async {
         let resp = client.get(uri).await.map_err(|e| refuse(url, format!("download failed: {e}")))?;
         if !resp.status().is_success() {

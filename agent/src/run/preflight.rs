@@ -191,7 +191,7 @@ fn acme_and_clock(
     let url = acme.directory_url.clone();
     let ca = acme.ca_bundle.as_ref().map(|p| root.path(p));
     let probe = async {
-        let client = crate::host::download::https_client(ca.as_deref())?;
+        let client = crate::host::download::https_client::<http_body_util::Empty<bytes::Bytes>>(ca.as_deref())?;
         let resp = tokio::time::timeout(Duration::from_secs(10), client.get(url.parse()?)).await??;
         let date = resp.headers().get(hyper::header::DATE).and_then(|v| v.to_str().ok().map(str::to_owned));
         anyhow::Ok((resp.status(), date))
