@@ -22,8 +22,13 @@ pub const DEFAULT_USERS: [&str; 3] = ["ubuntu", "ec2-user", "admin"];
 /// The nginx version from `nginx -v` (it prints `nginx version: nginx/1.26.3`, maybe with a
 /// distro suffix such as ` (Ubuntu)`).
 pub fn nginx_version(said: &str) -> Option<(u32, u32, u32)> {
-    let rest = said.split("nginx/").nth(1)?;
-    let ver: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    dotted_version(said.split("nginx/").nth(1)?)
+}
+
+/// The `major.minor[.patch]` a text starts with (what follows it, such as a letter suffix, is
+/// ignored; a missing patch is 0).
+fn dotted_version(text: &str) -> Option<(u32, u32, u32)> {
+    let ver: String = text.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
     let mut parts = ver.split('.').map(|p| p.parse::<u32>().ok());
     Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
 }
@@ -34,9 +39,7 @@ pub fn nginx_version(said: &str) -> Option<(u32, u32, u32)> {
 pub fn openssl_version(said: &str) -> Option<(u32, u32, u32)> {
     let line = said.lines().find(|l| l.contains("built with OpenSSL"))?;
     let at = line.rfind("OpenSSL ")? + "OpenSSL ".len();
-    let ver: String = line[at..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-    let mut parts = ver.split('.').map(|p| p.parse::<u32>().ok());
-    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+    dotted_version(&line[at..])
 }
 
 /// How this nginx spells HTTP/2; an nginx whose version is unknown gets the spelling every

@@ -5,7 +5,7 @@
 //! Pure: the host module sends the bytes and hands back what came.
 
 use crate::decide::doctor::{Check, Verdict};
-use crate::decide::tls_profile::{GUIDELINES, INTERMEDIATE_CIPHERS, TlsProfile};
+use crate::decide::tls_profile::{GUIDELINES, INTERMEDIATE_SUITES, TlsProfile};
 
 /// Record and handshake versions on the wire.
 pub const TLS11: u16 = 0x0302;
@@ -57,9 +57,6 @@ pub const OUTSIDE_SUITES: [(u16, &str); 40] = [
     (0x00BA, "CAMELLIA128-SHA256"),
 ];
 
-/// The profile's TLS 1.2 suites by IANA code, in [`INTERMEDIATE_CIPHERS`]' order.
-pub const INTERMEDIATE_CODES: [u16; 9] = [0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8, 0x009E, 0x009F, 0xCCAA];
-
 /// TLS 1.3's suites (all three are in both profiles).
 pub const TLS13_SUITES: [u16; 3] = [0x1301, 0x1302, 0x1303];
 
@@ -90,7 +87,7 @@ pub struct Probe {
 
 /// The probes of `profile`: every one must be refused.
 pub fn probes(profile: TlsProfile) -> Vec<Probe> {
-    let every12: Vec<u16> = INTERMEDIATE_CODES.iter().copied().chain(OUTSIDE_SUITES.iter().map(|(c, _)| *c)).collect();
+    let every12: Vec<u16> = INTERMEDIATE_SUITES.iter().chain(OUTSIDE_SUITES.iter()).map(|(c, _)| *c).collect();
     let groups12: Vec<u16> = PROFILE_GROUPS.to_vec();
     let mut p = vec![];
     match profile {
@@ -252,10 +249,9 @@ fn version_name(v: u16) -> String {
 fn suite_name(code: u16) -> String {
     OUTSIDE_SUITES
         .iter()
+        .chain(INTERMEDIATE_SUITES.iter())
         .find(|(c, _)| *c == code)
-        .map(|(_, n)| (*n).to_owned())
-        .or_else(|| INTERMEDIATE_CODES.iter().position(|c| *c == code).map(|i| INTERMEDIATE_CIPHERS[i].to_owned()))
-        .unwrap_or_else(|| format!("suite 0x{code:04X}"))
+        .map_or_else(|| format!("suite 0x{code:04X}"), |(_, n)| (*n).to_owned())
 }
 
 /// What one host's answers to [`probes`] say: `None` when every probe was refused, else what was
@@ -370,12 +366,12 @@ mod tests {
         let i = probes(TlsProfile::Intermediate);
         assert_eq!(i.len(), 3);
         assert_eq!(i[0].hello.version, TLS11);
-        assert!(i[1].hello.suites.iter().all(|s| !INTERMEDIATE_CODES.contains(s)));
+        assert!(i[1].hello.suites.iter().all(|s| !INTERMEDIATE_SUITES.iter().any(|(c, _)| c == s)));
         assert!(i[2].hello.groups.iter().all(|g| !PROFILE_GROUPS.contains(g)));
         let m = probes(TlsProfile::Modern);
         assert_eq!(m.len(), 2);
         assert_eq!((m[0].hello.version, m[0].hello.versions.is_empty()), (TLS12, true));
-        assert_eq!(INTERMEDIATE_CODES.len(), INTERMEDIATE_CIPHERS.len());
+        assert_eq!(i[0].hello.suites.len(), INTERMEDIATE_SUITES.len() + OUTSIDE_SUITES.len());
     }
 
     #[test]

@@ -28,17 +28,17 @@ pub enum TlsProfile {
 /// and serves `intermediate` without TLS 1.3.
 pub const TLS13_SINCE_OPENSSL: (u32, u32, u32) = (1, 1, 1);
 
-/// Mozilla's intermediate TLS 1.2 suites, in its order (OpenSSL names).
-pub const INTERMEDIATE_CIPHERS: [&str; 9] = [
-    "ECDHE-ECDSA-AES128-GCM-SHA256",
-    "ECDHE-RSA-AES128-GCM-SHA256",
-    "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "ECDHE-RSA-AES256-GCM-SHA384",
-    "ECDHE-ECDSA-CHACHA20-POLY1305",
-    "ECDHE-RSA-CHACHA20-POLY1305",
-    "DHE-RSA-AES128-GCM-SHA256",
-    "DHE-RSA-AES256-GCM-SHA384",
-    "DHE-RSA-CHACHA20-POLY1305",
+/// Mozilla's intermediate TLS 1.2 suites, in its order: `(IANA code, OpenSSL name)`.
+pub const INTERMEDIATE_SUITES: [(u16, &str); 9] = [
+    (0xC02B, "ECDHE-ECDSA-AES128-GCM-SHA256"),
+    (0xC02F, "ECDHE-RSA-AES128-GCM-SHA256"),
+    (0xC02C, "ECDHE-ECDSA-AES256-GCM-SHA384"),
+    (0xC030, "ECDHE-RSA-AES256-GCM-SHA384"),
+    (0xCCA9, "ECDHE-ECDSA-CHACHA20-POLY1305"),
+    (0xCCA8, "ECDHE-RSA-CHACHA20-POLY1305"),
+    (0x009E, "DHE-RSA-AES128-GCM-SHA256"),
+    (0x009F, "DHE-RSA-AES256-GCM-SHA384"),
+    (0xCCAA, "DHE-RSA-CHACHA20-POLY1305"),
 ];
 
 /// The key-exchange groups both configurations allow (OpenSSL names).
@@ -108,7 +108,8 @@ pub fn served(profile: TlsProfile, openssl: Option<(u32, u32, u32)>) -> Result<S
         guidelines: GUIDELINES,
         profile: profile.name(),
         protocols,
-        ciphers: (profile == TlsProfile::Intermediate).then(|| INTERMEDIATE_CIPHERS.join(":")),
+        ciphers: (profile == TlsProfile::Intermediate)
+            .then(|| INTERMEDIATE_SUITES.iter().map(|(_, name)| *name).collect::<Vec<_>>().join(":")),
         curves: CURVES,
         hsts_max_age: HSTS_MAX_AGE_SECS,
     })
