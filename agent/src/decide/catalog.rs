@@ -61,6 +61,61 @@ pub enum Vhost {
     Signer,
     /// A worker host `<stem><S>.<zone>`: everything proxied.
     Worker(&'static str),
+    /// A relay of streamed answers (`<stem><S>.<zone>`): everything proxied unbuffered, large
+    /// request bodies, a long read timeout.
+    Relay(&'static str),
+}
+
+impl Vhost {
+    /// The public host name of this vhost in `id`'s stack.
+    pub fn host(self, id: &crate::decide::naming::Identity) -> String {
+        match self {
+            Vhost::Broker => id.broker_host(),
+            Vhost::Signer => id.signer_host(),
+            Vhost::Worker(stem) | Vhost::Relay(stem) => id.service_host(stem),
+        }
+    }
+}
+
+/// How an operator-authored input reaches its service (`docs/upstream-contracts.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// A file the service reads once at start: handed as a systemd credential, its path in this
+    /// variable (`…_FILE`).
+    Credential(&'static str),
+    /// A value the service takes only from its environment: written into its 0600 env file.
+    EnvValue(&'static str),
+    /// A file the service rewrites itself: copied once into its state directory (when no live
+    /// copy exists), the live path in this variable.
+    Seed(&'static str),
+}
+
+/// What an input file must hold (checked by hostd before the service sees it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One non-empty line of printable ASCII without spaces (a token or key).
+    Token,
+    /// Any non-empty content (a PEM, a JWT, a key file).
+    Any,
+    /// `vendor:token` pairs separated by commas (the MCP server's bearer list).
+    VendorTokens,
+    /// `0x` and 64 hex digits.
+    Omni,
+    /// A JSON object.
+    JsonObject,
+}
+
+/// One operator-authored input of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Input {
+    /// Its name under `[services.<unit>.inputs]`.
+    pub name: &'static str,
+    /// Its file name in the service's input directory unless the configuration names another.
+    pub file: &'static str,
+    /// Without it the service waits (is not started); optional ones are handed over when present.
+    pub required: bool,
+    pub delivery: Delivery,
+    pub format: Format,
 }
 
 /// How a service receives the broker's session public key.
@@ -116,6 +171,8 @@ pub struct Service {
     /// Runs only where its binary ships in the release (and the configuration does not switch it
     /// off); a release without it stays valid.
     pub optional: bool,
+    /// Operator-authored inputs, read from `/etc/agentkeys/<input dir>/` (see [`input_dir`]).
+    pub inputs: &'static [Input],
 }
 
 const CHAIN_ENV: [Env; 3] = [
@@ -126,6 +183,12 @@ const CHAIN_ENV: [Env; 3] = [
 
 /// The pub/sub feed worker of upstream's July deploy (optional).
 pub(crate) const CHANNEL: &str = "agentkeys-worker-channel";
+/// The hosted MCP server (optional; operator inputs).
+pub(crate) const MCP_SERVER: &str = "agentkeys-mcp-server";
+/// The metered LLM-egress gate (optional; operator inputs).
+pub(crate) const GATE: &str = "agentkeys-gate";
+/// The channel gateway, on its Telegram transport (optional; operator inputs).
+pub(crate) const GATEWAY: &str = "agentkeys-worker-channel-weixin";
 
 /// Seconds the broker serves on after SIGTERM before it drains.
 pub(crate) const BROKER_SHUTDOWN_GRACE: &str = "5";
@@ -154,6 +217,7 @@ const WORKER: Service = Service {
     loopback_ip_only: false,
     probe_timeout_secs: 2,
     optional: false,
+    inputs: &[],
 };
 
 /// The current set, in start order: backend → broker → signer and workers → bundler.
@@ -175,6 +239,7 @@ pub const SERVICES: &[Service] = &[
         loopback_ip_only: true,
         probe_timeout_secs: 2,
         optional: false,
+        inputs: &[],
     },
     Service {
         unit: "agentkeys-broker",
@@ -230,6 +295,7 @@ pub const SERVICES: &[Service] = &[
         loopback_ip_only: false,
         probe_timeout_secs: 2,
         optional: false,
+        inputs: &[],
     },
     Service {
         unit: "agentkeys-signer",
@@ -256,6 +322,7 @@ pub const SERVICES: &[Service] = &[
         loopback_ip_only: false,
         probe_timeout_secs: 2,
         optional: false,
+        inputs: &[],
     },
     Service {
         unit: "agentkeys-worker-audit",
@@ -421,11 +488,161 @@ pub const SERVICES: &[Service] = &[
         loopback_ip_only: false,
         probe_timeout_secs: 5,
         optional: false,
+        inputs: &[],
+    },
+    Service {
+        unit: MCP_SERVER,
+        description: "AgentKeys hosted MCP server",
+        binary: "agentkeys-mcp-server",
+        port: 8088,
+        env_target: EnvTarget::File("/etc/agentkeys/mcp-server.env"),
+        env: &[
+            Env::Set("MCP_TRANSPORT", Val::Lit("http")),
+            Env::Set("MCP_LISTEN", Val::Bind),
+            Env::Set("AGENTKEYS_BROKER_URL", Val::UrlOf("agentkeys-broker")),
+            Env::Set("AGENTKEYS_WORKER_MEMORY_URL", Val::UrlOf("agentkeys-worker-memory")),
+            Env::Set("AGENTKEYS_WORKER_AUDIT_URL", Val::UrlOf("agentkeys-worker-audit")),
+            Env::Set("MCP_MEMORY_ROLE_ARN", Val::RoleArn("memory")),
+            Env::Set("MCP_VAULT_ROLE_ARN", Val::RoleArn("vault")),
+            Env::Set("AWS_REGION", Val::Region),
+        ],
+        after: &["agentkeys-broker", "agentkeys-worker-memory", "agentkeys-worker-audit"],
+        vhost: Some(Vhost::Worker("mcp")),
+        pubkey: Pubkey::None,
+        optional: true,
+        inputs: &[
+            Input {
+                name: "vendor_tokens",
+                file: "vendor-tokens",
+                required: true,
+                delivery: Delivery::EnvValue("MCP_VENDOR_TOKENS"),
+                format: Format::VendorTokens,
+            },
+            Input {
+                name: "session_bearer",
+                file: "session-bearer",
+                required: false,
+                delivery: Delivery::Credential("MCP_AGENT_SESSION_BEARER_FILE"),
+                format: Format::Any,
+            },
+            Input {
+                name: "device_key",
+                file: "device-key",
+                required: false,
+                delivery: Delivery::Credential("AGENTKEYS_DEVICE_KEY_FILE"),
+                format: Format::Any,
+            },
+        ],
+        ..WORKER
+    },
+    Service {
+        unit: GATE,
+        description: "AgentKeys gate (metered LLM egress)",
+        binary: "agentkeys-gate",
+        port: 8077,
+        health: Health::PlainOk,
+        env_target: EnvTarget::File("/etc/agentkeys/gate.env"),
+        env: &[
+            Env::Set("AGENTKEYS_GATE_LISTEN", Val::Bind),
+            Env::Set("AGENTKEYS_AUDIT_URL", Val::UrlOf("agentkeys-worker-audit")),
+            Env::Set("AWS_REGION", Val::Region),
+        ],
+        after: &["agentkeys-worker-audit"],
+        vhost: Some(Vhost::Relay("gate")),
+        pubkey: Pubkey::None,
+        optional: true,
+        inputs: &[
+            Input {
+                name: "upstream_api_key",
+                file: "upstream-api-key",
+                required: true,
+                delivery: Delivery::Credential("AGENTKEYS_GATE_UPSTREAM_API_KEY_FILE"),
+                format: Format::Token,
+            },
+            Input {
+                name: "keys",
+                file: "keys.json",
+                required: true,
+                delivery: Delivery::Seed("AGENTKEYS_GATE_KEYS_FILE"),
+                format: Format::JsonObject,
+            },
+            Input {
+                name: "admin_token",
+                file: "admin-token",
+                required: false,
+                delivery: Delivery::EnvValue("AGENTKEYS_GATE_ADMIN_TOKEN"),
+                format: Format::Token,
+            },
+        ],
+        ..WORKER
+    },
+    Service {
+        unit: GATEWAY,
+        description: "AgentKeys channel gateway (Telegram)",
+        binary: "agentkeys-worker-channel-weixin",
+        port: 9100,
+        env_target: EnvTarget::File("/etc/agentkeys/worker-channel-weixin.env"),
+        env: &[
+            Env::Set("WORKER_BIND", Val::Bind),
+            // The AWS stacks' transport: it only dials out (the Bot API), so no vhost.
+            Env::Set("AGENTKEYS_WEIXIN_TRANSPORT", Val::Lit("telegram")),
+            Env::Set("AGENTKEYS_AUDIT_WORKER_URL", Val::UrlOf("agentkeys-worker-audit")),
+            Env::WithService(CHANNEL, "AGENTKEYS_WORKER_CHANNEL_URL", Val::UrlOf(CHANNEL)),
+        ],
+        after: &["agentkeys-worker-audit"],
+        vhost: None,
+        pubkey: Pubkey::None,
+        optional: true,
+        inputs: &[
+            Input {
+                name: "bot_token",
+                file: "telegram-bot-token",
+                required: true,
+                delivery: Delivery::Credential("AGENTKEYS_TELEGRAM_BOT_TOKEN_FILE"),
+                format: Format::Token,
+            },
+            Input {
+                name: "operator_omni",
+                file: "operator-omni",
+                required: true,
+                delivery: Delivery::EnvValue("AGENTKEYS_WEIXIN_OPERATOR_OMNI"),
+                format: Format::Omni,
+            },
+            Input {
+                name: "contacts",
+                file: "contacts.json",
+                required: false,
+                delivery: Delivery::Seed("AGENTKEYS_WEIXIN_CONTACT_REGISTRY_FILE"),
+                format: Format::JsonObject,
+            },
+            Input {
+                name: "admin_token",
+                file: "admin-token",
+                required: false,
+                delivery: Delivery::EnvValue("AGENTKEYS_WEIXIN_ADMIN_TOKEN"),
+                format: Format::Token,
+            },
+        ],
+        ..WORKER
     },
 ];
 
 pub fn service(unit: &str) -> Option<&'static Service> {
     SERVICES.iter().find(|s| s.unit == unit)
+}
+
+/// The directory of `svc`'s operator inputs: `/etc/agentkeys/<unit without agentkeys->`.
+pub fn input_dir(svc: &Service) -> String {
+    format!("{}/{}", crate::decide::paths::ETC_AGENTKEYS, state_name(svc))
+}
+
+/// The directory of the files `svc` rewrites (its seeded inputs' live copies).
+pub fn state_dir(svc: &Service) -> String {
+    format!("{}/{}", crate::decide::paths::SERVICE_HOME, state_name(svc))
+}
+
+fn state_name(svc: &Service) -> &'static str {
+    svc.unit.strip_prefix("agentkeys-").unwrap_or(svc.unit)
 }
 
 /// Every environment key hostd itself sets for `svc` (on any chain, any stack).
@@ -441,6 +658,9 @@ pub(crate) fn managed_keys(svc: &Service) -> Vec<String> {
             | Env::SharedSecret(k, _) => vec![(*k).to_owned()],
             Env::ChainAddresses(names) => names.iter().map(|n| format!("{n}_ADDRESS_")).collect(),
         })
+        .chain(svc.inputs.iter().map(|i| match i.delivery {
+            Delivery::Credential(k) | Delivery::EnvValue(k) | Delivery::Seed(k) => k.to_owned(),
+        }))
         .collect()
 }
 
@@ -468,12 +688,6 @@ pub(crate) fn keks() -> impl Iterator<Item = KekSpec> {
     })
 }
 
-/// Is `svc` enabled? Every required service is; an optional one when its binary ships in the
-/// release (`binary_present`) and the configuration does not switch it off.
-pub(crate) fn is_enabled(svc: &Service, binary_present: bool, switched_off: bool) -> bool {
-    !svc.optional || (binary_present && !switched_off)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,7 +695,7 @@ mod tests {
 
     #[test]
     fn catalog_is_consistent() {
-        assert_eq!(SERVICES.len(), 11);
+        assert_eq!(SERVICES.len(), 14);
         let units: BTreeSet<_> = SERVICES.iter().map(|s| s.unit).collect();
         assert_eq!(units.len(), SERVICES.len(), "unit names are unique");
         let ports: BTreeSet<_> = SERVICES.iter().map(|s| s.port).collect();
@@ -508,7 +722,11 @@ mod tests {
                 svc.binary
             );
         }
-        assert_eq!(SERVICES.iter().filter(|s| s.vhost.is_some()).count(), 9);
+        assert_eq!(
+            SERVICES.iter().filter(|s| s.vhost.is_some()).count(),
+            11,
+            "not the gateway: Telegram only dials out"
+        );
         for s in SERVICES.iter().filter(|s| !s.optional) {
             for e in s.env {
                 if let Env::WithService(u, ..) = e {
@@ -519,15 +737,5 @@ mod tests {
                 assert!(service(dep).is_some_and(|o| !o.optional), "{} must not depend on an optional unit", s.unit);
             }
         }
-    }
-
-    #[test]
-    fn optional_services_follow_their_binary_and_the_switch() {
-        let channel = service(CHANNEL).expect("channel");
-        let broker = service("agentkeys-broker").expect("broker");
-        assert!(is_enabled(broker, false, true), "a required service is always on");
-        assert!(is_enabled(channel, true, false));
-        assert!(!is_enabled(channel, false, false), "not shipped in the release");
-        assert!(!is_enabled(channel, true, true), "switched off in hostd.toml");
     }
 }

@@ -13,6 +13,7 @@ pub mod envfile;
 pub mod error;
 pub mod escrow;
 pub mod identity;
+pub mod inputs;
 pub mod metrics;
 pub mod names;
 pub mod naming;

@@ -181,6 +181,10 @@ pub struct Settings {
     /// The units that run on this host: every required one, and the optional ones the run
     /// enabled (`run::prepare` adds those whose binary ships in the release).
     pub enabled: Vec<&'static str>,
+    /// Where each operator input lives (`[services.<unit>.inputs]`, else the default names).
+    pub input_files: crate::decide::inputs::InputFiles,
+    /// Each optional service's presence on this host (`run::prepare` decides it).
+    pub presence: BTreeMap<&'static str, crate::decide::inputs::Presence>,
     /// Overrides between sources and degraded states, reported to the operator.
     pub notes: Vec<String>,
 }
@@ -536,6 +540,7 @@ pub(crate) fn resolve(
     let tls_profile = tls_profile(config)?;
     let service_env = resolve_service_env(config)?;
     let switched_off = resolve_switched_off(config)?;
+    let input_files = crate::decide::inputs::files(config)?;
     let acme = resolve_acme(config)?;
     Ok(Settings {
         identity,
@@ -556,6 +561,8 @@ pub(crate) fn resolve(
         service_env,
         switched_off,
         enabled: crate::decide::catalog::SERVICES.iter().filter(|s| !s.optional).map(|s| s.unit).collect(),
+        input_files,
+        presence: BTreeMap::new(),
         acme,
         notes,
     })

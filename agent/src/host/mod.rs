@@ -15,6 +15,7 @@ pub mod failpoints;
 pub mod fs;
 pub mod health;
 pub mod imds;
+pub(crate) mod inputs;
 pub mod journal;
 pub(crate) mod metrics_server;
 pub mod nginx;

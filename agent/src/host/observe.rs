@@ -4,7 +4,6 @@
 use anyhow::Context;
 
 use crate::decide::catalog::Service;
-use crate::decide::catalog::Vhost;
 use crate::decide::identity::HostRecords;
 use crate::decide::naming::Identity;
 use crate::decide::observed::{Entry, Observed};
@@ -62,11 +61,7 @@ pub fn tls_states<'a>(
     services
         .into_iter()
         .filter_map(|s| s.vhost)
-        .map(|v| match v {
-            Vhost::Broker => identity.broker_host(),
-            Vhost::Signer => identity.signer_host(),
-            Vhost::Worker(stem) => identity.service_host(stem),
-        })
+        .map(|v| v.host(identity))
         .map(|host| {
             let store = has_pair(root, &format!("{}/{host}/current", paths::TLS_STORE));
             let le = has_pair(root, &format!("{}/{host}", paths::LETSENCRYPT_LIVE));

@@ -1,12 +1,14 @@
 //! One converge: observe the host, decide the identity and settings, render, plan, apply.
 //! `--dry-run` is the same path stopped before apply.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::decide::config::{self, Config};
 use crate::decide::envfile::{self, EnvFile};
 use crate::decide::error::{InvalidInput, Source};
 use crate::decide::identity::{self, Deployed, Selectors};
+use crate::decide::inputs::{self, Handover, InputFiles, Presence};
 use crate::decide::naming::Identity;
 use crate::decide::observed::{Observed, Runtime, ServiceFacts};
 use crate::decide::plan::{self, Plan};
@@ -142,27 +144,56 @@ pub(crate) async fn observe_runtime(
     Ok(rt)
 }
 
-/// The units that run on this host: the required ones, and each optional one whose binary is in
-/// `bin_dir` (the release being converged to) unless switched off.
-pub(crate) fn enabled_units(root: &Root, bin_dir: &str, switched_off: &[String]) -> Vec<&'static str> {
-    catalog::SERVICES
-        .iter()
-        .filter(|s| {
-            let present = root.path(&format!("{bin_dir}/{}", s.binary)).is_file();
-            catalog::is_enabled(s, present, switched_off.iter().any(|u| u == s.unit))
-        })
-        .map(|s| s.unit)
-        .collect()
+/// Each service's presence on this host, and how the inputs of those that run reach them: a
+/// required service is always on; an optional one when its binary is in `bin_dir` (the release
+/// being converged to), it is not switched off and every required input exists.
+pub(crate) fn presence(
+    root: &Root,
+    bin_dir: &str,
+    switched_off: &[String],
+    input_files: &InputFiles,
+) -> anyhow::Result<(Vec<(&'static catalog::Service, Presence)>, BTreeMap<&'static str, Handover>)> {
+    let mut out = Vec::new();
+    let mut handovers = BTreeMap::new();
+    for svc in catalog::SERVICES {
+        let shipped = root.path(&format!("{bin_dir}/{}", svc.binary)).is_file();
+        let off = switched_off.iter().any(|u| u == svc.unit);
+        let handover = match input_files.get(svc.unit) {
+            Some(files) if shipped && !off => {
+                let observed = crate::host::inputs::observe(root, svc, files)?;
+                Some(inputs::handover(svc, files, &observed, root.is_real_root()))
+            }
+            _ => None,
+        };
+        let p = inputs::presence(svc, shipped, off, handover.as_ref());
+        if let (Presence::On, Some(Ok(h))) = (&p, handover) {
+            handovers.insert(svc.unit, h);
+        }
+        out.push((svc, p));
+    }
+    Ok((out, handovers))
 }
 
-/// The services of a deployed host, for the commands that run without a full resolve (status,
-/// doctor, the daemon's metrics): the configured binary directory and switches, else defaults.
-pub(crate) fn services_on(root: &Root) -> Vec<&'static catalog::Service> {
+/// Each service's presence on a deployed host, for the commands that run without a full resolve
+/// (status, doctor, the daemon's metrics): the configured binary directory, switches and input
+/// names, else defaults.
+pub(crate) fn presence_on(root: &Root) -> Vec<(&'static catalog::Service, Presence)> {
     let config = observe::config_files(root).ok().and_then(|f| config::load(&f).ok()).unwrap_or_default();
     let bin_dir = config.bin_dir.as_ref().map_or_else(|| paths::BIN_DIR.to_owned(), |b| b.value.clone());
     let off = settings::resolve_switched_off(&config).unwrap_or_default();
-    let on = enabled_units(root, &bin_dir, &off);
-    catalog::SERVICES.iter().filter(|s| on.contains(&s.unit)).collect()
+    let files = inputs::files(&config).unwrap_or_else(|_| inputs::files(&Config::default()).unwrap_or_default());
+    match presence(root, &bin_dir, &off, &files) {
+        Ok((p, _)) => p,
+        Err(e) => catalog::SERVICES
+            .iter()
+            .map(|s| (s, if s.optional { Presence::Invalid { error: format!("{e:#}") } } else { Presence::On }))
+            .collect(),
+    }
+}
+
+/// The services that run on a deployed host (see [`presence_on`]).
+pub(crate) fn services_on(root: &Root) -> Vec<&'static catalog::Service> {
+    presence_on(root).into_iter().filter(|(_, p)| *p == Presence::On).map(|(s, _)| s).collect()
 }
 
 /// `p` again with other secrets (restored from the escrow, or minted and escrowed): rendered,
@@ -197,7 +228,16 @@ pub fn prepare(
     let identity = decide_identity(req, &inputs)?;
     let mut settings =
         settings::resolve(identity, &req.flags, &inputs.config, inputs.env.as_ref(), inputs.deployed.as_ref())?;
-    settings.enabled = enabled_units(root, &settings.bin_dir, &settings.switched_off);
+    let (presence, handovers) = presence(root, &settings.bin_dir, &settings.switched_off, &settings.input_files)?;
+    for (svc, p) in &presence {
+        if let Presence::Invalid { .. } = p {
+            let files = &settings.input_files[svc.unit];
+            let observed = crate::host::inputs::observe(root, svc, files)?;
+            inputs::handover(svc, files, &observed, root.is_real_root())?;
+        }
+    }
+    settings.enabled = presence.iter().filter(|(_, p)| *p == Presence::On).map(|(s, _)| s.unit).collect();
+    settings.presence = presence.into_iter().filter(|(s, _)| s.optional).map(|(s, p)| (s.unit, p)).collect();
     settings.escrow = settings::escrow_on(&inputs.config, root.is_real_root());
     let keks: Vec<catalog::KekSpec> = catalog::keks()
         .map(|k| catalog::KekSpec { generate: k.generate && settings.is_enabled(k.unit), ..k })
@@ -210,6 +250,7 @@ pub fn prepare(
         login: observe::login_facts(root, platform.default_user.as_deref())?,
         platform,
         template_overrides: observe::template_overrides(root)?,
+        inputs: handovers,
     };
     let desired = render::render(&settings, &facts)?;
     let mut observed = observe::observe(root, accounts, &desired)?;

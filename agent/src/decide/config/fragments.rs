@@ -95,6 +95,8 @@ pub(crate) struct ServiceFragment {
     pub environment: Option<BTreeMap<String, String>>,
     /// `false` keeps an optional service off even when the release ships its binary.
     pub enabled: Option<bool>,
+    /// Operator inputs: input name → file name in the service's directory under /etc/agentkeys.
+    pub inputs: Option<BTreeMap<String, String>>,
 }
 
 /// Identity declared at first bootstrap (later runs self-identify from the deployed issuer).

@@ -66,6 +66,8 @@ pub struct Config {
     pub service_env: BTreeMap<String, BTreeMap<String, FromFile<String>>>,
     /// unit → `services.<unit>.enabled`.
     pub service_enabled: BTreeMap<String, FromFile<bool>>,
+    /// unit → input name → `services.<unit>.inputs.<name>` (a file name).
+    pub service_inputs: BTreeMap<String, BTreeMap<String, FromFile<String>>>,
 }
 
 /// Parse one file. TOML errors already name the line and key.
@@ -170,6 +172,13 @@ pub(crate) fn merge(files: &[(String, Fragment)]) -> Config {
             for (k, v) in svc.environment.iter().flatten() {
                 let key = format!("services.{unit}.environment.{k}");
                 c.service_env
+                    .entry(unit.clone())
+                    .or_default()
+                    .insert(k.clone(), FromFile { value: v.clone(), file: file.clone(), key });
+            }
+            for (k, v) in svc.inputs.iter().flatten() {
+                let key = format!("services.{unit}.inputs.{k}");
+                c.service_inputs
                     .entry(unit.clone())
                     .or_default()
                     .insert(k.clone(), FromFile { value: v.clone(), file: file.clone(), key });

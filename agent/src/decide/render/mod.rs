@@ -103,6 +103,8 @@ pub struct HostFacts {
     pub login: LoginFacts,
     /// Operator template overrides: (template name, file, text).
     pub template_overrides: Vec<(String, String, String)>,
+    /// How the operator inputs of each running service that takes some reach it.
+    pub inputs: BTreeMap<&'static str, crate::decide::inputs::Handover>,
 }
 
 /// The whole desired state of the host's files.

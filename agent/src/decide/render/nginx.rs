@@ -64,6 +64,8 @@ struct VhostContext<'a> {
     ipv6: bool,
     http2_directive: bool,
     read_timeout: u32,
+    /// Streamed answers (unbuffered) and request bodies up to upstream's 8 MB.
+    relay: bool,
     proxy_params: &'static str,
     tls_profile: &'a ServedTls,
     tls_shared: &'static str,
@@ -71,6 +73,8 @@ struct VhostContext<'a> {
 
 /// Worker and signer vhosts keep nginx's usual read timeout; the broker's is configurable.
 const DEFAULT_READ_TIMEOUT_SECS: u32 = 60;
+/// A relay streams a model's answer: a pause between chunks may be long.
+const RELAY_READ_TIMEOUT_SECS: u32 = 300;
 
 pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mut DesiredHost) -> anyhow::Result<()> {
     let reload = || vec![Trigger::ReloadNginx];
@@ -101,8 +105,8 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
     });
     // The vhost of an optional service that no longer runs here goes (its certificate stays).
     for svc in crate::decide::catalog::SERVICES.iter().filter(|v| !s.is_enabled(v.unit)) {
-        if let Some(Vhost::Worker(stem)) = svc.vhost {
-            let name = s.identity.service_host(stem);
+        if let Some(kind) = svc.vhost {
+            let name = kind.host(&s.identity);
             let reason = format!("{} is not enabled on this host", svc.unit);
             host.absent.push(AbsentSpec {
                 path: format!("{conf_dir}/{name}.conf"),
@@ -117,11 +121,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
     }
     for svc in s.services() {
         let Some(kind) = svc.vhost else { continue };
-        let name = match kind {
-            Vhost::Broker => s.identity.broker_host(),
-            Vhost::Signer => s.identity.signer_host(),
-            Vhost::Worker(stem) => s.identity.service_host(stem),
-        };
+        let name = kind.host(&s.identity);
         let state = facts.tls.get(&name).cloned().unwrap_or(TlsState::HttpPlaceholder);
         let tls = match &state {
             TlsState::HttpPlaceholder => None,
@@ -136,7 +136,12 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
             webroot: paths::ACME_WEBROOT,
             ipv6: s.nginx_ipv6,
             http2_directive: facts.platform.http2 == Http2Style::Directive,
-            read_timeout: if kind == Vhost::Broker { s.proxy_read_timeout_secs } else { DEFAULT_READ_TIMEOUT_SECS },
+            read_timeout: match kind {
+                Vhost::Broker => s.proxy_read_timeout_secs,
+                Vhost::Relay(_) => RELAY_READ_TIMEOUT_SECS,
+                Vhost::Signer | Vhost::Worker(_) => DEFAULT_READ_TIMEOUT_SECS,
+            },
+            relay: matches!(kind, Vhost::Relay(_)),
             proxy_params: PROXY_PARAMS_PATH,
             tls_profile: &served,
             tls_shared: TLS_SHARED_PATH,

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::templates::{ENV_FILE, Engine, UNIT};
 use super::{DesiredHost, FileKind, FileSpec, HostFacts, ROOT, Trigger};
-use crate::decide::catalog::{Env, EnvTarget, Pubkey, Restart, SERVICES, Service, Val};
+use crate::decide::catalog::{Delivery, Env, EnvTarget, Pubkey, Restart, SERVICES, Service, Val};
 use crate::decide::settings::Settings;
 use crate::{decide::chains, decide::paths, decide::secrets};
 
@@ -25,11 +25,19 @@ struct UnitContext<'a> {
     restart: &'static str,
     stop_timeout_secs: u64,
     loopback_ip_only: bool,
+    /// `LoadCredential=` id and source file of each operator input handed over as a file.
+    credentials: Vec<Pair>,
 }
 
 #[derive(Debug, Serialize)]
 struct EnvContext {
     environment: Vec<Pair>,
+    /// A comment line (the digest of the credentials, whose change restarts the service).
+    note: Option<String>,
+}
+
+fn env_only(environment: Vec<Pair>) -> EnvContext {
+    EnvContext { environment, note: None }
 }
 
 /// Resolve one value of the catalog for `svc`.
@@ -81,6 +89,9 @@ fn environment(svc: &Service, s: &Settings, facts: &HostFacts) -> Vec<Pair> {
             Env::WithService(..) | Env::SharedSecret(..) => {}
         }
     }
+    for (key, value) in facts.inputs.get(svc.unit).into_iter().flat_map(|h| &h.env) {
+        out.push(Pair { key: key.clone(), value: value.clone() });
+    }
     for (key, value) in s.service_env.get(svc.unit).into_iter().flatten() {
         out.push(Pair { key: key.clone(), value: value.clone() });
     }
@@ -122,6 +133,38 @@ fn shared_secret(svc: &Service) -> Option<(&'static str, &'static str)> {
     })
 }
 
+/// The state directory and first live copies of a running service's seeded inputs.
+fn render_inputs(svc: &Service, handover: Option<&crate::decide::inputs::Handover>, host: &mut DesiredHost) {
+    let Some(h) = handover else { return };
+    if svc.inputs.iter().any(|i| matches!(i.delivery, Delivery::Seed(_))) {
+        let dir = crate::decide::catalog::state_dir(svc);
+        host.dirs.push(super::dir(&dir, 0o700, paths::SERVICE_USER, paths::SERVICE_USER));
+    }
+    for (path, content) in &h.seeds {
+        host.files.push(FileSpec {
+            path: path.clone(),
+            content: content.clone(),
+            mode: 0o600,
+            owner: paths::SERVICE_USER,
+            group: paths::SERVICE_USER,
+            kind: FileKind::Secret,
+            triggers: vec![Trigger::Restart(svc.unit.into())],
+            validate: None,
+        });
+    }
+}
+
+/// The input directories of the services that take inputs and ship in the release (root only:
+/// the service gets its inputs from systemd and its env file, never from here).
+fn input_dirs(s: &Settings, host: &mut DesiredHost) {
+    for svc in SERVICES.iter().filter(|v| !v.inputs.is_empty()) {
+        let shipped = s.presence.get(svc.unit).is_some_and(|p| *p != crate::decide::inputs::Presence::NotShipped);
+        if shipped {
+            host.dirs.push(super::dir(&crate::decide::catalog::input_dir(svc), 0o700, ROOT, ROOT));
+        }
+    }
+}
+
 /// Enabled units that read `path` as an env file.
 fn readers_of(path: &str, s: &Settings) -> Vec<Trigger> {
     s.services()
@@ -147,7 +190,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
             let value = facts.secrets.keks.get(key).cloned().unwrap_or_default();
             host.files.push(FileSpec {
                 path: file.into(),
-                content: engine.render(ENV_FILE, &EnvContext { environment: vec![Pair { key: key.into(), value }] })?,
+                content: engine.render(ENV_FILE, &env_only(vec![Pair { key: key.into(), value }]))?,
                 mode: 0o600,
                 owner: paths::SERVICE_USER,
                 group: paths::SERVICE_USER,
@@ -156,15 +199,19 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
                 validate: None,
             });
         }
+        let handover = facts.inputs.get(svc.unit);
         let unit_env = match svc.env_target {
             EnvTarget::Unit => env,
             EnvTarget::File(path) => {
                 env_files.push(path.to_owned());
-                let has_secret =
-                    svc.env.iter().any(|e| matches!(e, Env::Kek(_) | Env::LegacyKek(_) | Env::SharedSecret(..)));
+                let has_secret = !svc.inputs.is_empty()
+                    || svc.env.iter().any(|e| matches!(e, Env::Kek(_) | Env::LegacyKek(_) | Env::SharedSecret(..)));
+                let note = handover
+                    .and_then(|h| h.digest.as_ref())
+                    .map(|d| format!("operator inputs handed over as credentials: sha256 {d}"));
                 host.files.push(FileSpec {
                     path: path.into(),
-                    content: engine.render(ENV_FILE, &EnvContext { environment: env })?,
+                    content: engine.render(ENV_FILE, &EnvContext { environment: env, note })?,
                     mode: if has_secret { 0o600 } else { 0o640 },
                     owner: if has_secret { paths::SERVICE_USER } else { ROOT },
                     group: paths::SERVICE_USER,
@@ -188,7 +235,13 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
             },
             stop_timeout_secs: crate::decide::catalog::STOP_TIMEOUT_SECS,
             loopback_ip_only: svc.loopback_ip_only,
+            credentials: handover
+                .into_iter()
+                .flat_map(|h| &h.credentials)
+                .map(|(id, file)| Pair { key: id.clone(), value: file.clone() })
+                .collect(),
         };
+        render_inputs(svc, handover, host);
         host.files.push(FileSpec {
             path: format!("{}/{}.service", paths::UNIT_DIR, svc.unit),
             content: engine.render(UNIT, &ctx)?,
@@ -200,6 +253,7 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
             validate: None,
         });
     }
+    input_dirs(s, host);
     // An optional service that no longer runs here loses its unit (and its enablement); the
     // executor stops it first. Its env files stay: they hold a KEK data may be encrypted with.
     for svc in SERVICES.iter().filter(|v| !s.is_enabled(v.unit)) {
@@ -214,10 +268,8 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
     }
     let master = match (&facts.secrets.master_file, &facts.secrets.new_master) {
         (Some(kept), _) => kept.clone(),
-        (None, Some(fresh)) => engine.render(
-            ENV_FILE,
-            &EnvContext { environment: vec![Pair { key: secrets::MASTER_SECRET_KEY.into(), value: fresh.clone() }] },
-        )?,
+        (None, Some(fresh)) => engine
+            .render(ENV_FILE, &env_only(vec![Pair { key: secrets::MASTER_SECRET_KEY.into(), value: fresh.clone() }]))?,
         (None, None) => anyhow::bail!("internal: no dev-key-service master secret resolved"),
     };
     host.files.push(FileSpec {
