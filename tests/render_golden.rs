@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::{Snap, snapshot};
 
-const CASES: [&str; 7] = [
+const CASES: [&str; 13] = [
     "prod",
     "test-1",
     "test-7-multilabel",
@@ -17,6 +17,12 @@ const CASES: [&str; 7] = [
     "prod-adopted-https",
     "prod-adopted-https-modern",
     "test-3-channel",
+    "prod-optional-on",
+    "prod-optional-waiting",
+    "prod-optional-off",
+    "test-1-optional-on",
+    "test-1-optional-waiting",
+    "test-1-optional-off",
 ];
 
 fn case_dir(case: &str) -> PathBuf {
@@ -47,6 +53,14 @@ fn converge(case: &str) -> tempfile::TempDir {
     let dir = case_dir(case);
     let root = common::fake_root(&std::fs::read_to_string(dir.join("hostd.toml")).unwrap());
     copy_tree(&dir.join("seed"), root.path());
+    // Operator inputs are root's alone (git keeps no such mode): as an operator leaves them.
+    for svc in hostd::decide::catalog::SERVICES.iter().filter(|s| !s.inputs.is_empty()) {
+        let dir = root.path().join(hostd::decide::catalog::input_dir(svc).trim_start_matches('/'));
+        for e in std::fs::read_dir(&dir).into_iter().flatten() {
+            let p = e.unwrap().path();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        }
+    }
     let args: Vec<String> = std::fs::read_to_string(dir.join("args"))
         .unwrap()
         .lines()
@@ -221,42 +235,112 @@ fn launch(
     (binary, words[1..].to_vec(), env)
 }
 
-/// The catalog against the upstream contracts: every rendered unit of every stack starts its binary
-/// the way the real binary accepts (no start refusal, bound to the catalog's loopback port, the
-/// health answer hostd judges by, a probe longer than the slowest healthy answer, a shutdown grace
-/// well inside the stop timeout).
-#[test]
-fn every_rendered_unit_meets_its_upstream_contract() {
-    use hostd::decide::catalog::{Health, SERVICES, STOP_TIMEOUT_SECS};
+/// Where the file a launched service reads at `path` lives in the converged root: a systemd
+/// credential's source (its `LoadCredential=` line), else the path itself.
+fn file_behind(root: &Path, unit_text: &str, unit: &str, path: &str) -> PathBuf {
+    let cred_dir = format!("/run/credentials/{unit}.service/");
+    let source = path.strip_prefix(&cred_dir).and_then(|id| {
+        unit_text
+            .lines()
+            .filter_map(|l| l.strip_prefix("LoadCredential="))
+            .find_map(|l| l.strip_prefix(&format!("{id}:")).map(str::to_owned))
+    });
+    root.join(source.as_deref().unwrap_or(path).trim_start_matches('/'))
+}
+
+/// How `svc` as rendered in `root` deviates from its upstream contract: a start refusal, a bind
+/// other than the catalog's loopback port, another health answer, a probe shorter than the
+/// slowest healthy answer, a shutdown grace past the stop timeout, or a file it reads at start
+/// that is absent (where not allowed) or not the JSON it must be.
+fn contract_deviations(case: &str, root: &Path, svc: &hostd::decide::catalog::Service) -> Vec<String> {
+    use hostd::decide::catalog::{Health, STOP_TIMEOUT_SECS};
     use hostd::decide::contracts::{self, HealthBody};
-    for case in CASES {
-        let root = converge(case);
-        for svc in SERVICES {
-            if svc.optional && !root.path().join(format!("etc/systemd/system/{}.service", svc.unit)).exists() {
-                continue; // not shipped on this host (the channel-worker case below renders it)
-            }
-            let (binary, args, env) = launch(root.path(), svc);
-            let c = contracts::contract(&binary, &args).unwrap_or_else(|| panic!("{case}: {binary} has no contract"));
-            let get = |k: &str| env.get(k).cloned();
-            let at = format!("{case}: {} ({binary} {})", svc.unit, args.join(" "));
-            assert_eq!(contracts::start_error(c, &args, &get), None, "{at} would exit at start");
-            // A binary that listens on all interfaces is confined to loopback by systemd's IP filter.
-            let host = if svc.loopback_ip_only { "0.0.0.0" } else { "127.0.0.1" };
-            assert_eq!(contracts::bind_address(c, &args, &get), format!("{host}:{}", svc.port), "{at}");
-            let body = match svc.health {
-                Health::PlainOk => HealthBody::PlainOk,
-                Health::JsonOk => HealthBody::JsonOk,
-                Health::JsonReady => HealthBody::JsonReady,
-            };
-            assert_eq!(body, c.health, "{at}: hostd judges /healthz by another answer");
-            assert!(svc.probe_timeout_secs > c.health_max_secs, "{at}: the probe gives up before a healthy answer");
-            if let Some((var, default)) = c.shutdown_grace {
-                let grace = env.get(var).map_or(default, |v| v.parse().unwrap());
-                assert!(
-                    grace + 5 <= STOP_TIMEOUT_SECS,
-                    "{at}: a {grace} s grace ends in SIGKILL at {STOP_TIMEOUT_SECS} s"
-                );
-            }
+    let (binary, args, env) = launch(root, svc);
+    let c = contracts::contract(&binary, &args).unwrap_or_else(|| panic!("{case}: {binary} has no contract"));
+    let get = |k: &str| env.get(k).cloned();
+    let at = format!("{case}: {} ({binary} {})", svc.unit, args.join(" "));
+    let mut out = Vec::new();
+    if let Some(e) = contracts::start_error(c, &args, &get) {
+        out.push(format!("{at} would exit at start: {e}"));
+    }
+    // A binary that listens on all interfaces is confined to loopback by systemd's IP filter.
+    let host = if svc.loopback_ip_only { "0.0.0.0" } else { "127.0.0.1" };
+    let bind = contracts::bind_address(c, &args, &get);
+    if bind != format!("{host}:{}", svc.port) {
+        out.push(format!("{at} binds {bind}"));
+    }
+    let body = match svc.health {
+        Health::PlainOk => HealthBody::PlainOk,
+        Health::JsonOk => HealthBody::JsonOk,
+        Health::JsonReady => HealthBody::JsonReady,
+    };
+    if body != c.health {
+        out.push(format!("{at}: hostd judges /healthz by another answer"));
+    }
+    if svc.probe_timeout_secs <= c.health_max_secs {
+        out.push(format!("{at}: the probe gives up before a healthy answer"));
+    }
+    if let Some((var, default)) = c.shutdown_grace {
+        let grace = env.get(var).map_or(default, |v| v.parse().unwrap());
+        if grace + 5 > STOP_TIMEOUT_SECS {
+            out.push(format!("{at}: a {grace} s grace ends in SIGKILL at {STOP_TIMEOUT_SECS} s"));
         }
     }
+    let unit_text = read(root, &format!("/etc/systemd/system/{}.service", svc.unit));
+    for f in c.files {
+        let Some(path) = env.get(f.name) else { continue };
+        let behind = file_behind(root, &unit_text, svc.unit, path);
+        match std::fs::read(&behind) {
+            Err(_) if f.absent_ok => {}
+            Err(e) => out.push(format!("{at}: {} = {path}: {e}", f.name)),
+            Ok(b) if f.json && serde_json::from_slice::<serde_json::Value>(&b).is_err() => {
+                out.push(format!("{at}: {} = {path} is not JSON", f.name))
+            }
+            Ok(_) => {}
+        }
+    }
+    out
+}
+
+/// The catalog against the upstream contracts: every rendered unit of every case starts its
+/// binary the way the real binary accepts (see [`contract_deviations`]).
+#[test]
+fn every_rendered_unit_meets_its_upstream_contract() {
+    for case in CASES {
+        let root = converge(case);
+        for svc in hostd::decide::catalog::SERVICES {
+            if svc.optional && !root.path().join(format!("etc/systemd/system/{}.service", svc.unit)).exists() {
+                continue; // not running on this host (the optional cases render them)
+            }
+            let found = contract_deviations(case, root.path(), svc);
+            assert!(found.is_empty(), "{}", found.join("\n"));
+        }
+    }
+}
+
+/// The contract check catches deviations: a transport that needs other inputs, a bind on every
+/// interface, a credential whose source is gone, a seed that is not JSON.
+#[test]
+fn a_deviation_from_a_contract_fails_the_check() {
+    use hostd::decide::catalog::{GATE, GATEWAY, MCP_SERVER, service};
+    let case = "prod-optional-on";
+    let root = converge(case);
+    let edit = |path: &str, from: &str, to: &str| {
+        let p = root.path().join(path);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains(from), "{path} has no {from}");
+        std::fs::write(&p, text.replace(from, to)).unwrap();
+    };
+    edit("etc/agentkeys/worker-channel-weixin.env", "TRANSPORT=telegram", "TRANSPORT=oa");
+    edit("etc/agentkeys/mcp-server.env", "MCP_LISTEN=127.0.0.1:8088\n", "");
+    std::fs::remove_file(root.path().join("etc/agentkeys/gate/upstream-api-key")).unwrap();
+    std::fs::write(root.path().join("var/lib/agentkeys/gate/keys.json"), "{\"keys\": [").unwrap();
+    let gw = contract_deviations(case, root.path(), service(GATEWAY).unwrap()).join("\n");
+    assert!(gw.contains("would exit at start: AGENTKEYS_WEIXIN_TOKEN must be set"), "{gw}");
+    let mcp = contract_deviations(case, root.path(), service(MCP_SERVER).unwrap()).join("\n");
+    assert!(mcp.contains("binds 0.0.0.0:8088"), "{mcp}");
+    let gate = contract_deviations(case, root.path(), service(GATE).unwrap());
+    assert_eq!(gate.len(), 2, "{gate:?}");
+    assert!(gate[0].contains("AGENTKEYS_GATE_UPSTREAM_API_KEY_FILE"), "{gate:?}");
+    assert!(gate[1].contains("AGENTKEYS_GATE_KEYS_FILE = /var/lib/agentkeys/gate/keys.json is not JSON"), "{gate:?}");
 }

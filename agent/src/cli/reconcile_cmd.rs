@@ -91,6 +91,9 @@ pub fn run(args: &ReconcileArgs, env: &Env) -> anyhow::Result<i32> {
     for note in &report.summary.notes {
         writeln!(text, "note: {note}")?;
     }
+    for (unit, missing) in &report.summary.waiting {
+        writeln!(text, "waiting: {unit} starts once {} exist(s) (root, mode 0600)", missing.join(", "))?;
+    }
     let s = &report.summary;
     if report.error.is_none() {
         writeln!(

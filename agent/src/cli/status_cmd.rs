@@ -50,6 +50,9 @@ pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
     for (unit, s) in &status.services {
         writeln!(t, "  {unit:<36} {}/{} pid {} ({})", s.active_state, s.sub_state, s.main_pid, s.unit_file_state)?;
     }
+    for (unit, p) in &status.optional_services {
+        writeln!(t, "  {unit:<36} {}", p.describe(unit))?;
+    }
     for (host, c) in &status.certificates {
         let until = c.not_after.map(|t| format!(", not after {}", times::when(t, now))).unwrap_or_default();
         writeln!(t, "  {host:<36} {}{until}", c.state)?;

@@ -159,10 +159,16 @@ impl<M: Manager> Daemon<'_, M> {
             Err(e) => (Vec::new(), Some(format!("deployed identity unreadable: {e:#}"))),
         };
         let escrow = crate::host::state::read(&self.root).ok().and_then(|s| s.escrow);
+        let optional = prepare::presence_on(&self.root)
+            .into_iter()
+            .filter(|(s, p)| s.optional && *p != crate::decide::inputs::Presence::NotShipped)
+            .map(|(s, p)| (s.unit.to_owned(), p.name().to_owned()))
+            .collect();
         self.update(|r| {
             r.hosts = hosts;
             r.note = note;
             r.escrow = escrow;
+            r.optional_services = optional;
         });
     }
 

@@ -184,11 +184,11 @@ const CHAIN_ENV: [Env; 3] = [
 /// The pub/sub feed worker of upstream's July deploy (optional).
 pub(crate) const CHANNEL: &str = "agentkeys-worker-channel";
 /// The hosted MCP server (optional; operator inputs).
-pub(crate) const MCP_SERVER: &str = "agentkeys-mcp-server";
+pub const MCP_SERVER: &str = "agentkeys-mcp-server";
 /// The metered LLM-egress gate (optional; operator inputs).
-pub(crate) const GATE: &str = "agentkeys-gate";
+pub const GATE: &str = "agentkeys-gate";
 /// The channel gateway, on its Telegram transport (optional; operator inputs).
-pub(crate) const GATEWAY: &str = "agentkeys-worker-channel-weixin";
+pub const GATEWAY: &str = "agentkeys-worker-channel-weixin";
 
 /// Seconds the broker serves on after SIGTERM before it drains.
 pub(crate) const BROKER_SHUTDOWN_GRACE: &str = "5";

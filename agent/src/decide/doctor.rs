@@ -44,6 +44,27 @@ pub fn disk(path: &str, free_bytes: u64) -> Check {
     Check::new(format!("disk {path}"), verdict, format!("{mib} MiB free{hint}"))
 }
 
+/// An optional service's presence: waiting for an input warns (the run is not a failure, the
+/// service does not run), an unusable input fails; one not in the release is not checked.
+pub fn optional_service(unit: &str, p: &crate::decide::inputs::Presence) -> Option<Check> {
+    use crate::decide::inputs::Presence;
+    let name = format!("service {unit}");
+    match p {
+        Presence::NotShipped => None,
+        Presence::On => Some(Check::new(name, Verdict::Pass, "on: shipped, and every required input present")),
+        Presence::Off => Some(Check::new(name, Verdict::Pass, p.describe(unit))),
+        Presence::Waiting { missing } => Some(Check::new(
+            name,
+            Verdict::Warn,
+            format!(
+                "waiting: {} missing; put it there (root, mode 0600) and the next run starts it",
+                missing.join(", ")
+            ),
+        )),
+        Presence::Invalid { error } => Some(Check::new(name, Verdict::Fail, error.clone())),
+    }
+}
+
 /// One host's DNS check from the certificate step's own verdict: parked hosts warn (no order
 /// until the record points here), a verdict that could not be reached fails.
 pub(crate) fn dns(host: &str, ip: Ipv4Addr, verdict: Result<DnsVerdict, String>) -> Check {
@@ -226,6 +247,19 @@ mod tests {
         assert_eq!(clock(-45).verdict, Verdict::Warn);
         assert_eq!(clock(400).verdict, Verdict::Fail);
         assert!(clock(400).detail.contains("time sync"));
+    }
+
+    #[test]
+    fn an_optional_service_waiting_warns_and_an_unusable_input_fails() {
+        use crate::decide::inputs::Presence;
+        let waiting = Presence::Waiting { missing: vec!["/etc/agentkeys/gate/keys.json".into()] };
+        let c = optional_service("agentkeys-gate", &waiting).expect("checked");
+        assert_eq!((c.name.as_str(), c.verdict), ("service agentkeys-gate", Verdict::Warn));
+        assert!(c.detail.contains("/etc/agentkeys/gate/keys.json"), "{}", c.detail);
+        let bad = Presence::Invalid { error: "…/vendor-tokens: entry 2 is not vendor:token".into() };
+        assert_eq!(optional_service("agentkeys-mcp-server", &bad).expect("checked").verdict, Verdict::Fail);
+        assert_eq!(optional_service("agentkeys-gate", &Presence::Off).expect("checked").verdict, Verdict::Pass);
+        assert_eq!(optional_service("agentkeys-gate", &Presence::NotShipped), None, "not in the release: silent");
     }
 
     #[test]

@@ -122,6 +122,14 @@ pub fn render(d: &DaemonRecord, units: &BTreeMap<String, String>) -> String {
         o.family("agentkeys_hostd_next_wake_timestamp_seconds", "gauge", "When the daemon wakes next, and why.");
         o.sample("agentkeys_hostd_next_wake_timestamp_seconds", &[("trigger", &w.trigger)], w.at as f64);
     }
+    o.family(
+        "agentkeys_hostd_service_presence",
+        "gauge",
+        "1 for the presence of each optional service shipped here: on, waiting (a required input file is missing), invalid (an input is unusable) or off.",
+    );
+    for (unit, state) in &d.optional_services {
+        o.sample("agentkeys_hostd_service_presence", &[("unit", unit), ("state", state)], 1.0);
+    }
     o.family("agentkeys_hostd_unit_active", "gauge", "1 when a managed unit is active, by its ActiveState.");
     for (unit, state) in units {
         o.sample(
@@ -165,6 +173,7 @@ mod tests {
             pending: Some(crate::decide::escrow::PendingEscrow::default()),
             ..Default::default()
         });
+        d.optional_services.insert("agentkeys-gate".into(), "waiting".into());
         let units = BTreeMap::from([("agentkeys-broker.service".to_owned(), "active".to_owned())]);
         let text = render(&d, &units);
         for line in [
@@ -179,6 +188,7 @@ mod tests {
             "agentkeys_hostd_unit_active{unit=\"agentkeys-broker.service\",state=\"active\"} 1",
             "agentkeys_hostd_escrow_pending{secret=\"agentkeys/escrow\"} 1",
             "agentkeys_hostd_escrow_verified_seconds{secret=\"agentkeys/escrow\"} 9",
+            "agentkeys_hostd_service_presence{unit=\"agentkeys-gate\",state=\"waiting\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }

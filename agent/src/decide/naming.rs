@@ -79,8 +79,9 @@ impl fmt::Display for Identity {
 
 /// The six worker hosts' first-label stems, in catalog order.
 pub(crate) const WORKER_STEMS: [&str; 6] = ["audit", "email", "cred", "memory", "config", "classify"];
-/// Hosts of the optional workers (a vhost and certificate only where the worker runs).
-pub(crate) const OPTIONAL_WORKER_STEMS: [&str; 1] = ["channel"];
+/// Hosts of the optional services with a public face (a vhost and certificate only where the
+/// service runs): the channel worker and the gate. The MCP host has its own rule ([`Identity::mcp_host`]).
+pub(crate) const OPTIONAL_WORKER_STEMS: [&str; 2] = ["channel", "gate"];
 /// The account's one SES receipt rule set, shared by every stack (it must be the active set).
 pub const RECEIPT_RULE_SET: &str = "agentkeys";
 

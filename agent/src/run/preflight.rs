@@ -21,6 +21,8 @@ pub(crate) fn checks(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Roo
     checks.extend([nginx(), port_80(), units_lint(root, platform.systemd_version)]);
     checks.extend([disk(root, "/var/lib"), disk(root, "/opt")]);
     checks.push(trust_store(root));
+    let optional = prepare::presence_on(root).into_iter().filter(|(s, _)| s.optional);
+    checks.extend(optional.filter_map(|(s, p)| doctor::optional_service(s.unit, &p)));
     let cfg = config::load(&observe::config_files(root)?);
     match cfg {
         Ok(cfg) => match crate::decide::settings::resolve_acme(&cfg) {

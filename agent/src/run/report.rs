@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::decide::inputs::Presence;
 use crate::decide::naming::Stack;
 use crate::decide::plan::Action;
 use crate::decide::run::RunResult;
@@ -47,6 +48,12 @@ pub struct Summary {
     pub escrow: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// unit → `on`, `waiting`, `invalid` or `off` for each optional service the release ships.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub optional_services: BTreeMap<String, String>,
+    /// unit → the required input files it waits for (not a failure: it starts once they exist).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub waiting: BTreeMap<String, Vec<String>>,
     /// amazon-ssm-agent's state (systemd runs only): CI deploys through SSM need it active.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssm_agent: Option<String>,
@@ -120,6 +127,22 @@ pub fn summary(p: &Prepared, applied: bool, error: Option<String>) -> Summary {
         secrets_restored: restored.clone(),
         escrow: None,
         notes,
+        optional_services: p
+            .settings
+            .presence
+            .iter()
+            .filter(|(_, pr)| **pr != Presence::NotShipped)
+            .map(|(u, pr)| ((*u).to_owned(), pr.name().to_owned()))
+            .collect(),
+        waiting: p
+            .settings
+            .presence
+            .iter()
+            .filter_map(|(u, pr)| match pr {
+                Presence::Waiting { missing } => Some(((*u).to_owned(), missing.clone())),
+                _ => None,
+            })
+            .collect(),
         healthy: None,
         unhealthy: BTreeMap::new(),
         ssm_agent: p.observed.runtime.as_ref().map(|r| r.ssm_agent.clone()),

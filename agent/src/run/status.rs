@@ -41,6 +41,8 @@ pub(crate) struct Status {
     pub(crate) escrow: Option<crate::run::escrow_view::EscrowView>,
     /// nginx, systemd and the EC2 default user as detected on this host.
     pub(crate) platform: crate::decide::platform::Platform,
+    /// unit → presence of each optional service (on, waiting for an input, off, not shipped).
+    pub(crate) optional_services: BTreeMap<String, crate::decide::inputs::Presence>,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,6 +62,9 @@ pub(crate) struct CertView {
 pub(crate) fn gather(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Root) -> anyhow::Result<Status> {
     let deployed = identity::deployed(&observe::host_records(root)?)?;
     let saved = state::read(root)?;
+    let presence = crate::run::prepare::presence_on(root);
+    let optional_services =
+        presence.iter().filter(|(s, _)| s.optional).map(|(s, p)| (s.unit.to_owned(), p.clone())).collect();
     let mut services = BTreeMap::new();
     let systemd = if root.is_real_root() {
         match rt.block_on(async {
@@ -130,5 +135,6 @@ pub(crate) fn gather(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Roo
         daemon: state::read_record(root),
         escrow: crate::run::escrow_view::gather(rt, root, clock.now_unix(), false).ok(),
         platform: crate::host::platform::detect(root)?,
+        optional_services,
     })
 }

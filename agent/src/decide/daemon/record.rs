@@ -58,4 +58,7 @@ pub struct DaemonRecord {
     /// Why the daemon is idle (e.g. no identity deployed yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// unit → presence of each optional service shipped here (`on`, `waiting`, `invalid`, `off`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub optional_services: BTreeMap<String, String>,
 }
