@@ -84,6 +84,7 @@ fn all_stacks_both_tls_states_pass_the_real_linters() {
             let root = common::fake_root(&config);
             let r = root.path();
             common::stub_binaries(r);
+            common::write_inputs(r);
             let mut args = selectors.clone();
             args.extend(["--account-id", common::ACCOUNT, "--json"]);
             if https {
@@ -92,7 +93,7 @@ fn all_stacks_both_tls_states_pass_the_real_linters() {
                 id_args.extend(&args);
                 let names = common::run_in(r, &id_args).json();
                 let hosts = names["hosts"].as_object().unwrap();
-                for (i, (stem, host)) in hosts.iter().filter(|(k, _)| *k != "mcp").enumerate() {
+                for (i, (stem, host)) in hosts.iter().enumerate() {
                     let host = host.as_str().unwrap();
                     // Half from hostd's own store, half adopted from the old tooling's layout.
                     let dir = if i % 2 == 0 {
@@ -113,7 +114,8 @@ fn all_stacks_both_tls_states_pass_the_real_linters() {
                 .map(|v| v.as_str().unwrap().to_owned())
                 .collect::<Vec<_>>();
             let want = if https { "https" } else { "http-placeholder" };
-            // Every vhost, the channel worker's included (its binary is among the stubs).
+            // Every vhost, the optional services' included (their binaries are among the stubs, and
+            // their inputs are in place).
             let hosts = hostd::decide::catalog::SERVICES.iter().filter(|s| s.vhost.is_some()).count();
             assert!(states.len() == hosts && states.iter().all(|s| s == want), "{name}: {states:?}");
             for (unit, _) in files_in(&r.join("etc/systemd/system"), "service") {
@@ -134,8 +136,8 @@ fn all_stacks_both_tls_states_pass_the_real_linters() {
     }
     assert_eq!(
         (units_checked, vhosts_checked),
-        (132, 108),
-        "4 stacks × (placeholder, https intermediate, https modern) × (11 units, 9 vhosts)"
+        (168, 132),
+        "4 stacks × (placeholder, https intermediate, https modern) × (14 units, 11 vhosts)"
     );
 }
 

@@ -225,7 +225,12 @@ impl Container {
 
     /// unit → MainPID of every managed unit.
     pub fn main_pids(&self) -> std::collections::BTreeMap<String, String> {
-        let units: Vec<String> = super::units().iter().map(|u| format!("{u}.service")).collect();
+        self.main_pids_of(&super::units())
+    }
+
+    /// unit → "ActiveState MainPID" of each of `units`.
+    pub fn main_pids_of(&self, units: &[&str]) -> std::collections::BTreeMap<String, String> {
+        let units: Vec<String> = units.iter().map(|u| format!("{u}.service")).collect();
         let mut args = vec!["systemctl", "show", "-p", "Id,MainPID,ActiveState"];
         args.extend(units.iter().map(String::as_str));
         let out = self.exec(&args).stdout;

@@ -180,6 +180,48 @@ pub fn stub_binaries(root: &Path) {
     }
 }
 
+/// Test values of the optional services' operator inputs: (service input dir name, file, content).
+/// Not secrets of anything; the exposure test looks for each of them in every output.
+pub const INPUTS: [(&str, &str, &str); 8] = [
+    ("mcp-server", "vendor-tokens", "openai:test-vendor-token-0a1b,anthropic:test-vendor-token-2c3d\n"),
+    ("mcp-server", "session-bearer", "test.session-bearer.4e5f\n"),
+    ("gate", "upstream-api-key", "test-upstream-api-key-6a7b\n"),
+    (
+        "gate",
+        "keys.json",
+        "{\"default_budget_tokens\": 1000, \"users\": [], \"keys\": [{\"key\": \"test-relay-key-8c9d\", \"key_id\": \"k1\", \"user_omni\": \"0x01\", \"device_id\": \"d1\"}]}\n",
+    ),
+    ("gate", "admin-token", "test-gate-admin-token-0e1f\n"),
+    ("worker-channel-weixin", "telegram-bot-token", "123456:test-telegram-bot-token-2a3b\n"),
+    ("worker-channel-weixin", "operator-omni", "0x4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c\n"),
+    ("worker-channel-weixin", "admin-token", "test-gateway-admin-token-5d6e\n"),
+];
+
+/// The secret parts of [`INPUTS`] (what must never appear in a log, report or error).
+pub const INPUT_SECRETS: [&str; 8] = [
+    "test-vendor-token-0a1b",
+    "test-vendor-token-2c3d",
+    "test.session-bearer.4e5f",
+    "test-upstream-api-key-6a7b",
+    "test-relay-key-8c9d",
+    "test-gate-admin-token-0e1f",
+    "test-telegram-bot-token-2a3b",
+    "test-gateway-admin-token-5d6e",
+];
+
+/// Write every input of [`INPUTS`] under `root` (root's, mode 0600, directories 0700), as an
+/// operator would.
+pub fn write_inputs(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for (dir, file, content) in INPUTS {
+        let d = root.join("etc/agentkeys").join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(d.join(file), content).unwrap();
+        std::fs::set_permissions(d.join(file), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
 /// Write an executable (mode 0755) that a test may run at once. The bytes are written by a child
 /// process, so no writable descriptor of the file ever exists in this multi-threaded test process:
 /// another test thread's fork would inherit it until its exec, and running the file meanwhile

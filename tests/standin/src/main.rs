@@ -21,12 +21,15 @@ mod contracts;
 
 /// Every service binary name this fixture stands in for (the catalog's; `tests/host_converge.rs`
 /// checks the two agree).
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 13] = [
     "agentkeys-broker-server",
     "agentkeys-bundler",
+    "agentkeys-gate",
+    "agentkeys-mcp-server",
     "agentkeys-mock-server",
     "agentkeys-worker-audit",
     "agentkeys-worker-channel",
+    "agentkeys-worker-channel-weixin",
     "agentkeys-worker-classify",
     "agentkeys-worker-config",
     "agentkeys-worker-creds",
@@ -65,7 +68,8 @@ fn random_hex() -> String {
 /// each name (mode 0755), so a test host's setup needs no list of its own.
 /// The binaries of optional services: `install` leaves them out unless `--all` is given, as a
 /// release may (the catalog's `optional`).
-const OPTIONAL: [&str; 1] = ["agentkeys-worker-channel"];
+const OPTIONAL: [&str; 4] =
+    ["agentkeys-worker-channel", "agentkeys-mcp-server", "agentkeys-gate", "agentkeys-worker-channel-weixin"];
 
 fn fixture_command(args: &[String]) -> ! {
     use std::os::unix::fs::PermissionsExt;
