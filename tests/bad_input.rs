@@ -26,6 +26,13 @@ struct Case {
     broker_unit: Option<String>,
     /// A release manifest, passed with `--release` (a bundle directory outside the root).
     manifest: Option<String>,
+    /// Binaries the release in service ships (optional services), by name.
+    ships: Option<Vec<String>>,
+    /// Operator input files: path → content, written with `input_mode` (default 0600).
+    inputs: Option<std::collections::BTreeMap<String, String>>,
+    input_mode: Option<u32>,
+    /// Fragments that must not appear in any output (an input's value).
+    absent: Option<Vec<String>>,
 }
 
 #[test]
@@ -59,6 +66,19 @@ fn every_bad_input_is_refused_with_a_precise_message_and_nothing_written() {
             std::fs::create_dir_all(r.join("etc/systemd/system")).unwrap();
             std::fs::write(r.join("etc/systemd/system/agentkeys-broker.service"), unit).unwrap();
         }
+        for name in case.ships.iter().flatten() {
+            let bin = r.join("opt/agentkeys/current/bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::write(bin.join(name), "stand-in binary\n").unwrap();
+        }
+        for (path, content) in case.inputs.iter().flatten() {
+            use std::os::unix::fs::PermissionsExt;
+            let p = r.join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, content).unwrap();
+            let mode = case.input_mode.unwrap_or(0o600);
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
         let bundle = tempfile::tempdir().unwrap();
         if let Some(manifest) = &case.manifest {
             std::fs::create_dir_all(bundle.path().join("bin")).unwrap();
@@ -75,6 +95,9 @@ fn every_bad_input_is_refused_with_a_precise_message_and_nothing_written() {
                 assert!(run.stderr.contains(fragment.as_str()), "{name}: stderr lacks {fragment:?}: {}", run.stderr);
             }
             assert!(run.stdout.is_empty(), "{name}: {}", run.stdout);
+            for secret in case.absent.iter().flatten() {
+                assert!(!run.stderr.contains(secret.as_str()), "{name}: the input's value is in the error");
+            }
             assert_same(&before, &snapshot(r), &name);
         }
     }

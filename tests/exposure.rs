@@ -109,6 +109,15 @@ fn exposure_after_a_full_converge() {
     let c = Container::boot_in_netns(&format!("{config}\n{ACME}"), moto.netns.as_deref().unwrap());
     let dir = tempfile::tempdir().unwrap();
     start_pebble(&c, dir.path(), 80);
+    // The release ships the optional services too, and the operator inputs of the three that take
+    // some are in place: every managed service runs.
+    let out = Command::new(common::container::standin())
+        .args(["install", "--all"])
+        .arg(c.path("/usr/local/bin"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    common::write_inputs(&c.path("/"));
     let aws: Vec<String> = moto.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
     let with_aws = |args: &[&str]| {
         let mut all: Vec<&str> = vec!["env"];
@@ -145,7 +154,8 @@ fn exposure_after_a_full_converge() {
     assert_eq!(c.exec(&["systemctl", "daemon-reload"]).code, 0);
     let before = exposure(&c, "oldscript-broker.service");
     eprintln!("exposure: {before:.1} the old script's broker unit (before hardening)");
-    let mut units: Vec<String> = common::units().iter().map(|u| format!("{u}.service")).collect();
+    let mut units: Vec<String> =
+        hostd::decide::catalog::SERVICES.iter().map(|s| format!("{}.service", s.unit)).collect();
     units.push("agentkeys-hostd.service".into());
     let mut worst: f64 = 0.0;
     for u in &units {
@@ -153,10 +163,15 @@ fn exposure_after_a_full_converge() {
         eprintln!("exposure: {score:.1} {u}");
         worst = worst.max(score);
         assert!(score <= 3.0, "{u}: exposure {score} > 3.0");
+        // The services with operator inputs are hardened like the workers.
+        let with_inputs = hostd::decide::catalog::SERVICES
+            .iter()
+            .any(|s| !s.inputs.is_empty() && u == &format!("{}.service", s.unit));
+        assert!(!with_inputs || score <= 1.2, "{u}: exposure {score} > 1.2");
     }
     assert!(before > worst, "the check can tell: the unhardened unit scores {before}");
     // The hardened services still pass their health checks (the converge above gated on them).
-    assert_eq!(run.json()["healthy"], 10, "{}", run.stdout);
+    assert_eq!(run.json()["healthy"], hostd::decide::catalog::SERVICES.len(), "{}", run.stdout);
 
     // 2. Listeners: only nginx (80/443), sshd (22) and the IP-filtered backend on non-loopback (the
     // signer binds loopback itself).
@@ -216,6 +231,12 @@ fn exposure_after_a_full_converge() {
         ("/etc/agentkeys", 0o750),
         ("/etc/agentkeys/dev-key-service.env", 0o600),
         ("/etc/agentkeys/worker-creds.env", 0o600),
+        ("/etc/agentkeys/gate", 0o700),
+        ("/etc/agentkeys/mcp-server.env", 0o600),
+        ("/etc/agentkeys/gate.env", 0o600),
+        ("/etc/agentkeys/worker-channel-weixin.env", 0o600),
+        ("/var/lib/agentkeys/gate", 0o700),
+        ("/var/lib/agentkeys/gate/keys.json", 0o600),
         ("/var/lib/agentkeys/.agentkeys/broker", 0o700),
         ("/var/lib/agentkeys-hostd/acme", 0o700),
         ("/var/lib/agentkeys-hostd/acme/account.json", 0o600),
@@ -242,6 +263,8 @@ fn exposure_after_a_full_converge() {
             serde_json::from_slice(&c.read(&format!("/var/lib/agentkeys/.agentkeys/broker/{keypair}"))).unwrap();
         secrets.push(k["private_key"].as_str().unwrap().to_owned());
     }
+    // The operator inputs' values.
+    secrets.extend(common::INPUT_SECRETS.iter().map(|s| (*s).to_owned()));
     // The escrow's own encoding of each value (base64 in its payload) must not leak either.
     use base64::Engine as _;
     let encoded: Vec<String> =
