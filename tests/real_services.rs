@@ -183,3 +183,60 @@ fn real_services_replace_a_dead_host_from_the_escrow() {
     assert!(before.0.contains("\"address\":\"0x"), "{}", before.0);
     assert_eq!(after, before, "the same wallet address and the same JWKS");
 }
+
+/// The MCP server, the gate and the channel gateway (issue #23) as upstream builds them, under
+/// hostd with their operator inputs: each starts from its unit, passes its health gate and stays up
+/// (0 restarts); the other services keep the stand-in unless `DIR` holds them too. The gateway's
+/// Telegram transport dials out only, and the container has no network beyond its loopback.
+#[test]
+#[ignore = "needs AGENTKEYS_REAL_BIN_DIR (upstream binaries); not in CI"]
+fn real_mcp_server_gate_and_gateway_start_under_hostd() {
+    use hostd::decide::catalog::{GATE, GATEWAY, MCP_SERVER};
+    let dir = real_bin_dir();
+    let c = Container::boot(common::BASE_CONFIG);
+    let out = std::process::Command::new(common::container::standin())
+        .args(["install", "--all"])
+        .arg(c.path("/usr/local/bin"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let real = install_real(&c, &dir);
+    for binary in ["agentkeys-mcp-server", "agentkeys-gate", "agentkeys-worker-channel-weixin"] {
+        assert!(real.contains(&binary), "{binary} is not in AGENTKEYS_REAL_BIN_DIR");
+    }
+    println!("real binaries: {}", real.join(", "));
+    common::write_inputs(&c.path("/"));
+
+    let t = Instant::now();
+    let run = c.reconcile(&DECLARE);
+    println!("reconcile: exit {} in {:.1} s\n{}", run.code, t.elapsed().as_secs_f64(), run.stdout);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let s = run.json();
+    assert_eq!(s["healthy"], hostd::decide::catalog::SERVICES.len(), "{}", run.stdout);
+    std::thread::sleep(Duration::from_secs(5));
+    let units: Vec<String> = [MCP_SERVER, GATE, GATEWAY].iter().map(|u| format!("{u}.service")).collect();
+    let state = show(&c, &units, "Id,ActiveState,NRestarts,MainPID");
+    println!("5 s later:\n{state}");
+    assert_eq!(state.matches("ActiveState=active").count(), 3, "{state}");
+    assert_eq!(state.matches("NRestarts=0").count(), 3, "{state}");
+    // What each real binary answers on its loopback port, as the health gate saw it.
+    for (unit, port) in [(MCP_SERVER, 8088), (GATE, 8077), (GATEWAY, 9100)] {
+        let get = format!("exec 3<>/dev/tcp/127.0.0.1/{port}; printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
+        let answer = c.exec(&["bash", "-c", &get]).stdout;
+        println!("{unit} /healthz: {}", answer.lines().last().unwrap_or_default());
+        assert!(answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"), "{unit}: {answer}");
+    }
+    let journal =
+        c.exec(&["journalctl", "-q", "-o", "cat", "-u", "agentkeys-gate", "-u", "agentkeys-mcp-server"]).stdout;
+    println!("journal (gate, MCP server, first lines):\n{}", journal.lines().take(6).collect::<Vec<_>>().join("\n"));
+    let all = c.exec(&["journalctl", "-b", "--no-pager"]).stdout;
+    for secret in common::INPUT_SECRETS {
+        assert!(!all.contains(secret), "an input value appears in the journal");
+    }
+    let t = Instant::now();
+    let stop = c.exec(&["systemctl", "stop", &format!("{GATEWAY}.service")]);
+    let result = show(&c, &[format!("{GATEWAY}.service")], "Result");
+    println!("systemctl stop {GATEWAY}: {:.1} s, {}", t.elapsed().as_secs_f64(), result.trim());
+    assert_eq!(stop.code, 0, "{}", stop.stderr);
+    assert_eq!(result.trim(), "Result=success", "the gateway drains on SIGTERM and exits 0");
+}

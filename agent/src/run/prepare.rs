@@ -144,6 +144,9 @@ pub(crate) async fn observe_runtime(
     Ok(rt)
 }
 
+/// Each catalog service with its presence on this host.
+pub(crate) type Presences = Vec<(&'static catalog::Service, Presence)>;
+
 /// Each service's presence on this host, and how the inputs of those that run reach them: a
 /// required service is always on; an optional one when its binary is in `bin_dir` (the release
 /// being converged to), it is not switched off and every required input exists.
@@ -152,7 +155,7 @@ pub(crate) fn presence(
     bin_dir: &str,
     switched_off: &[String],
     input_files: &InputFiles,
-) -> anyhow::Result<(Vec<(&'static catalog::Service, Presence)>, BTreeMap<&'static str, Handover>)> {
+) -> anyhow::Result<(Presences, BTreeMap<&'static str, Handover>)> {
     let mut out = Vec::new();
     let mut handovers = BTreeMap::new();
     for svc in catalog::SERVICES {
@@ -177,7 +180,7 @@ pub(crate) fn presence(
 /// Each service's presence on a deployed host, for the commands that run without a full resolve
 /// (status, doctor, the daemon's metrics): the configured binary directory, switches and input
 /// names, else defaults.
-pub(crate) fn presence_on(root: &Root) -> Vec<(&'static catalog::Service, Presence)> {
+pub(crate) fn presence_on(root: &Root) -> Presences {
     let config = observe::config_files(root).ok().and_then(|f| config::load(&f).ok()).unwrap_or_default();
     let bin_dir = config.bin_dir.as_ref().map_or_else(|| paths::BIN_DIR.to_owned(), |b| b.value.clone());
     let off = settings::resolve_switched_off(&config).unwrap_or_default();
