@@ -111,12 +111,7 @@ fn exposure_after_a_full_converge() {
     start_pebble(&c, dir.path(), 80);
     // The release ships the optional services too, and the operator inputs of the three that take
     // some are in place: every managed service runs.
-    let out = Command::new(common::container::standin())
-        .args(["install", "--all"])
-        .arg(c.path("/usr/local/bin"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    c.ship_all_binaries();
     common::write_inputs(&c.path("/"));
     let aws: Vec<String> = moto.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
     let with_aws = |args: &[&str]| {

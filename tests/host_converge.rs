@@ -351,12 +351,7 @@ fn no_secret_value_reaches_the_journal_the_report_or_status() {
 #[test]
 fn the_channel_worker_runs_when_the_release_ships_it() {
     let c = Container::boot(BASE_CONFIG);
-    let out = std::process::Command::new(common::container::standin())
-        .args(["install", "--all"])
-        .arg(c.path("/usr/local/bin"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    c.ship_all_binaries();
     let run = c.reconcile(&DECLARE);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     // Every service but those waiting for operator inputs (none given here; tests/optional_services.rs).

@@ -43,12 +43,7 @@ fn the_three_services_converge_wait_and_switch_off_with_their_inputs() {
     let c = Container::boot(&format!("{BASE_CONFIG}\n{ACME}"));
     let dir = tempfile::tempdir().unwrap();
     start_pebble(&c, dir.path(), 80);
-    let out = std::process::Command::new(common::container::standin())
-        .args(["install", "--all"])
-        .arg(c.path("/usr/local/bin"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    c.ship_all_binaries();
     common::write_inputs(&c.path("/"));
     let mut outputs: Vec<(String, String)> = Vec::new();
 

@@ -194,12 +194,7 @@ fn real_mcp_server_gate_and_gateway_start_under_hostd() {
     use hostd::decide::catalog::{GATE, GATEWAY, MCP_SERVER};
     let dir = real_bin_dir();
     let c = Container::boot(common::BASE_CONFIG);
-    let out = std::process::Command::new(common::container::standin())
-        .args(["install", "--all"])
-        .arg(c.path("/usr/local/bin"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    c.ship_all_binaries();
     let real = install_real(&c, &dir);
     for binary in ["agentkeys-mcp-server", "agentkeys-gate", "agentkeys-worker-channel-weixin"] {
         assert!(real.contains(&binary), "{binary} is not in AGENTKEYS_REAL_BIN_DIR");

@@ -223,6 +223,13 @@ impl Container {
             .collect()
     }
 
+    /// Ship the optional services' stand-ins too (`agentkeys-standin install --all`), as a
+    /// release that carries every binary of the catalog.
+    pub fn ship_all_binaries(&self) {
+        let out = Command::new(standin()).args(["install", "--all"]).arg(self.path("/usr/local/bin")).output().unwrap();
+        assert!(out.status.success(), "agentkeys-standin install --all: {out:?}");
+    }
+
     /// unit → MainPID of every managed unit.
     pub fn main_pids(&self) -> std::collections::BTreeMap<String, String> {
         self.main_pids_of(&super::units())

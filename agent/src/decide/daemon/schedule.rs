@@ -98,7 +98,15 @@ pub(crate) fn is_config_path(rel: &Path) -> bool {
         "" => name == "hostd.toml",
         "hostd.d" => name.ends_with(".toml") && !name.starts_with('.'),
         "templates" => name.ends_with(".tera"),
-        _ => false,
+        // An operator input of a service that takes some (an editor's swap or backup file is not).
+        dir => {
+            crate::decide::catalog::SERVICES
+                .iter()
+                .any(|s| !s.inputs.is_empty() && crate::decide::catalog::input_dir(s).ends_with(&format!("/{dir}")))
+                && !name.starts_with('.')
+                && !name.ends_with('~')
+                && !name.ends_with(".swp")
+        }
     }
 }
 
@@ -209,8 +217,15 @@ mod tests {
     }
 
     #[test]
-    fn only_config_and_templates_are_watched() {
-        for yes in ["hostd.toml", "hostd.d/10-acme.toml", "templates/nginx-vhost.conf.tera"] {
+    fn only_config_templates_and_operator_inputs_are_watched() {
+        for yes in [
+            "hostd.toml",
+            "hostd.d/10-acme.toml",
+            "templates/nginx-vhost.conf.tera",
+            "gate/upstream-api-key",
+            "mcp-server/vendor-tokens",
+            "worker-channel-weixin/contacts.json",
+        ] {
             assert!(is_config_path(Path::new(yes)), "{yes}");
         }
         for no in [
@@ -220,6 +235,10 @@ mod tests {
             "templates/notes.txt",
             "hostd.d/sub/x.toml",
             "hostd.d/.#10-acme.toml",
+            "gate/.upstream-api-key.swp",
+            "gate/keys.json~",
+            "broker/key",
+            "gate.env",
             "",
         ] {
             assert!(!is_config_path(Path::new(no)), "{no}");

@@ -133,6 +133,20 @@ fn shared_secret(svc: &Service) -> Option<(&'static str, &'static str)> {
     })
 }
 
+/// A secret only the service user reads (0600), whose change triggers `triggers`.
+fn service_secret(path: String, content: String, triggers: Vec<Trigger>) -> FileSpec {
+    FileSpec {
+        path,
+        content,
+        mode: 0o600,
+        owner: paths::SERVICE_USER,
+        group: paths::SERVICE_USER,
+        kind: FileKind::Secret,
+        triggers,
+        validate: None,
+    }
+}
+
 /// The state directory and first live copies of a running service's seeded inputs.
 fn render_inputs(svc: &Service, handover: Option<&crate::decide::inputs::Handover>, host: &mut DesiredHost) {
     let Some(h) = handover else { return };
@@ -141,16 +155,7 @@ fn render_inputs(svc: &Service, handover: Option<&crate::decide::inputs::Handove
         host.dirs.push(super::dir(&dir, 0o700, paths::SERVICE_USER, paths::SERVICE_USER));
     }
     for (path, content) in &h.seeds {
-        host.files.push(FileSpec {
-            path: path.clone(),
-            content: content.clone(),
-            mode: 0o600,
-            owner: paths::SERVICE_USER,
-            group: paths::SERVICE_USER,
-            kind: FileKind::Secret,
-            triggers: vec![Trigger::Restart(svc.unit.into())],
-            validate: None,
-        });
+        host.files.push(service_secret(path.clone(), content.clone(), vec![Trigger::Restart(svc.unit.into())]));
     }
 }
 
@@ -188,16 +193,11 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
         if let Some((key, file)) = shared_secret(svc) {
             env_files.push(file.to_owned());
             let value = facts.secrets.keks.get(key).cloned().unwrap_or_default();
-            host.files.push(FileSpec {
-                path: file.into(),
-                content: engine.render(ENV_FILE, &env_only(vec![Pair { key: key.into(), value }]))?,
-                mode: 0o600,
-                owner: paths::SERVICE_USER,
-                group: paths::SERVICE_USER,
-                kind: FileKind::Secret,
-                triggers: readers_of(file, s),
-                validate: None,
-            });
+            host.files.push(service_secret(
+                file.into(),
+                engine.render(ENV_FILE, &env_only(vec![Pair { key: key.into(), value }]))?,
+                readers_of(file, s),
+            ));
         }
         let handover = facts.inputs.get(svc.unit);
         let unit_env = match svc.env_target {
@@ -272,28 +272,18 @@ pub(super) fn render(engine: &Engine, s: &Settings, facts: &HostFacts, host: &mu
             .render(ENV_FILE, &env_only(vec![Pair { key: secrets::MASTER_SECRET_KEY.into(), value: fresh.clone() }]))?,
         (None, None) => anyhow::bail!("internal: no dev-key-service master secret resolved"),
     };
-    host.files.push(FileSpec {
-        path: paths::DEV_KEY_SERVICE_ENV.into(),
-        content: master,
-        mode: 0o600,
-        owner: paths::SERVICE_USER,
-        group: paths::SERVICE_USER,
-        kind: FileKind::Secret,
-        triggers: readers_of(paths::DEV_KEY_SERVICE_ENV, s),
-        validate: None,
-    });
+    host.files.push(service_secret(
+        paths::DEV_KEY_SERVICE_ENV.into(),
+        master,
+        readers_of(paths::DEV_KEY_SERVICE_ENV, s),
+    ));
     // Broker keypairs restored from the escrow (or minted and escrowed in this run).
     for (path, content) in &facts.secrets.keypairs {
-        host.files.push(FileSpec {
-            path: path.clone(),
-            content: content.clone(),
-            mode: 0o600,
-            owner: paths::SERVICE_USER,
-            group: paths::SERVICE_USER,
-            kind: FileKind::Secret,
-            triggers: vec![Trigger::Restart("agentkeys-broker".into())],
-            validate: None,
-        });
+        host.files.push(service_secret(
+            path.clone(),
+            content.clone(),
+            vec![Trigger::Restart("agentkeys-broker".into())],
+        ));
     }
     Ok(())
 }
