@@ -270,11 +270,15 @@ mod tests {
 
     #[test]
     fn an_optional_binary_may_ship_or_not() {
-        assert!(!required_binaries().contains(&"agentkeys-worker-channel"));
-        assert!(known_binaries().contains(&"agentkeys-worker-channel"));
-        let with = manifest(&format!("agentkeys-worker-channel = \"{}\"\n", "b".repeat(64)));
-        assert!(parse_manifest(&with).expect("valid").binaries.contains_key("agentkeys-worker-channel"));
-        assert!(!parse_manifest(&manifest("")).expect("valid").binaries.contains_key("agentkeys-worker-channel"));
+        let optional =
+            ["agentkeys-worker-channel", "agentkeys-mcp-server", "agentkeys-gate", "agentkeys-worker-channel-weixin"];
+        for b in optional {
+            assert!(!required_binaries().contains(&b), "{b}");
+            assert!(known_binaries().contains(&b), "{b}");
+            let with = manifest(&format!("{b} = \"{}\"\n", "b".repeat(64)));
+            assert!(parse_manifest(&with).expect("valid").binaries.contains_key(b), "{b}");
+            assert!(!parse_manifest(&manifest("")).expect("valid").binaries.contains_key(b), "{b}");
+        }
     }
 
     #[test]

@@ -147,17 +147,25 @@ pub(crate) async fn observe_runtime(
 /// Each catalog service with its presence on this host.
 pub(crate) type Presences = Vec<(&'static catalog::Service, Presence)>;
 
+/// Which services run on this host and how their operator inputs reach them.
+pub(crate) struct HostServices {
+    pub presence: Presences,
+    /// unit → handover, for each running service that takes inputs.
+    pub handovers: BTreeMap<&'static str, Handover>,
+    /// Unusable inputs of shipped, switched-on services (a run refuses to start: exit 2).
+    pub refused: Vec<InvalidInput>,
+}
+
 /// Each service's presence on this host, and how the inputs of those that run reach them: a
 /// required service is always on; an optional one when its binary is in `bin_dir` (the release
 /// being converged to), it is not switched off and every required input exists.
-pub(crate) fn presence(
+pub(crate) fn host_services(
     root: &Root,
     bin_dir: &str,
     switched_off: &[String],
     input_files: &InputFiles,
-) -> anyhow::Result<(Presences, BTreeMap<&'static str, Handover>)> {
-    let mut out = Vec::new();
-    let mut handovers = BTreeMap::new();
+) -> anyhow::Result<HostServices> {
+    let mut out = HostServices { presence: Vec::new(), handovers: BTreeMap::new(), refused: Vec::new() };
     for svc in catalog::SERVICES {
         let shipped = root.path(&format!("{bin_dir}/{}", svc.binary)).is_file();
         let off = switched_off.iter().any(|u| u == svc.unit);
@@ -169,12 +177,16 @@ pub(crate) fn presence(
             _ => None,
         };
         let p = inputs::presence(svc, shipped, off, handover.as_ref());
-        if let (Presence::On, Some(Ok(h))) = (&p, handover) {
-            handovers.insert(svc.unit, h);
+        match handover {
+            Some(Ok(h)) if p == Presence::On => {
+                out.handovers.insert(svc.unit, h);
+            }
+            Some(Err(e)) => out.refused.push(e),
+            _ => {}
         }
-        out.push((svc, p));
+        out.presence.push((svc, p));
     }
-    Ok((out, handovers))
+    Ok(out)
 }
 
 /// Each service's presence on a deployed host, for the commands that run without a full resolve
@@ -185,8 +197,8 @@ pub(crate) fn presence_on(root: &Root) -> Presences {
     let bin_dir = config.bin_dir.as_ref().map_or_else(|| paths::BIN_DIR.to_owned(), |b| b.value.clone());
     let off = settings::resolve_switched_off(&config).unwrap_or_default();
     let files = inputs::files(&config).unwrap_or_else(|_| inputs::files(&Config::default()).unwrap_or_default());
-    match presence(root, &bin_dir, &off, &files) {
-        Ok((p, _)) => p,
+    match host_services(root, &bin_dir, &off, &files) {
+        Ok(h) => h.presence,
         Err(e) => catalog::SERVICES
             .iter()
             .map(|s| (s, if s.optional { Presence::Invalid { error: format!("{e:#}") } } else { Presence::On }))
@@ -231,16 +243,12 @@ pub fn prepare(
     let identity = decide_identity(req, &inputs)?;
     let mut settings =
         settings::resolve(identity, &req.flags, &inputs.config, inputs.env.as_ref(), inputs.deployed.as_ref())?;
-    let (presence, handovers) = presence(root, &settings.bin_dir, &settings.switched_off, &settings.input_files)?;
-    for (svc, p) in &presence {
-        if let Presence::Invalid { .. } = p {
-            let files = &settings.input_files[svc.unit];
-            let observed = crate::host::inputs::observe(root, svc, files)?;
-            inputs::handover(svc, files, &observed, root.is_real_root())?;
-        }
+    let services = host_services(root, &settings.bin_dir, &settings.switched_off, &settings.input_files)?;
+    if let Some(refused) = services.refused.into_iter().next() {
+        return Err(refused.into());
     }
-    settings.enabled = presence.iter().filter(|(_, p)| *p == Presence::On).map(|(s, _)| s.unit).collect();
-    settings.presence = presence.into_iter().filter(|(s, _)| s.optional).map(|(s, p)| (s.unit, p)).collect();
+    settings.enabled = services.presence.iter().filter(|(_, p)| *p == Presence::On).map(|(s, _)| s.unit).collect();
+    settings.presence = services.presence.into_iter().filter(|(s, _)| s.optional).map(|(s, p)| (s.unit, p)).collect();
     settings.escrow = settings::escrow_on(&inputs.config, root.is_real_root());
     let keks: Vec<catalog::KekSpec> = catalog::keks()
         .map(|k| catalog::KekSpec { generate: k.generate && settings.is_enabled(k.unit), ..k })
@@ -253,7 +261,7 @@ pub fn prepare(
         login: observe::login_facts(root, platform.default_user.as_deref())?,
         platform,
         template_overrides: observe::template_overrides(root)?,
-        inputs: handovers,
+        inputs: services.handovers,
     };
     let desired = render::render(&settings, &facts)?;
     let mut observed = observe::observe(root, accounts, &desired)?;
