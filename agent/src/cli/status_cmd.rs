@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use clap::Args;
 
 use super::emit;
+use crate::decide::inputs::Presence;
 use crate::decide::times;
 use crate::host::fs::Root;
 
@@ -50,7 +51,8 @@ pub fn run(args: &StatusArgs, env: &super::Env) -> anyhow::Result<i32> {
     for (unit, s) in &status.services {
         writeln!(t, "  {unit:<36} {}/{} pid {} ({})", s.active_state, s.sub_state, s.main_pid, s.unit_file_state)?;
     }
-    for (unit, p) in &status.optional_services {
+    // An optional service the release does not ship is left out here (the JSON has it).
+    for (unit, p) in status.optional_services.iter().filter(|(_, p)| **p != Presence::NotShipped) {
         writeln!(t, "  {unit:<36} {}", p.describe(unit))?;
     }
     for (host, c) in &status.certificates {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::decide::identity;
+use crate::decide::inputs::Presence;
 use crate::host::clock::Clock;
 use crate::host::fs::Root;
 use crate::host::observe;
@@ -42,7 +43,7 @@ pub(crate) struct Status {
     /// nginx, systemd and the EC2 default user as detected on this host.
     pub(crate) platform: crate::decide::platform::Platform,
     /// unit → presence of each optional service (on, waiting for an input, off, not shipped).
-    pub(crate) optional_services: BTreeMap<String, crate::decide::inputs::Presence>,
+    pub(crate) optional_services: BTreeMap<String, Presence>,
 }
 
 #[derive(Debug, Serialize)]
@@ -65,12 +66,13 @@ pub(crate) fn gather(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Roo
     let presence = crate::run::prepare::presence_on(root);
     let optional_services =
         presence.iter().filter(|(s, _)| s.optional).map(|(s, p)| (s.unit.to_owned(), p.clone())).collect();
+    let on = || presence.iter().filter(|(_, p)| *p == Presence::On).map(|(s, _)| *s);
     let mut services = BTreeMap::new();
     let systemd = if root.is_real_root() {
         match rt.block_on(async {
             let sd = Systemd::connect().await?;
             let mut out = BTreeMap::new();
-            for svc in crate::run::prepare::services_on(root) {
+            for svc in on() {
                 let unit = format!("{}.service", svc.unit);
                 out.insert(unit.clone(), sd.unit_state(&unit).await?);
             }
@@ -88,7 +90,7 @@ pub(crate) fn gather(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Roo
     let certificates = deployed
         .as_ref()
         .map(|d| {
-            observe::tls_states(root, &d.identity, crate::run::prepare::services_on(root))
+            observe::tls_states(root, &d.identity, on())
                 .into_iter()
                 .map(|(host, s)| {
                     let (path, info) = match &s {
@@ -111,11 +113,7 @@ pub(crate) fn gather(rt: &tokio::runtime::Runtime, clock: &dyn Clock, root: &Roo
         .unwrap_or_default();
     let acme_ledger = crate::host::acme_store::AcmeStore::load(root)?.ledger;
     let renewals = match &deployed {
-        Some(d) => crate::host::tls::schedule(
-            root,
-            &observe::tls_states(root, &d.identity, crate::run::prepare::services_on(root)),
-            clock.now_unix(),
-        )?,
+        Some(d) => crate::host::tls::schedule(root, &observe::tls_states(root, &d.identity, on()), clock.now_unix())?,
         None => Vec::new(),
     };
     Ok(Status {
