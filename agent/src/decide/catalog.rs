@@ -738,4 +738,32 @@ mod tests {
             }
         }
     }
+
+    /// The inputs against the upstream contracts: a seed is a file the binary reads at start and
+    /// rewrites (JSON exactly where the contract parses JSON), a credential's variable names a
+    /// file too, only optional services take inputs, and names and files are unique per service.
+    #[test]
+    fn inputs_follow_the_contracts() {
+        use crate::decide::contracts::contract;
+        for svc in SERVICES.iter().filter(|s| !s.inputs.is_empty()) {
+            assert!(svc.optional, "{}: a service with operator inputs must be optional (it may wait)", svc.unit);
+            assert!(matches!(svc.env_target, EnvTarget::File(_)), "{}: its values need a 0600 env file", svc.unit);
+            let c = contract(svc.binary, &[]).expect("contract");
+            let names: BTreeSet<_> = svc.inputs.iter().map(|i| i.name).collect();
+            let files: BTreeSet<_> = svc.inputs.iter().map(|i| i.file).collect();
+            assert_eq!((names.len(), files.len()), (svc.inputs.len(), svc.inputs.len()), "{}", svc.unit);
+            for i in svc.inputs {
+                match i.delivery {
+                    Delivery::Seed(var) => {
+                        let f = c.files.iter().find(|f| f.name == var);
+                        let f = f.unwrap_or_else(|| panic!("{}: {var} is not a file the binary reads", svc.unit));
+                        assert_eq!(f.json, i.format == Format::JsonObject, "{}: {var}", svc.unit);
+                        assert_eq!(f.absent_ok, !i.required, "{}: {var} may be absent exactly when optional", svc.unit);
+                    }
+                    Delivery::Credential(var) => assert!(var.ends_with("_FILE"), "{}: {var}", svc.unit),
+                    Delivery::EnvValue(var) => assert!(!var.ends_with("_FILE"), "{}: {var}", svc.unit),
+                }
+            }
+        }
+    }
 }
