@@ -82,8 +82,7 @@ impl Container {
     /// built for that release's glibc) and hostd's binary left for its package to install.
     pub fn boot_release(release: &str, standin: &Path, config: &str) -> Container {
         let c = Self::boot_from(&rootfs_of(release), None);
-        let out = Command::new(standin).arg("install").arg(c.path("/usr/local/bin")).output().unwrap();
-        assert!(out.status.success(), "agentkeys-standin install: {out:?}");
+        c.install_standins(standin, false);
         c.write("/etc/agentkeys/hostd.toml", config);
         c
     }
@@ -93,8 +92,7 @@ impl Container {
         // AGENTKEYS_HOSTD_BIN: another build of hostd to install (the stress loop compares builds).
         let bin = std::env::var("AGENTKEYS_HOSTD_BIN").unwrap_or_else(|_| super::BIN.to_owned());
         c.install(&bin, "/usr/bin/agentkeys-hostd");
-        let out = Command::new(standin()).arg("install").arg(c.path("/usr/local/bin")).output().unwrap();
-        assert!(out.status.success(), "agentkeys-standin install: {out:?}");
+        c.install_standins(&standin(), false);
         c.write("/etc/agentkeys/hostd.toml", config);
         c
     }
@@ -226,8 +224,18 @@ impl Container {
     /// Ship the optional services' stand-ins too (`agentkeys-standin install --all`), as a
     /// release that carries every binary of the catalog.
     pub fn ship_all_binaries(&self) {
-        let out = Command::new(standin()).args(["install", "--all"]).arg(self.path("/usr/local/bin")).output().unwrap();
-        assert!(out.status.success(), "agentkeys-standin install --all: {out:?}");
+        self.install_standins(&standin(), true);
+    }
+
+    /// `standin install [--all] /usr/local/bin` inside: the required services' binaries, or all.
+    fn install_standins(&self, standin: &Path, all: bool) {
+        let mut cmd = Command::new(standin);
+        cmd.arg("install");
+        if all {
+            cmd.arg("--all");
+        }
+        let out = cmd.arg(self.path("/usr/local/bin")).output().unwrap();
+        assert!(out.status.success(), "{} install (all: {all}): {out:?}", standin.display());
     }
 
     /// unit → MainPID of every managed unit.

@@ -178,12 +178,10 @@ pub struct Settings {
     pub service_env: BTreeMap<String, BTreeMap<String, String>>,
     /// Optional services the configuration switches off (`services.<unit>.enabled = false`).
     pub switched_off: Vec<String>,
-    /// The units that run on this host: every required one, and the optional ones the run
-    /// enabled (`run::prepare` adds those whose binary ships in the release).
-    pub enabled: Vec<&'static str>,
     /// Where each operator input lives (`[services.<unit>.inputs]`, else the default names).
     pub input_files: crate::decide::inputs::InputFiles,
-    /// Each optional service's presence on this host (`run::prepare` decides it).
+    /// Each optional service's presence on this host (`run::prepare` decides it; until then none
+    /// runs). Every required service runs; an optional one only when it is `On` here.
     pub presence: BTreeMap<&'static str, crate::decide::inputs::Presence>,
     /// Overrides between sources and degraded states, reported to the operator.
     pub notes: Vec<String>,
@@ -295,11 +293,12 @@ pub(crate) fn resolve_switched_off(config: &Config) -> Result<Vec<String>, Inval
 impl Settings {
     /// The catalog's services that run on this host, in catalog order.
     pub fn services(&self) -> impl Iterator<Item = &'static crate::decide::catalog::Service> + '_ {
-        crate::decide::catalog::SERVICES.iter().filter(|s| self.enabled.contains(&s.unit))
+        crate::decide::catalog::SERVICES.iter().filter(|s| self.is_enabled(s.unit))
     }
 
     pub(crate) fn is_enabled(&self, unit: &str) -> bool {
-        self.enabled.contains(&unit)
+        crate::decide::catalog::service(unit)
+            .is_some_and(|s| !s.optional || self.presence.get(unit) == Some(&crate::decide::inputs::Presence::On))
     }
 }
 
@@ -560,7 +559,6 @@ pub(crate) fn resolve(
         escrow: escrow_on(config, true),
         service_env,
         switched_off,
-        enabled: crate::decide::catalog::SERVICES.iter().filter(|s| !s.optional).map(|s| s.unit).collect(),
         input_files,
         presence: BTreeMap::new(),
         acme,

@@ -247,7 +247,6 @@ pub fn prepare(
     if let Some(refused) = services.refused.into_iter().next() {
         return Err(refused.into());
     }
-    settings.enabled = services.presence.iter().filter(|(_, p)| *p == Presence::On).map(|(s, _)| s.unit).collect();
     settings.presence = services.presence.into_iter().filter(|(s, _)| s.optional).map(|(s, p)| (s.unit, p)).collect();
     settings.escrow = settings::escrow_on(&inputs.config, root.is_real_root());
     let keks: Vec<catalog::KekSpec> = catalog::keks()
